@@ -1,0 +1,97 @@
+"""Settings: one `tailor.toml` plus `TAILOR_...` environment overrides (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ConsentDefault = Literal["opt-in", "opt-out"]
+
+
+class PrivacySettings(BaseModel):
+    consent_default: dict[str, ConsentDefault] = Field(
+        default_factory=lambda: {
+            "personalization": "opt-in",
+            "analytics": "opt-in",
+            "advertising": "opt-in",
+        },
+        description=(
+            "How a subject with no consent record counts for each purpose: 'opt-in' excludes "
+            "them (the default, privacy first), 'opt-out' includes them."
+        ),
+    )
+
+
+class ImportSettings(BaseModel):
+    max_record_bytes: int = Field(
+        default=1_048_576, gt=0, description="Longest accepted line/record of an import file."
+    )
+    batch_rows: int = Field(default=500_000, gt=0, description="Rows written per batch.")
+
+
+class Settings(BaseSettings):
+    """tailor's configuration.
+
+    Read from ``tailor.toml`` in the working directory (or the file named by
+    ``TAILOR_CONFIG``), then overridden by environment variables such as
+    ``TAILOR_STORE=postgresql://...`` or ``TAILOR_PRIVACY__CONSENT_DEFAULT='{...}'``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TAILOR_", env_nested_delimiter="__")
+
+    store: str = Field(
+        default=".tailor/tailor.duckdb",
+        description="A DuckDB file path, or a postgresql:// URL for the production store.",
+    )
+    secret_key_file: Path = Field(
+        default=Path(".tailor/secret.key"),
+        description="File holding the pseudonymization key (TAILOR_SECRET_KEY overrides it).",
+    )
+    secret_key: str | None = Field(default=None, repr=False)
+    privacy: PrivacySettings = PrivacySettings()
+    imports: ImportSettings = ImportSettings()
+
+    @field_validator("store")
+    @classmethod
+    def _store_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("store must be a DuckDB path or a postgresql:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = Path(os.environ.get("TAILOR_CONFIG", "tailor.toml"))
+        if not path.is_file():
+            if "TAILOR_CONFIG" in os.environ:
+                raise FileNotFoundError(f"TAILOR_CONFIG names {path}, which does not exist")
+            return {}
+        try:
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,152 @@
+"""The store contract: small protocols per concern, one shared contract test for every backend.
+
+Engines read through :class:`EventReader` (always with a consent purpose), ingestion writes
+through :class:`EventWriter` and :class:`EntityWriter`, privacy goes through
+:class:`PrivacyStore`. A backend implements all of them (:class:`Store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import pyarrow as pa
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of rows just written, after each batch."""
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    rows: int
+    inserted: int
+    duplicates: int
+    erased_skipped: int
+
+    def __add__(self, other: AppendResult) -> AppendResult:
+        return AppendResult(
+            self.rows + other.rows,
+            self.inserted + other.inserted,
+            self.duplicates + other.duplicates,
+            self.erased_skipped + other.erased_skipped,
+        )
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    rows: int
+    upserted: int
+    erased_skipped: int
+
+
+@dataclass(frozen=True)
+class ErasureCounts:
+    events: int
+    users: int
+    devices: int
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    purpose: str
+    granted: bool
+    occurred_at: datetime
+    policy_version: str | None
+
+
+class EventWriter(Protocol):
+    def append_events(
+        self,
+        events: pa.Table,
+        *,
+        batch_rows: int = 500_000,
+        on_progress: ProgressCallback | None = None,
+    ) -> AppendResult:
+        """Append pseudonymized, validated events in one transaction.
+
+        Events whose ``event_id`` is already stored and rows of erased subjects are skipped;
+        duplicate (event_id, line) pairs inside ``events`` keep their first row.
+        """
+        ...
+
+
+class EventReader(Protocol):
+    def read_events(
+        self,
+        *,
+        purpose: str | None,
+        event_types: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table:
+        """Events in ``[start, end)`` ordered by time.
+
+        ``purpose`` keeps only subjects whose latest consent record for it is a grant (or who
+        have none, where the purpose defaults to opt-out). Events without a subject (ad
+        spend) always pass. ``purpose=None`` reads everything: only for privacy operations
+        such as export and erasure, never to feed an engine.
+        """
+        ...
+
+    def count_events(self) -> int: ...
+
+    def event_summary(self) -> pa.Table:
+        """Per event type: rows, events, subjects, first and last occurrence."""
+        ...
+
+
+class EntityWriter(Protocol):
+    def upsert_entities(self, kind: str, table: pa.Table) -> UpsertResult:
+        """Insert or update ``users``, ``items`` or ``devices`` by key, in one transaction.
+
+        Only the columns present in ``table`` are written; others keep their stored values.
+        For a key repeated inside ``table`` the last row wins.
+        """
+        ...
+
+
+class EntityReader(Protocol):
+    def read_entities(self, kind: str) -> pa.Table: ...
+
+    def count_entities(self, kind: str) -> int: ...
+
+
+class PrivacyStore(Protocol):
+    def consent_records(self, subject_id: str) -> list[ConsentRecord]: ...
+
+    def erase_subject(self, subject_id: str, *, erased_at: datetime) -> ErasureCounts:
+        """Delete every event and entity row of a subject and record a tombstone, atomically."""
+        ...
+
+    def is_erased(self, subject_id: str) -> bool: ...
+
+    def count_tombstones(self) -> int: ...
+
+    def purge_events(self, before: datetime) -> int:
+        """Delete events that occurred before ``before``; consent records are kept as proof."""
+        ...
+
+
+class MetaStore(Protocol):
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+@runtime_checkable
+class Store(
+    EventWriter, EventReader, EntityWriter, EntityReader, PrivacyStore, MetaStore, Protocol
+):
+    url: str
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group several writes into one atomic unit (nested calls join the outer one)."""
+        ...
+
+    def iter_subject_events(self, subject_id: str) -> Iterator[dict]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,75 @@
+"""The embedded default store: one DuckDB file, Arrow in and out without copies."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from tailor.errors import StoreError
+from tailor.events.columns import ColumnKind
+from tailor.store.sql import SqlStore
+
+_TYPES: dict[ColumnKind, str] = {
+    "string": "VARCHAR",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "json": "JSON",
+}
+
+
+class DuckDBStore(SqlStore):
+    """A DuckDB file (or ``:memory:``). One process writes at a time, as DuckDB requires."""
+
+    _events_primary_key = False
+
+    def __init__(self, path: str | Path, **kwargs: object) -> None:
+        super().__init__(str(path), **kwargs)  # type: ignore[arg-type]
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"cannot open DuckDB store {path}: {exc}. Another tailor process may hold it "
+                "open; stop it or point TAILOR_STORE elsewhere."
+            ) from exc
+        self._con.execute("SET TimeZone = 'UTC'").fetchall()
+        self._names = itertools.count()
+        self._create_schema()
+
+    def _sql_type(self, kind: ColumnKind) -> str:
+        return _TYPES[kind]
+
+    def _run(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        with self._lock:
+            return self._con.execute(sql, list(params)).fetchall()
+
+    def _insert_count(self, sql: str, params: Sequence[object] = ()) -> int:
+        rows = self._run(sql, params)
+        return int(rows[0][0]) if rows else 0
+
+    def _arrow(self, sql: str, params: Sequence[object], schema: pa.Schema) -> pa.Table:
+        with self._lock:
+            table = self._con.sql(sql, params=list(params) or None).to_arrow_table()
+        return table.rename_columns(schema.names).cast(schema)
+
+    @contextmanager
+    def _staged(self, table: pa.Table) -> Iterator[str]:
+        name = f"_stage_{next(self._names)}"
+        with self._lock:
+            self._con.register(name, table)
+            try:
+                yield name
+            finally:
+                self._con.unregister(name)
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()

@@ -1,0 +1,137 @@
+"""The production store: PostgreSQL through psycopg 3, bulk data through ``COPY`` both ways."""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from tailor.errors import StoreError
+from tailor.events.columns import ENTITIES, EVENT_COLUMNS, ColumnKind
+from tailor.store.sql import SqlStore
+
+try:
+    import psycopg
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise StoreError(
+        "PostgreSQL support needs the postgres extra: pip install 'tailor[postgres]'"
+    ) from exc
+
+_TYPES: dict[ColumnKind, str] = {
+    "string": "TEXT",
+    "float": "DOUBLE PRECISION",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMPTZ",
+    "json": "JSONB",
+}
+
+
+_JSON_COLUMNS = frozenset(
+    c.name
+    for c in (*EVENT_COLUMNS, *(c for spec in ENTITIES.values() for c in spec.columns))
+    if c.kind == "json"
+)
+
+
+def _arrow_to_pg(name: str, dtype: pa.DataType) -> str:
+    if name in _JSON_COLUMNS:
+        return "JSONB"
+    if pa.types.is_floating(dtype):
+        return "DOUBLE PRECISION"
+    if pa.types.is_integer(dtype):
+        return "BIGINT"
+    if pa.types.is_boolean(dtype):
+        return "BOOLEAN"
+    if pa.types.is_timestamp(dtype):
+        return "TIMESTAMPTZ"
+    return "TEXT"
+
+
+class PostgresStore(SqlStore):
+    """A PostgreSQL database given by a ``postgresql://`` URL."""
+
+    def __init__(self, url: str, **kwargs: object) -> None:
+        super().__init__(url, **kwargs)  # type: ignore[arg-type]
+        try:
+            self._con = psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise StoreError(
+                f"cannot connect to PostgreSQL: {str(exc).strip()}. Check the URL in "
+                "TAILOR_STORE and that the server is running."
+            ) from exc
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._names = itertools.count()
+        self._create_schema()
+
+    def _sql_type(self, kind: ColumnKind) -> str:
+        return _TYPES[kind]
+
+    def _create_indexes(self) -> None:
+        self._run("CREATE INDEX IF NOT EXISTS events_subject ON events (subject_id)")
+        self._run("CREATE INDEX IF NOT EXISTS events_time ON events (occurred_at)")
+        self._run("CREATE INDEX IF NOT EXISTS events_device ON events (device_id)")
+        self._run("CREATE INDEX IF NOT EXISTS devices_owner ON devices (owner_id)")
+
+    @staticmethod
+    def _pg(sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def _run(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        with self._lock, self._con.cursor() as cur:
+            cur.execute(self._pg(sql), list(params) or None)
+            return cur.fetchall() if cur.description else []
+
+    def _insert_count(self, sql: str, params: Sequence[object] = ()) -> int:
+        with self._lock, self._con.cursor() as cur:
+            cur.execute(self._pg(sql), list(params) or None)
+            return max(cur.rowcount, 0)
+
+    def _arrow(self, sql: str, params: Sequence[object], schema: pa.Schema) -> pa.Table:
+        buffer = io.BytesIO()
+        with self._lock, self._con.cursor() as cur, cur.copy(
+            f"COPY ({self._pg(sql)}) TO STDOUT (FORMAT csv)", list(params) or None
+        ) as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+        if buffer.tell() == 0:
+            return schema.empty_table()
+        buffer.seek(0)
+        return pa_csv.read_csv(
+            buffer,
+            read_options=pa_csv.ReadOptions(column_names=schema.names),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=schema,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["t", "true"],
+                false_values=["f", "false"],
+            ),
+        )
+
+    @contextmanager
+    def _staged(self, table: pa.Table) -> Iterator[str]:
+        name = f"_stage_{next(self._names)}"
+        columns = ", ".join(f"{f.name} {_arrow_to_pg(f.name, f.type)}" for f in table.schema)
+        csv = io.BytesIO()
+        if table.num_rows:
+            pa_csv.write_csv(
+                table, csv, pa_csv.WriteOptions(include_header=False, quoting_style="all_valid")
+            )
+        with self.transaction():
+            # Dropped at commit, and never created at all if the transaction rolls back.
+            self._run(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
+            with self._con.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy:
+                view = csv.getbuffer()
+                for start in range(0, len(view), 1 << 20):
+                    copy.write(view[start : start + (1 << 20)])
+                del view
+            yield name
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()

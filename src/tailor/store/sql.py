@@ -1,0 +1,371 @@
+"""The SQL both stores share; each backend supplies only types and its fast paths.
+
+SQL here uses ``?`` placeholders and syntax that DuckDB and PostgreSQL both accept
+(``DISTINCT ON``, ``ON CONFLICT``, ``FILTER``), so one query text serves both stores.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+import pyarrow as pa
+
+from tailor.events.columns import (
+    COLUMN_NAMES,
+    ENTITIES,
+    EVENT_COLUMNS,
+    EVENT_SCHEMA,
+    PURPOSES,
+    ColumnKind,
+)
+from tailor.events.table import conform_entities, conform_events
+from tailor.store.base import (
+    AppendResult,
+    ConsentRecord,
+    ErasureCounts,
+    ProgressCallback,
+    UpsertResult,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+_EVENT_COLS = ", ".join(COLUMN_NAMES)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ENTITIES:
+        raise ValueError(f"unknown entity {kind!r}; expected one of {', '.join(ENTITIES)}")
+
+
+def _check_purpose(purpose: str | None) -> None:
+    if purpose is not None and purpose not in PURPOSES:
+        raise ValueError(f"unknown purpose {purpose!r}; expected one of {', '.join(PURPOSES)}")
+
+
+class SqlStore:
+    """Shared implementation of :class:`tailor.store.base.Store`."""
+
+    url: str
+    opt_out_purposes: frozenset[str]
+    _events_primary_key: bool = True
+
+    def __init__(self, url: str, *, opt_out_purposes: Sequence[str] = ()) -> None:
+        self.url = url
+        self.opt_out_purposes = frozenset(opt_out_purposes)
+        self._lock = threading.RLock()
+        self._depth = 0
+
+    # --- backend hooks --------------------------------------------------------------------
+    def _sql_type(self, kind: ColumnKind) -> str:
+        raise NotImplementedError
+
+    def _run(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """Execute and fetch everything (DuckDB refuses new work while a result is open)."""
+        raise NotImplementedError
+
+    def _arrow(self, sql: str, params: Sequence[object], schema: pa.Schema) -> pa.Table:
+        raise NotImplementedError
+
+    @contextmanager
+    def _staged(self, table: pa.Table) -> Iterator[str]:
+        """Expose ``table`` to SQL under the yielded relation name for the block."""
+        raise NotImplementedError
+        yield ""  # pragma: no cover
+
+    def _begin(self) -> None:
+        self._run("BEGIN")
+
+    def _commit(self) -> None:
+        self._run("COMMIT")
+
+    def _rollback(self) -> None:
+        self._run("ROLLBACK")
+
+    # --- schema ---------------------------------------------------------------------------
+    def _create_schema(self) -> None:
+        cols = ", ".join(f"{c.name} {self._sql_type(c.kind)}" for c in EVENT_COLUMNS)
+        # DuckDB skips the key: its index slows bulk appends several-fold, and appends
+        # already remove duplicates with an anti-join under the store's single-writer lock.
+        key = ", PRIMARY KEY (event_id, line)" if self._events_primary_key else ""
+        statements = [f"CREATE TABLE IF NOT EXISTS events ({cols}{key})"]
+        for spec in ENTITIES.values():
+            ecols = ", ".join(f"{c.name} {self._sql_type(c.kind)}" for c in spec.columns)
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {spec.name} ({ecols}, PRIMARY KEY ({spec.key}))"
+            )
+        statements += [
+            "CREATE TABLE IF NOT EXISTS tombstones (subject_id "
+            + self._sql_type("string")
+            + " PRIMARY KEY, erased_at "
+            + self._sql_type("timestamp")
+            + ")",
+            "CREATE TABLE IF NOT EXISTS meta (key "
+            + self._sql_type("string")
+            + " PRIMARY KEY, value "
+            + self._sql_type("string")
+            + ")",
+        ]
+        with self.transaction():
+            for statement in statements:
+                self._run(statement)
+            self._create_indexes()
+            if self.get_meta("schema_version") is None:
+                self.set_meta("schema_version", SCHEMA_VERSION)
+
+    def _create_indexes(self) -> None:
+        """Backend-specific secondary indexes (none by default)."""
+
+    # --- transactions ---------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            outermost = self._depth == 0
+            if outermost:
+                self._begin()
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if outermost:
+                    self._rollback()
+                raise
+            self._depth -= 1
+            if outermost:
+                self._commit()
+
+    # --- meta -----------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._run("SELECT value FROM meta WHERE key = ?", [key])
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._run(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+
+    # --- events ---------------------------------------------------------------------------
+    def append_events(
+        self,
+        events: pa.Table,
+        *,
+        batch_rows: int = 500_000,
+        on_progress: ProgressCallback | None = None,
+    ) -> AppendResult:
+        events = conform_events(events)
+        total = AppendResult(0, 0, 0, 0)
+        with self.transaction():
+            has_tombstones = self.count_tombstones() > 0
+            for offset in range(0, max(events.num_rows, 1), batch_rows):
+                batch = events.slice(offset, batch_rows)
+                if batch.num_rows == 0:
+                    break
+                total = total + self._append_batch(batch, has_tombstones)
+                if on_progress is not None:
+                    on_progress(batch.num_rows)
+        return total
+
+    def _append_batch(self, batch: pa.Table, has_tombstones: bool) -> AppendResult:
+        with self._staged(batch) as stage:
+            erased = 0
+            erased_filter = ""
+            if has_tombstones:
+                erased = self._run(
+                    f"SELECT count(*) FROM {stage} s WHERE s.subject_id IN "
+                    "(SELECT subject_id FROM tombstones)"
+                )[0][0]
+                erased_filter = (
+                    "AND (s.subject_id IS NULL OR s.subject_id NOT IN "
+                    "(SELECT subject_id FROM tombstones))"
+                )
+            # Only stored ids that occur in the batch take part in the duplicate check, so the
+            # cost follows the batch, not the size of the whole log.
+            inserted = self._insert_count(
+                f"INSERT INTO events ({_EVENT_COLS}) "
+                f"SELECT DISTINCT ON (s.event_id, s.line) {_sel('s')} FROM {stage} s "
+                f"WHERE s.event_id NOT IN (SELECT e.event_id FROM events e "
+                f"WHERE e.event_id IN (SELECT event_id FROM {stage})) {erased_filter} "
+                "ORDER BY s.event_id, s.line"
+            )
+        return AppendResult(batch.num_rows, inserted, batch.num_rows - inserted - erased, erased)
+
+    def _insert_count(self, sql: str, params: Sequence[object] = ()) -> int:
+        raise NotImplementedError
+
+    def read_events(
+        self,
+        *,
+        purpose: str | None,
+        event_types: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table:
+        _check_purpose(purpose)
+        names = list(columns) if columns else list(COLUMN_NAMES)
+        unknown = [n for n in names if n not in COLUMN_NAMES]
+        if unknown:
+            raise ValueError(f"unknown event column(s): {', '.join(unknown)}")
+        where, params = [], []
+        if event_types:
+            where.append("e.event_type IN (" + ", ".join("?" * len(event_types)) + ")")
+            params += list(event_types)
+        if start is not None:
+            where.append("e.occurred_at >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("e.occurred_at < ?")
+            params.append(end)
+        sql = ""
+        if purpose is not None:
+            default = "TRUE" if purpose in self.opt_out_purposes else "FALSE"
+            sql = (
+                "WITH consent AS (SELECT DISTINCT ON (subject_id) subject_id, granted "
+                "FROM events WHERE event_type = 'consent' AND purpose = ? "
+                "ORDER BY subject_id, occurred_at DESC, received_at DESC, event_id DESC) "
+            )
+            params.insert(0, purpose)
+            where.append(
+                f"(e.subject_id IS NULL OR COALESCE(c.granted, {default}))"
+            )
+        sql += f"SELECT {', '.join('e.' + n for n in names)} FROM events e "
+        if purpose is not None:
+            sql += "LEFT JOIN consent c ON c.subject_id = e.subject_id "
+        if where:
+            sql += "WHERE " + " AND ".join(where) + " "
+        sql += "ORDER BY e.occurred_at, e.event_id, e.line"
+        schema = pa.schema([EVENT_SCHEMA.field(n) for n in names])
+        return self._arrow(sql, params, schema)
+
+    def count_events(self) -> int:
+        return int(self._run("SELECT count(*) FROM events")[0][0])
+
+    def event_summary(self) -> pa.Table:
+        schema = pa.schema(
+            [
+                ("event_type", pa.string()),
+                ("rows", pa.int64()),
+                ("events", pa.int64()),
+                ("subjects", pa.int64()),
+                ("first", EVENT_SCHEMA.field("occurred_at").type),
+                ("last", EVENT_SCHEMA.field("occurred_at").type),
+            ]
+        )
+        return self._arrow(
+            "SELECT event_type, count(*), count(DISTINCT event_id), count(DISTINCT subject_id),"
+            " min(occurred_at), max(occurred_at) FROM events GROUP BY event_type "
+            "ORDER BY count(*) DESC, event_type",
+            [],
+            schema,
+        )
+
+    def iter_subject_events(self, subject_id: str) -> Iterator[dict]:
+        table = self._arrow(
+            f"SELECT {_EVENT_COLS} FROM events WHERE subject_id = ? "
+            "ORDER BY occurred_at, event_id, line",
+            [subject_id],
+            EVENT_SCHEMA,
+        )
+        yield from table.to_pylist()
+
+    # --- entities -------------------------------------------------------------------------
+    def upsert_entities(self, kind: str, table: pa.Table) -> UpsertResult:
+        _check_kind(kind)
+        spec = ENTITIES[kind]
+        if spec.key not in table.column_names:
+            raise ValueError(f"{kind}: the key column {spec.key} is missing")
+        present = [n for n in spec.column_names if n in table.column_names]
+        staged = conform_entities(kind, table).select(present)
+        staged = staged.append_column("_ord", pa.array(range(staged.num_rows), pa.int64()))
+        guards = [f"s.{spec.key} IS NOT NULL"]
+        erased_filter = "FALSE"
+        for col, namespace in spec.pseudonymized.items():
+            if namespace == "subject" and col in present:
+                guards.append(
+                    f"(s.{col} IS NULL OR s.{col} NOT IN (SELECT subject_id FROM tombstones))"
+                )
+                erased_filter += f" OR s.{col} IN (SELECT subject_id FROM tombstones)"
+        cols = ", ".join(present)
+        updates = ", ".join(f"{n} = excluded.{n}" for n in present if n != spec.key)
+        conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        with self.transaction(), self._staged(staged) as stage:
+            erased = self._run(f"SELECT count(*) FROM {stage} s WHERE {erased_filter}")[0][0]
+            upserted = self._insert_count(
+                f"INSERT INTO {kind} ({cols}) SELECT DISTINCT ON (s.{spec.key}) "
+                f"{', '.join('s.' + n for n in present)} FROM {stage} s "
+                f"WHERE {' AND '.join(guards)} ORDER BY s.{spec.key}, s._ord DESC "
+                f"ON CONFLICT ({spec.key}) {conflict}"
+            )
+        return UpsertResult(table.num_rows, upserted, erased)
+
+    def read_entities(self, kind: str) -> pa.Table:
+        _check_kind(kind)
+        spec = ENTITIES[kind]
+        return self._arrow(
+            f"SELECT {', '.join(spec.column_names)} FROM {kind} ORDER BY {spec.key}",
+            [],
+            spec.schema,
+        )
+
+    def count_entities(self, kind: str) -> int:
+        _check_kind(kind)
+        return int(self._run(f"SELECT count(*) FROM {kind}")[0][0])
+
+    # --- privacy --------------------------------------------------------------------------
+    def consent_records(self, subject_id: str) -> list[ConsentRecord]:
+        rows = self._run(
+            "SELECT purpose, granted, occurred_at, policy_version FROM events "
+            "WHERE event_type = 'consent' AND subject_id = ? "
+            "ORDER BY occurred_at, received_at, event_id",
+            [subject_id],
+        )
+        return [ConsentRecord(p, bool(g), t, v) for p, g, t, v in rows]
+
+    def erase_subject(self, subject_id: str, *, erased_at: datetime) -> ErasureCounts:
+        with self.transaction():
+            devices = [
+                r[0] for r in self._run("SELECT device_id FROM devices WHERE owner_id = ?",
+                                        [subject_id])
+            ]
+            events = self._delete_count("DELETE FROM events WHERE subject_id = ?", [subject_id])
+            if devices:
+                marks = ", ".join("?" * len(devices))
+                events += self._delete_count(
+                    f"DELETE FROM events WHERE device_id IN ({marks})", devices
+                )
+            users = self._delete_count("DELETE FROM users WHERE user_id = ?", [subject_id])
+            removed_devices = self._delete_count(
+                "DELETE FROM devices WHERE owner_id = ?", [subject_id]
+            )
+            self._run(
+                "INSERT INTO tombstones (subject_id, erased_at) VALUES (?, ?) "
+                "ON CONFLICT (subject_id) DO NOTHING",
+                [subject_id, erased_at],
+            )
+        return ErasureCounts(events=events, users=users, devices=removed_devices)
+
+    def _delete_count(self, sql: str, params: Sequence[object]) -> int:
+        return self._insert_count(sql, params)
+
+    def is_erased(self, subject_id: str) -> bool:
+        return bool(self._run("SELECT 1 FROM tombstones WHERE subject_id = ?", [subject_id]))
+
+    def count_tombstones(self) -> int:
+        return int(self._run("SELECT count(*) FROM tombstones")[0][0])
+
+    def purge_events(self, before: datetime) -> int:
+        with self.transaction():
+            return self._delete_count(
+                "DELETE FROM events WHERE occurred_at < ? AND event_type <> 'consent'", [before]
+            )
+
+
+def _sel(alias: str) -> str:
+    return ", ".join(f"{alias}.{n}" for n in COLUMN_NAMES)
