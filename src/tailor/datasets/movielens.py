@@ -1,7 +1,8 @@
 """MovieLens 100K (GroupLens): 100,000 ratings of 1,682 movies by 943 users, 1997-1998.
 
-The files are read where they lie (``movielens-100k/`` below :func:`~tailor.datasets.base.data_dir`);
-their license forbids redistribution, so nothing of them is ever copied into the project.
+The files are read where they lie (``movielens-100k/`` below
+:func:`~tailor.datasets.base.data_dir`); their license forbids redistribution, so nothing of
+them is ever copied into the project.
 """
 
 from __future__ import annotations

@@ -88,6 +88,8 @@ SERVICE_CODES = frozenset(
 """Stock codes that are not products (postage, carriage, manual entries, discounts, fees)."""
 
 _EXCEL_EPOCH = datetime(1899, 12, 30)
+_NO_CUSTOMER = "no Customer ID (guest checkout, no subject)"
+_NEGATIVE_PRICE = "negative price (bad-debt adjustment, not a sale)"
 
 
 def workbook_path(path: str | Path | None = None) -> Path:
@@ -221,7 +223,8 @@ def load_online_retail(path: str | Path | None = None) -> Dataset:
     first_sheet: dict[str, str] = {}
     invoice_time: dict[str, datetime] = {}
     next_line: Counter[str] = Counter()
-    dropped = Counter[str]()
+    # the two reasons every user of this data asks about are reported even when zero
+    dropped = Counter[str]({_NO_CUSTOMER: 0, _NEGATIVE_PRICE: 0})
     split_times: set[str] = set()
     unknown_countries: Counter[str] = Counter()
     latest_item: dict[str, tuple[bool, datetime, str | None, float]] = {}
@@ -238,7 +241,7 @@ def load_online_retail(path: str | Path | None = None) -> Dataset:
             dropped["repeated in the second sheet (the sheets overlap)"] += 1
             continue
         if price < 0:
-            dropped["negative price (bad-debt adjustment, not a sale)"] += 1
+            dropped[_NEGATIVE_PRICE] += 1
             continue
         sale = not invoice.startswith("C") and price > 0
         candidate = (sale, when, raw["Description"][i], price)
@@ -247,7 +250,7 @@ def load_online_retail(path: str | Path | None = None) -> Dataset:
             latest_item[stock] = candidate
         customer = raw["Customer ID"][i]
         if customer is None:
-            dropped["no Customer ID (guest checkout, no subject)"] += 1
+            dropped[_NO_CUSTOMER] += 1
             continue
         if not quantity:
             dropped["zero or missing quantity"] += 1

@@ -52,6 +52,14 @@ class Pseudonymizer:
             )
         self._key = key
 
+    hex_chars = PSEUDONYM_HEX_CHARS
+
+    def pads(self) -> tuple[bytes, bytes]:
+        """HMAC's inner and outer padded keys (RFC 2104), for computing it in SQL."""
+        key = hashlib.sha256(self._key).digest() if len(self._key) > 64 else self._key
+        key = key.ljust(64, b"\0")
+        return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
     @property
     def fingerprint(self) -> str:
         """Identifies the key without revealing it (stored in the store's metadata)."""

@@ -7,7 +7,7 @@ through :class:`EventWriter` and :class:`EntityWriter`, privacy goes through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,15 +60,17 @@ class ConsentRecord:
 class EventWriter(Protocol):
     def append_events(
         self,
-        events: pa.Table,
+        events: pa.Table | Iterable[pa.Table],
         *,
         batch_rows: int = 500_000,
         on_progress: ProgressCallback | None = None,
+        unique: bool = False,
     ) -> AppendResult:
         """Append pseudonymized, validated events in one transaction.
 
         Events whose ``event_id`` is already stored and rows of erased subjects are skipped;
-        duplicate (event_id, line) pairs inside ``events`` keep their first row.
+        duplicate (event_id, line) pairs inside ``events`` keep one row, unless the caller
+        guarantees there are none (``unique=True``, as the importer does after its checks).
         """
         ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -154,25 +154,25 @@ class SqlStore:
     # --- events ---------------------------------------------------------------------------
     def append_events(
         self,
-        events: pa.Table,
+        events: pa.Table | Iterable[pa.Table],
         *,
         batch_rows: int = 500_000,
         on_progress: ProgressCallback | None = None,
+        unique: bool = False,
     ) -> AppendResult:
-        events = conform_events(events)
         total = AppendResult(0, 0, 0, 0)
         with self.transaction():
             has_tombstones = self.count_tombstones() > 0
-            for offset in range(0, max(events.num_rows, 1), batch_rows):
-                batch = events.slice(offset, batch_rows)
-                if batch.num_rows == 0:
-                    break
-                total = total + self._append_batch(batch, has_tombstones)
-                if on_progress is not None:
-                    on_progress(batch.num_rows)
+            for table in [events] if isinstance(events, pa.Table) else events:
+                table = conform_events(table)
+                for offset in range(0, table.num_rows, batch_rows):
+                    batch = table.slice(offset, batch_rows)
+                    total = total + self._append_batch(batch, has_tombstones, unique)
+                    if on_progress is not None:
+                        on_progress(batch.num_rows)
         return total
 
-    def _append_batch(self, batch: pa.Table, has_tombstones: bool) -> AppendResult:
+    def _append_batch(self, batch: pa.Table, has_tombstones: bool, unique: bool) -> AppendResult:
         with self._staged(batch) as stage:
             erased = 0
             erased_filter = ""
@@ -187,12 +187,12 @@ class SqlStore:
                 )
             # Only stored ids that occur in the batch take part in the duplicate check, so the
             # cost follows the batch, not the size of the whole log.
+            distinct = "" if unique else "DISTINCT ON (s.event_id, s.line) "
+            order = "" if unique else "ORDER BY s.event_id, s.line"
             inserted = self._insert_count(
-                f"INSERT INTO events ({_EVENT_COLS}) "
-                f"SELECT DISTINCT ON (s.event_id, s.line) {_sel('s')} FROM {stage} s "
+                f"INSERT INTO events ({_EVENT_COLS}) SELECT {distinct}{_sel('s')} FROM {stage} s "
                 f"WHERE s.event_id NOT IN (SELECT e.event_id FROM events e "
-                f"WHERE e.event_id IN (SELECT event_id FROM {stage})) {erased_filter} "
-                "ORDER BY s.event_id, s.line"
+                f"WHERE e.event_id IN (SELECT event_id FROM {stage})) {erased_filter} {order}"
             )
         return AppendResult(batch.num_rows, inserted, batch.num_rows - inserted - erased, erased)
 

@@ -1,0 +1,1 @@
+"""Small real data shipped with tailor for the demo (see ``CREDITS.md``)."""
