@@ -72,9 +72,7 @@ def test_events(retail: Dataset, check_events, check_entities) -> None:
     assert codes == {"BE", "CA", "CH", "ES", "FR", "IT", "LB", "NL", "PT", None}
 
 
-def test_rows_without_customer_and_overlap_are_dropped(
-    raw: pa.Table, retail: Dataset
-) -> None:
+def test_rows_without_customer_and_overlap_are_dropped(raw: pa.Table, retail: Dataset) -> None:
     guests = raw["Customer ID"].null_count
     assert guests == 601
     assert any(f"dropped {guests} rows: no Customer ID" in n for n in retail.notes)

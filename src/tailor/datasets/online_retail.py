@@ -223,7 +223,7 @@ def load_online_retail(path: str | Path | None = None) -> Dataset:
     first_sheet: dict[str, str] = {}
     invoice_time: dict[str, datetime] = {}
     next_line: Counter[str] = Counter()
-    # the two reasons every user of this data asks about are reported even when zero
+    # reported even when zero, so the notes always answer "were guests or bad debts dropped?"
     dropped = Counter[str]({_NO_CUSTOMER: 0, _NEGATIVE_PRICE: 0})
     split_times: set[str] = set()
     unknown_countries: Counter[str] = Counter()

@@ -206,30 +206,27 @@ class _Checked:
         ).to_arrow_table()
         original = self.source.table
         columns = [c for c in original.column_names if c != "_row"]
-        rows = reasons.column("_row").to_numpy() if reasons.num_rows else np.empty(0, np.int64)
-        picked = original.take(pa.array(rows - 1, pa.int64())) if rows.size else None
-        lines = self.source.lines_of(rows) if rows.size else rows
-        out: dict[str, list] = {
-            "line": list(map(int, lines)),
-            "reason": [self._name_rows(r) for r in reasons.column("reason").to_pylist()],
-        }
-        for name in columns:
-            values = picked.column(name).cast(pa.string()).to_pylist() if picked else []
-            out[name] = values
-        for number, reason, text in self.source.structural_rejects:
-            out["line"].append(number)
-            out["reason"].append(reason)
-            for name in columns:
-                out[name].append(None)
-            out.setdefault("raw", [None] * (len(out["line"]) - 1))
-        if "raw" in out:
-            out["raw"] += [None] * (len(out["line"]) - len(out["raw"]))
-            structural = {n: t for n, _, t in self.source.structural_rejects}
-            out["raw"] = [structural.get(n) if r is None else r
-                          for n, r in zip(out["line"], out["raw"], strict=True)]
-        table = pa.table({k: pa.array(v, pa.string() if k != "line" else pa.int64())
-                          for k, v in out.items()})
-        table = table.sort_by("line")
+        rows = np.asarray(reasons.column("_row").to_pylist(), dtype=np.int64)
+        records: list[dict[str, object]] = []
+        if rows.size:
+            picked = original.take(pa.array(rows - 1)).select(columns)
+            fields = picked.cast(pa.schema([(c, pa.string()) for c in columns])).to_pylist()
+            for line, reason, values in zip(
+                self.source.lines_of(rows), reasons.column("reason").to_pylist(), fields,
+                strict=True,
+            ):
+                records.append(
+                    {**values, "tailor_line": int(line), "tailor_reason": self._name_rows(reason)}
+                )
+        for line, reason, text in self.source.structural_rejects:
+            records.append({"tailor_line": line, "tailor_reason": reason, "tailor_raw": text or None})
+        # Prefixed names cannot collide with the file's own columns.
+        names = ["tailor_line", "tailor_reason", *columns]
+        if self.source.structural_rejects:
+            names.append("tailor_raw")
+        schema = pa.schema([(n, pa.int64() if n == "tailor_line" else pa.string()) for n in names])
+        records.sort(key=lambda r: r["tailor_line"])  # type: ignore[arg-type, return-value]
+        table = pa.Table.from_pylist(records, schema=schema)
         path.parent.mkdir(parents=True, exist_ok=True)
         pa_csv.write_csv(table, path)
 
@@ -420,7 +417,12 @@ def import_file(
     if mapping is not None:
         mapping.check_targets(tuple(c.name for c in targets), entity or "events")
     fmt = detect_format(path, file_format)
-    source = read_source(path, fmt, max_record_bytes=max_record_bytes)
+    timestamps = {c.name for c in targets if c.kind == "timestamp"}
+    if mapping is not None:
+        timestamps |= {mapping.columns[n] for n in timestamps if n in mapping.columns}
+    source = read_source(
+        path, fmt, max_record_bytes=max_record_bytes, text_columns=frozenset(timestamps)
+    )
     if progress:
         progress("read", source.table.num_rows, None)
     return _run_import(

@@ -67,7 +67,11 @@ def detect_format(path: Path, declared: str | None = None) -> FileFormat:
     return fmt
 
 
-def read_source(path: Path, fmt: FileFormat, *, max_record_bytes: int) -> SourceData:
+def read_source(
+    path: Path, fmt: FileFormat, *, max_record_bytes: int, text_columns: frozenset[str] = frozenset()
+) -> SourceData:
+    """Read a file; ``text_columns`` are kept as written (JSON readers would otherwise turn
+    timestamps into zone-less values and lose their offsets)."""
     if not path.is_file():
         raise ImportFormatError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -76,7 +80,7 @@ def read_source(path: Path, fmt: FileFormat, *, max_record_bytes: int) -> Source
         return _read_parquet(path)
     if fmt == "csv":
         return _read_csv(path, max_record_bytes)
-    return _read_jsonl(path, max_record_bytes)
+    return _read_jsonl(path, max_record_bytes, text_columns)
 
 
 def _with_rows(table: pa.Table) -> pa.Table:
@@ -238,12 +242,15 @@ def _read_csv_carefully(path: Path, header: list[str], max_bytes: int) -> Source
 
 # --- JSONL ----------------------------------------------------------------------------------
 
-def _read_jsonl(path: Path, max_bytes: int) -> SourceData:
+def _read_jsonl(path: Path, max_bytes: int, text_columns: frozenset[str]) -> SourceData:
+    schema = pa.schema([(name, pa.string()) for name in sorted(text_columns)])
     try:
         table = pa_json.read_json(
             path,
             read_options=pa_json.ReadOptions(block_size=max(max_bytes, 1 << 20)),
-            parse_options=pa_json.ParseOptions(unexpected_field_behavior="infer"),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="infer"
+            ),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeDecodeError):
         return _read_jsonl_carefully(path, max_bytes)

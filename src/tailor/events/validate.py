@@ -142,9 +142,10 @@ def convert_expr(
         if pa.types.is_floating(stype):
             expr = f"CASE WHEN {x} = floor({x}) THEN CAST({x} AS BIGINT) END"
         elif is_str:
+            text = f"trim(CAST({x} AS VARCHAR))"
             expr = (
-                f"CASE WHEN regexp_full_match(trim({x}), '[+-]?[0-9]+') "
-                f"THEN TRY_CAST(trim({x}) AS BIGINT) END"
+                f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+') "
+                f"THEN TRY_CAST({text} AS BIGINT) END"
             )
         else:
             expr = f"TRY_CAST({x} AS BIGINT)"
