@@ -91,11 +91,23 @@ def events_table(*events: dict, received_at: datetime = RECEIVED) -> pa.Table:
 
 
 def view(event_id: str, subject: str, item: str = "i1", at: str = "2024-05-01T10:00:00Z") -> dict:
-    return {"event_id": event_id, "event_type": "view", "subject_id": subject,
-            "occurred_at": at, "item_id": item}
+    return {
+        "event_id": event_id,
+        "event_type": "view",
+        "subject_id": subject,
+        "occurred_at": at,
+        "item_id": item,
+    }
 
 
-def consent(event_id: str, subject: str, granted: bool, at: str,
-            purpose: str = "personalization") -> dict:
-    return {"event_id": event_id, "event_type": "consent", "subject_id": subject,
-            "occurred_at": at, "purpose": purpose, "granted": granted}
+def consent(
+    event_id: str, subject: str, granted: bool, at: str, purpose: str = "personalization"
+) -> dict:
+    return {
+        "event_id": event_id,
+        "event_type": "consent",
+        "subject_id": subject,
+        "occurred_at": at,
+        "purpose": purpose,
+        "granted": granted,
+    }

@@ -67,8 +67,12 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None] 
     if not enabled:
         yield None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as bar:
         tasks: dict[str, int] = {}
 
@@ -82,8 +86,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None] 
 
 def _print_report(report: ImportReport) -> None:
     line = (
-        f"{report.source} → {report.target}: {report.rows_read:,} read, "
-        f"{report.written:,} written"
+        f"{report.source} → {report.target}: {report.rows_read:,} read, {report.written:,} written"
     )
     if report.duplicates:
         line += f", {report.duplicates:,} already stored"
@@ -105,8 +108,11 @@ QuarantineOpt = Annotated[
 ]
 MapOpt = Annotated[
     Path | None,
-    typer.Option("--map", help="TOML column mapping ([columns], [constants], [values], "
-                 "[options]); see README, 'Importing'."),
+    typer.Option(
+        "--map",
+        help="TOML column mapping ([columns], [constants], [values], "
+        "[options]); see README, 'Importing'.",
+    ),
 ]
 FormatOpt = Annotated[
     str | None, typer.Option("--format", help="csv, jsonl or parquet (default: from the suffix).")
@@ -115,8 +121,12 @@ ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Sho
 
 
 def _import(
-    file: Path, entity: str | None, mapping: Path | None, quarantine: Path | None,
-    file_format: str | None, progress: bool,
+    file: Path,
+    entity: str | None,
+    mapping: Path | None,
+    quarantine: Path | None,
+    file_format: str | None,
+    progress: bool,
 ) -> None:
     with _workspace() as ws:
         settings = ws.settings
@@ -124,10 +134,16 @@ def _import(
             loaded = load_mapping(mapping) if mapping else None
             with _progress(progress) as update:
                 report = import_file(
-                    ws.store, file, pseudonymizer=ws.pseudonymizer, entity=entity,
-                    mapping=loaded, quarantine=quarantine, file_format=file_format,  # type: ignore[arg-type]
+                    ws.store,
+                    file,
+                    pseudonymizer=ws.pseudonymizer,
+                    entity=entity,
+                    mapping=loaded,
+                    quarantine=quarantine,
+                    file_format=file_format,  # type: ignore[arg-type]
                     max_record_bytes=settings.imports.max_record_bytes,
-                    batch_rows=settings.imports.batch_rows, progress=update,
+                    batch_rows=settings.imports.batch_rows,
+                    progress=update,
                 )
         except ImportRejectedError as exc:
             err.print(f"[red]rejected:[/red] {exc}")
@@ -177,18 +193,38 @@ def import_dataset_into(ws: Workspace, name: str, progress: bool) -> list[Import
     reports = []
     with _progress(progress) as update, ws.store.transaction():
         for kind, table in dataset.entities().items():
-            reports.append(import_table(ws.store, table, pseudonymizer=ws.pseudonymizer,
-                                        entity=kind, label=f"{name}:{kind}", progress=update))
-        reports.append(import_table(ws.store, dataset.events, pseudonymizer=ws.pseudonymizer,
-                                    label=f"{name}:events", progress=update))
+            reports.append(
+                import_table(
+                    ws.store,
+                    table,
+                    pseudonymizer=ws.pseudonymizer,
+                    entity=kind,
+                    label=f"{name}:{kind}",
+                    progress=update,
+                )
+            )
+        reports.append(
+            import_table(
+                ws.store,
+                dataset.events,
+                pseudonymizer=ws.pseudonymizer,
+                label=f"{name}:events",
+                progress=update,
+            )
+        )
     return reports
 
 
 @import_app.command("dataset")
 def import_dataset(
-    name: Annotated[str, typer.Argument(help="movielens-100k, online-retail-ii, cdnow, "
-                                        "cdnow-sample, open-bandit-random, open-bandit-bts, "
-                                        "media-mix")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="movielens-100k, online-retail-ii, cdnow, "
+            "cdnow-sample, open-bandit-random, open-bandit-bts, "
+            "media-mix"
+        ),
+    ],
     progress: ProgressOpt = True,
 ) -> None:
     """Import a public dataset from ../shared/data (or $TAILOR_DATA) as events and entities."""
@@ -218,14 +254,22 @@ def print_status(ws: Workspace) -> None:
     summary = ws.store.event_summary()
     table = Table(title=f"events in {ws.settings.store}")
     for column in ("type", "rows", "events", "subjects", "first", "last"):
-        table.add_column(column, justify="right" if column in ("rows", "events",
-                                                               "subjects") else "left")
+        table.add_column(
+            column, justify="right" if column in ("rows", "events", "subjects") else "left"
+        )
     for row in summary.to_pylist():
-        table.add_row(row["event_type"], f"{row['rows']:,}", f"{row['events']:,}",
-                      f"{row['subjects']:,}", f"{row['first']:%Y-%m-%d}", f"{row['last']:%Y-%m-%d}")
+        table.add_row(
+            row["event_type"],
+            f"{row['rows']:,}",
+            f"{row['events']:,}",
+            f"{row['subjects']:,}",
+            f"{row['first']:%Y-%m-%d}",
+            f"{row['last']:%Y-%m-%d}",
+        )
     console.print(table)
-    entities = ", ".join(f"{k}: {ws.store.count_entities(k):,}"
-                         for k in ("users", "items", "devices"))
+    entities = ", ".join(
+        f"{k}: {ws.store.count_entities(k):,}" for k in ("users", "items", "devices")
+    )
     console.print(f"{entities}; erased subjects: {ws.store.count_tombstones():,}")
 
 
@@ -254,12 +298,16 @@ def consent(
     with _workspace() as ws:
         records = ws.store.consent_records(_subject(ws, subject, pseudonym))
         if not records:
-            console.print("no consent records: the configured defaults apply "
-                          f"({ws.settings.privacy.consent_default})")
+            console.print(
+                "no consent records: the configured defaults apply "
+                f"({ws.settings.privacy.consent_default})"
+            )
         for r in records:
             state = "granted" if r.granted else "revoked"
-            console.print(f"{r.occurred_at:%Y-%m-%d %H:%M} {r.purpose}: {state}"
-                          f" (policy {r.policy_version or '-'})")
+            console.print(
+                f"{r.occurred_at:%Y-%m-%d %H:%M} {r.purpose}: {state}"
+                f" (policy {r.policy_version or '-'})"
+            )
 
 
 @app.command("erase")
@@ -275,8 +323,10 @@ def erase_command(
     with _workspace() as ws:
         report = erase(ws.store, _subject(ws, subject, pseudonym))
         c = report.counts
-        console.print(f"erased: {c.events:,} event rows, {c.users} user rows, "
-                      f"{c.devices} devices; tombstone recorded")
+        console.print(
+            f"erased: {c.events:,} event rows, {c.users} user rows, "
+            f"{c.devices} devices; tombstone recorded"
+        )
         for name, state in report.hooks.items():
             console.print(f"  hook {name}: {state}")
         if not report.complete:
@@ -318,5 +368,3 @@ def demo(
 def main() -> None:
     logging.basicConfig(level=os.environ.get("TAILOR_LOG_LEVEL", "WARNING"))
     app()
-
-

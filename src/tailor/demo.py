@@ -26,18 +26,29 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
 
     out.mkdir(parents=True, exist_ok=True)
     demo = files("tailor.datasets.demo")
-    with open_workspace(settings, create=True) as ws, as_file(
-        demo / "online_retail_demo.csv"
-    ) as csv_path, as_file(demo / "online_retail_events.map.toml") as events_map, as_file(
-        demo / "online_retail_items.map.toml"
-    ) as items_map:
+    with (
+        open_workspace(settings, create=True) as ws,
+        as_file(demo / "online_retail_demo.csv") as csv_path,
+        as_file(demo / "online_retail_events.map.toml") as events_map,
+        as_file(demo / "online_retail_items.map.toml") as items_map,
+    ):
         console.rule("real data: Online Retail II (UCI, CC BY 4.0), a bundled subset")
-        items = import_file(ws.store, csv_path, pseudonymizer=ws.pseudonymizer, entity="items",
-                            mapping=load_mapping(items_map))
+        items = import_file(
+            ws.store,
+            csv_path,
+            pseudonymizer=ws.pseudonymizer,
+            entity="items",
+            mapping=load_mapping(items_map),
+        )
         console.print(f"items: {items.rows_read:,} rows → {items.written:,} upserted")
         quarantine = out / "online_retail_rejected.csv"
-        events = import_file(ws.store, csv_path, pseudonymizer=ws.pseudonymizer,
-                             mapping=load_mapping(events_map), quarantine=quarantine)
+        events = import_file(
+            ws.store,
+            csv_path,
+            pseudonymizer=ws.pseudonymizer,
+            mapping=load_mapping(events_map),
+            quarantine=quarantine,
+        )
         console.print(
             f"purchases: {events.rows_read:,} rows → {events.written:,} written, "
             f"{events.duplicates:,} already stored, {events.rejected:,} quarantined"
@@ -48,10 +59,13 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
         with ws.store.transaction():
             for kind, table in dataset.entities().items():
                 import_table(ws.store, table, pseudonymizer=ws.pseudonymizer, entity=kind)
-            sim = import_table(ws.store, dataset.events, pseudonymizer=ws.pseudonymizer,
-                               label="simulated shop")
-        console.print(f"simulated: {sim.rows_read:,} rows → {sim.written:,} written, "
-                      f"{sim.duplicates:,} already stored ({sim.rows_per_second:,.0f} rows/s)")
+            sim = import_table(
+                ws.store, dataset.events, pseudonymizer=ws.pseudonymizer, label="simulated shop"
+            )
+        console.print(
+            f"simulated: {sim.rows_read:,} rows → {sim.written:,} written, "
+            f"{sim.duplicates:,} already stored ({sim.rows_per_second:,.0f} rows/s)"
+        )
         console.rule("what the store holds")
         print_status(ws)
         everything = ws.store.read_events(purpose=None, columns=["subject_id"]).num_rows

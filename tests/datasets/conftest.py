@@ -14,7 +14,7 @@ import pytest
 
 from tailor.datasets.base import DataNotFoundError, Dataset
 from tailor.events.columns import COLUMNS_BY_NAME, COMMON_REQUIRED, ENTITIES, EVENT_TYPES
-from tailor.events.schema import from_flat_rows
+from tailor.events.schema import EARLIEST, from_flat_rows
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +104,8 @@ def check_entities() -> Callable[[Dataset], None]:
                     assert pc.max(pc.utf8_length(values)).as_py() <= column.max_length
                 if column.minimum is not None and values.null_count < len(values):
                     assert pc.min(values).as_py() >= column.minimum
+                if column.kind == "timestamp" and values.null_count < len(values):
+                    assert pc.min(values).as_py() >= EARLIEST, f"{kind}.{column.name} < 1970"
             assert table.column("updated_at").null_count == table.num_rows
             if "currency" in table.column_names:
                 for code in pc.unique(table.column("currency").drop_null()).to_pylist():

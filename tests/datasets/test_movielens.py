@@ -49,6 +49,10 @@ def test_entities(movielens: Dataset, check_entities) -> None:
     assert toy_story["created_at"] == datetime(1995, 1, 1, tzinfo=UTC)
     assert json.loads(toy_story["attributes"])["genres"] == ["Animation", "Children's", "Comedy"]
     assert items["ml-i267"]["created_at"] is None  # "unknown" has no release date
+    casablanca = items["ml-i483"]  # 01-Jan-1942: before tailor's earliest timestamp
+    assert casablanca["title"] == "Casablanca (1942)"
+    assert casablanca["created_at"] is None
+    assert json.loads(casablanca["attributes"])["release_date"] == "1942-01-01"
     assert set(pc.unique(movielens.events["item_id"]).to_pylist()) <= set(items)
     assert set(pc.unique(movielens.events["subject_id"]).to_pylist()) <= set(
         movielens.users["user_id"].to_pylist()

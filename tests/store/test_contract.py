@@ -15,8 +15,9 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def ids(table: pa.Table) -> list[tuple[str, int]]:
-    return sorted(zip(table.column("event_id").to_pylist(), table.column("line").to_pylist(),
-                      strict=True))
+    return sorted(
+        zip(table.column("event_id").to_pylist(), table.column("line").to_pylist(), strict=True)
+    )
 
 
 def test_append_is_idempotent_per_event_id(store):
@@ -37,13 +38,23 @@ def test_duplicates_inside_one_batch_are_stored_once(store):
 
 def test_multi_line_purchase_round_trips_every_type(store):
     purchase = {
-        "event_id": "p1", "event_type": "purchase", "subject_id": "a",
-        "occurred_at": "2024-05-01T10:00:00.123456Z", "currency": "EUR", "order_id": "o-1",
-        "context": {"country": "DE", "session_id": "s1", "device_type": "mobile",
-                    "channel": "email"},
+        "event_id": "p1",
+        "event_type": "purchase",
+        "subject_id": "a",
+        "occurred_at": "2024-05-01T10:00:00.123456Z",
+        "currency": "EUR",
+        "order_id": "o-1",
+        "context": {
+            "country": "DE",
+            "session_id": "s1",
+            "device_type": "mobile",
+            "channel": "email",
+        },
         "properties": {"coupon": 'SAVE "10", now\nplease', "n": [1, 2]},
-        "items": [{"item_id": "x", "quantity": 2, "price": 9.99},
-                  {"item_id": "y", "quantity": -1, "price": 0.0}],
+        "items": [
+            {"item_id": "x", "quantity": 2, "price": 9.99},
+            {"item_id": "y", "quantity": -1, "price": 0.0},
+        ],
     }
     consent_event = consent("c1", "a", True, "2024-04-01T00:00:00Z")
     store.append_events(events_table(purchase, consent_event))
@@ -62,14 +73,19 @@ def test_multi_line_purchase_round_trips_every_type(store):
 
 
 def test_read_filters_types_and_time_window(store):
-    store.append_events(events_table(
-        view("e1", "a", at="2024-01-01T00:00:00Z"),
-        view("e2", "a", at="2024-01-02T00:00:00Z"),
-        consent("c1", "a", True, "2023-12-31T00:00:00Z"),
-    ))
-    window = store.read_events(purpose=None, event_types=["view"],
-                               start=datetime(2024, 1, 2, tzinfo=UTC),
-                               end=datetime(2024, 1, 3, tzinfo=UTC))
+    store.append_events(
+        events_table(
+            view("e1", "a", at="2024-01-01T00:00:00Z"),
+            view("e2", "a", at="2024-01-02T00:00:00Z"),
+            consent("c1", "a", True, "2023-12-31T00:00:00Z"),
+        )
+    )
+    window = store.read_events(
+        purpose=None,
+        event_types=["view"],
+        start=datetime(2024, 1, 2, tzinfo=UTC),
+        end=datetime(2024, 1, 3, tzinfo=UTC),
+    )
     assert ids(window) == [("e2", 0)]
     with pytest.raises(ValueError, match="unknown event column"):
         store.read_events(purpose=None, columns=["nope"])
@@ -78,34 +94,51 @@ def test_read_filters_types_and_time_window(store):
 
 
 def test_consent_latest_record_wins_and_absent_subjects_are_excluded(store):
-    store.append_events(events_table(
-        consent("c1", "granted", True, "2024-01-01T00:00:00Z"),
-        consent("c2", "revoked", True, "2024-01-01T00:00:00Z"),
-        consent("c3", "revoked", False, "2024-02-01T00:00:00Z"),
-        # recorded later but about an earlier moment: the newer grant still wins
-        consent("c4", "regranted", True, "2024-03-01T00:00:00Z"),
-        consent("c5", "regranted", False, "2024-01-15T00:00:00Z"),
-        consent("c6", "analytics-only", True, "2024-01-01T00:00:00Z", purpose="analytics"),
-        view("v1", "granted"), view("v2", "revoked"), view("v3", "regranted"),
-        view("v4", "nobody"), view("v5", "analytics-only"),
-        {"event_id": "ad1", "event_type": "ad_spend", "occurred_at": "2024-05-01T00:00:00Z",
-         "channel": "search", "cost": 10.0, "currency": "EUR"},
-    ))
+    store.append_events(
+        events_table(
+            consent("c1", "granted", True, "2024-01-01T00:00:00Z"),
+            consent("c2", "revoked", True, "2024-01-01T00:00:00Z"),
+            consent("c3", "revoked", False, "2024-02-01T00:00:00Z"),
+            # recorded later but about an earlier moment: the newer grant still wins
+            consent("c4", "regranted", True, "2024-03-01T00:00:00Z"),
+            consent("c5", "regranted", False, "2024-01-15T00:00:00Z"),
+            consent("c6", "analytics-only", True, "2024-01-01T00:00:00Z", purpose="analytics"),
+            view("v1", "granted"),
+            view("v2", "revoked"),
+            view("v3", "regranted"),
+            view("v4", "nobody"),
+            view("v5", "analytics-only"),
+            {
+                "event_id": "ad1",
+                "event_type": "ad_spend",
+                "occurred_at": "2024-05-01T00:00:00Z",
+                "channel": "search",
+                "cost": 10.0,
+                "currency": "EUR",
+            },
+        )
+    )
     usable = store.read_events(purpose="personalization", event_types=["view", "ad_spend"])
     assert ids(usable) == [("ad1", 0), ("v1", 0), ("v3", 0)]
     analytics = store.read_events(purpose="analytics", event_types=["view"])
     assert ids(analytics) == [("v5", 0)]
     records = store.consent_records("revoked")
     assert [(r.purpose, r.granted) for r in records] == [
-        ("personalization", True), ("personalization", False)]
+        ("personalization", True),
+        ("personalization", False),
+    ]
 
 
 def test_opt_out_purpose_includes_subjects_without_records(store_url):
     s = open_store(store_url, opt_out_purposes=["analytics"])
     try:
-        s.append_events(events_table(view("v1", "silent"), consent(
-            "c1", "refuser", False, "2024-01-01T00:00:00Z", purpose="analytics"),
-            view("v2", "refuser")))
+        s.append_events(
+            events_table(
+                view("v1", "silent"),
+                consent("c1", "refuser", False, "2024-01-01T00:00:00Z", purpose="analytics"),
+                view("v2", "refuser"),
+            )
+        )
         assert ids(s.read_events(purpose="analytics", event_types=["view"])) == [("v1", 0)]
         assert ids(s.read_events(purpose="personalization", event_types=["view"])) == []
     finally:
@@ -113,8 +146,12 @@ def test_opt_out_purpose_includes_subjects_without_records(store_url):
 
 
 def test_upsert_merges_columns_and_last_row_wins(store):
-    store.upsert_entities("items", pa.table({
-        "item_id": ["x", "y", "x"], "title": ["old", "Y", "new"], "price": [1.0, 2.0, 3.0]}))
+    store.upsert_entities(
+        "items",
+        pa.table(
+            {"item_id": ["x", "y", "x"], "title": ["old", "Y", "new"], "price": [1.0, 2.0, 3.0]}
+        ),
+    )
     store.upsert_entities("items", pa.table({"item_id": ["x"], "available": [False]}))
     rows = {r["item_id"]: r for r in store.read_entities("items").to_pylist()}
     assert rows["x"]["title"] == "new" and rows["x"]["price"] == 3.0
@@ -128,11 +165,20 @@ def test_upsert_merges_columns_and_last_row_wins(store):
 
 
 def test_erase_removes_subject_everywhere_and_blocks_reimport(store):
-    batch = events_table(view("e1", "gone"), view("e2", "kept"),
-                         consent("c1", "gone", True, "2024-01-01T00:00:00Z"),
-                         {"event_id": "t1", "event_type": "telemetry", "subject_id": "other",
-                          "occurred_at": "2024-05-01T00:00:00Z", "device_id": "dev-gone",
-                          "metric": "temp", "value": 20.5})
+    batch = events_table(
+        view("e1", "gone"),
+        view("e2", "kept"),
+        consent("c1", "gone", True, "2024-01-01T00:00:00Z"),
+        {
+            "event_id": "t1",
+            "event_type": "telemetry",
+            "subject_id": "other",
+            "occurred_at": "2024-05-01T00:00:00Z",
+            "device_id": "dev-gone",
+            "metric": "temp",
+            "value": 20.5,
+        },
+    )
     store.append_events(batch)
     store.upsert_entities("users", pa.table({"user_id": ["gone", "kept"]}))
     store.upsert_entities("devices", pa.table({"device_id": ["dev-gone"], "owner_id": ["gone"]}))
@@ -153,9 +199,13 @@ def test_erase_removes_subject_everywhere_and_blocks_reimport(store):
 
 
 def test_purge_keeps_consent_records(store):
-    store.append_events(events_table(
-        view("old", "a", at="2020-01-01T00:00:00Z"), view("new", "a", at="2024-01-01T00:00:00Z"),
-        consent("c-old", "a", True, "2020-01-01T00:00:00Z")))
+    store.append_events(
+        events_table(
+            view("old", "a", at="2020-01-01T00:00:00Z"),
+            view("new", "a", at="2024-01-01T00:00:00Z"),
+            consent("c-old", "a", True, "2020-01-01T00:00:00Z"),
+        )
+    )
     assert store.purge_events(datetime(2023, 1, 1, tzinfo=UTC)) == 1
     assert ids(store.read_events(purpose=None)) == [("c-old", 0), ("new", 0)]
 

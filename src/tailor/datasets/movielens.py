@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from tailor.datasets.base import Dataset, dataset_path
+from tailor.events.schema import EARLIEST
 
 CITATION = (
     "F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: History and "
@@ -98,10 +99,12 @@ def _items(folder: Path) -> pa.Table:
         movie, title, release, _video_release, imdb_url = fields[:5]
         genres = [g for g, flag in zip(GENRES, fields[5:], strict=True) if flag == "1"]
         created = _release_date(release)
+        # tailor timestamps start at 1970 (EARLIEST); older films keep their date in attributes
+        listed = created if created is not None and created >= EARLIEST else None
         rows["item_id"].append(f"ml-i{movie}")
         rows["title"].append(title)
         rows["category"].append(GENRE_SEPARATOR.join(genres) or None)
-        rows["created_at"].append(created)
+        rows["created_at"].append(listed)
         attributes = {
             "genres": genres,
             "release_date": created.date().isoformat() if created else None,
@@ -153,7 +156,8 @@ def load_movielens_100k(path: str | Path | None = None) -> Dataset:
 
         ``items``: one per line of ``u.item`` (pipe-separated, latin-1): ``title``,
         ``category`` = the genres joined with ``|``, ``created_at`` = the release date
-        (null where the file has none), ``attributes`` = ``{"genres", "release_date",
+        (null where the file has none or it is before 1970, tailor's earliest timestamp;
+        ``attributes.release_date`` always has it), ``attributes`` = ``{"genres", "release_date",
         "imdb_url"}``, ``available`` and ``active`` true.
 
         ``users``: one per line of ``u.user``: ``attributes = {"age", "gender",
@@ -170,5 +174,7 @@ def load_movielens_100k(path: str | Path | None = None) -> Dataset:
             "u.user zip codes are dropped: with age, gender and occupation a zip code is a "
             "quasi-identifier that can single a person out.",
             "The video release date column of u.item is empty for every movie and is not kept.",
+            "Items released before 1970 have no created_at (tailor's timestamps start in "
+            "1970); their release date is in attributes.release_date.",
         ],
     )

@@ -120,9 +120,7 @@ EVENT_TYPES: dict[str, EventTypeRule] = {
         multi_line=True,
     ),
     "rating": EventTypeRule(frozenset({"item_id", "value"})),
-    "impression": EventTypeRule(
-        frozenset({"item_id", "recommendation_id"}), multi_line=True
-    ),
+    "impression": EventTypeRule(frozenset({"item_id", "recommendation_id"}), multi_line=True),
     "ad_spend": EventTypeRule(
         frozenset({"channel", "cost", "currency"}),
         frozenset({"campaign", "impressions", "clicks"}),
@@ -167,6 +165,7 @@ EVENT_SCHEMA: pa.Schema = pa.schema(
 
 
 # --- entities -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class EntitySpec:

@@ -69,11 +69,15 @@ def parse_duration(text: str) -> timedelta:
     """``'36h'``, ``'90d'`` or ``'52w'`` as a timedelta (ValueError for anything else)."""
     match = _DURATION.match(text)
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not a duration: use a positive number with h, d or w "
-                         "(e.g. 365d)")
+        raise ValueError(
+            f"{text!r} is not a duration: use a positive number with h, d or w (e.g. 365d)"
+        )
     amount, unit = int(match.group(1)), match.group(2)
-    return {"h": timedelta(hours=amount), "d": timedelta(days=amount),
-            "w": timedelta(weeks=amount)}[unit]
+    return {
+        "h": timedelta(hours=amount),
+        "d": timedelta(days=amount),
+        "w": timedelta(weeks=amount),
+    }[unit]
 
 
 def purge(store: Store, older_than: timedelta, *, now: datetime | None = None) -> int:

@@ -104,7 +104,7 @@ class _Checked:
         self.con.execute("SET TimeZone = 'UTC'").fetchall()
         self.con.register("src", source.table)
         try:
-            select, _ = mapped_select(source.table.schema, targets, mapping)
+            select = mapped_select(source.table.schema, targets, mapping)
         except ValueError as exc:
             raise ImportFormatError(str(exc)) from exc
         mapped = f"SELECT {select} FROM src"
@@ -121,9 +121,7 @@ class _Checked:
                 expr = f"coalesce({expr}, 0)"
             converted.append(f"{expr} AS {ident(column.name)}")
             column_checks += checks
-        rules = event_rule_checks() if events else [
-            (f"c.{key} IS NULL", f"'{key} is missing'")
-        ]
+        rules = event_rule_checks() if events else [(f"c.{key} IS NULL", f"'{key} is missing'")]
         sql = (
             f"CREATE TEMP TABLE checked AS WITH m AS ({mapped}), "
             f"c AS (SELECT m._row, {', '.join(converted)}, {case_reason(column_checks)} "
@@ -137,7 +135,6 @@ class _Checked:
         self._build_rejects(events)
 
     def _build_rejects(self, events: bool) -> None:
-        unit = self.source.unit
         self.con.execute(
             "CREATE TEMP TABLE rejects AS SELECT _row, _reason AS reason FROM checked "
             "WHERE _reason IS NOT NULL"
@@ -147,8 +144,8 @@ class _Checked:
         # Later copies of an (event_id, line) pair are rejected, naming the first one.
         self.con.execute(
             "INSERT INTO rejects SELECT _row, 'duplicate event_id ' || event_id || ' (line ' || "
-            "line || '), first seen at {row:' || first_row || '}' FROM (SELECT _row, event_id, line, "
-            "min(_row) OVER (PARTITION BY event_id, line) AS first_row FROM checked "
+            "line || '), first seen at {row:' || first_row || '}' FROM (SELECT _row, event_id, "
+            "line, min(_row) OVER (PARTITION BY event_id, line) AS first_row FROM checked "
             "WHERE _reason IS NULL AND (event_id, line) IN (SELECT (event_id, line) FROM checked "
             "WHERE _reason IS NULL GROUP BY event_id, line HAVING count(*) > 1)) "
             "WHERE _row <> first_row"
@@ -166,7 +163,7 @@ class _Checked:
         # An event is kept whole or rejected whole.
         self.con.execute(
             "INSERT INTO rejects SELECT c._row, 'another row of event ' || c.event_id || "
-            f"' was rejected ({{row:' || r.first || '}})' FROM checked c JOIN (SELECT "
+            "' was rejected ({row:' || r.first || '})' FROM checked c JOIN (SELECT "
             "k.event_id, min(r._row) AS first FROM rejects r JOIN checked k USING (_row) "
             "WHERE k.event_id IS NOT NULL GROUP BY k.event_id) r USING (event_id) "
             "WHERE c._row NOT IN (SELECT _row FROM rejects)"
@@ -193,6 +190,7 @@ class _Checked:
 
     def _name_rows(self, reason: str) -> str:
         """Replace ``{row:N}`` placeholders (record ordinals) by the line a person can find."""
+
         def line(match: re.Match[str]) -> str:
             number = self.source.lines_of(np.asarray([int(match.group(1))], dtype=np.int64))
             return f"{self.source.unit} {int(number[0])}"
@@ -212,14 +210,18 @@ class _Checked:
             picked = original.take(pa.array(rows - 1)).select(columns)
             fields = picked.cast(pa.schema([(c, pa.string()) for c in columns])).to_pylist()
             for line, reason, values in zip(
-                self.source.lines_of(rows), reasons.column("reason").to_pylist(), fields,
+                self.source.lines_of(rows),
+                reasons.column("reason").to_pylist(),
+                fields,
                 strict=True,
             ):
                 records.append(
                     {**values, "tailor_line": int(line), "tailor_reason": self._name_rows(reason)}
                 )
         for line, reason, text in self.source.structural_rejects:
-            records.append({"tailor_line": line, "tailor_reason": reason, "tailor_raw": text or None})
+            records.append(
+                {"tailor_line": line, "tailor_reason": reason, "tailor_raw": text or None}
+            )
         # Prefixed names cannot collide with the file's own columns.
         names = ["tailor_line", "tailor_reason", *columns]
         if self.source.structural_rejects:
@@ -281,9 +283,7 @@ class _Checked:
 def _source_type(schema: pa.Schema, mapping: ColumnMapping | None, column: Column) -> pa.DataType:
     mapping = mapping or ColumnMapping()
     if column.name in mapping.values or column.name in mapping.constants:
-        if column.name in mapping.constants and not isinstance(
-            mapping.constants[column.name], str
-        ):
+        if column.name in mapping.constants and not isinstance(mapping.constants[column.name], str):
             return pa.scalar(mapping.constants[column.name]).type
         return pa.string()
     name = mapping.columns.get(column.name, column.name)
@@ -328,7 +328,8 @@ def _run_import(
         report.first_rejects = checked.rejects(SHOWN_REJECTS)
         if report.rejected and quarantine is None:
             raise ImportRejectedError(
-                _reject_message(report, report.first_rejects), report.first_rejects,
+                _reject_message(report, report.first_rejects),
+                report.first_rejects,
                 report.rejected,
             )
         if report.rejected and quarantine is not None:
@@ -367,8 +368,13 @@ def _run_import(
     report.seconds = time.perf_counter() - started
     log.info(
         "imported %s into %s: %d read, %d written, %d duplicates, %d rejected in %.2fs",
-        label, report.target, report.rows_read, report.written, report.duplicates,
-        report.rejected, report.seconds,
+        label,
+        report.target,
+        report.rows_read,
+        report.written,
+        report.duplicates,
+        report.rejected,
+        report.seconds,
     )
     return report
 
@@ -426,8 +432,16 @@ def import_file(
     if progress:
         progress("read", source.table.num_rows, None)
     return _run_import(
-        store, source, path.name, targets=targets, mapping=mapping, pseudonymizer=pseudonymizer,
-        quarantine=quarantine, entity=entity, batch_rows=batch_rows, progress=progress,
+        store,
+        source,
+        path.name,
+        targets=targets,
+        mapping=mapping,
+        pseudonymizer=pseudonymizer,
+        quarantine=quarantine,
+        entity=entity,
+        batch_rows=batch_rows,
+        progress=progress,
         started=started,
     )
 
@@ -449,8 +463,16 @@ def import_table(
     rows = table.append_column("_row", pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
     source = SourceData(rows, "parquet", "row")
     return _run_import(
-        store, source, label, targets=targets, mapping=None, pseudonymizer=pseudonymizer,
-        quarantine=quarantine, entity=entity, batch_rows=batch_rows, progress=progress,
+        store,
+        source,
+        label,
+        targets=targets,
+        mapping=None,
+        pseudonymizer=pseudonymizer,
+        quarantine=quarantine,
+        entity=entity,
+        batch_rows=batch_rows,
+        progress=progress,
         started=started,
     )
 

@@ -68,7 +68,11 @@ def detect_format(path: Path, declared: str | None = None) -> FileFormat:
 
 
 def read_source(
-    path: Path, fmt: FileFormat, *, max_record_bytes: int, text_columns: frozenset[str] = frozenset()
+    path: Path,
+    fmt: FileFormat,
+    *,
+    max_record_bytes: int,
+    text_columns: frozenset[str] = frozenset(),
 ) -> SourceData:
     """Read a file; ``text_columns`` are kept as written (JSON readers would otherwise turn
     timestamps into zone-less values and lose their offsets)."""
@@ -98,6 +102,7 @@ def _read_parquet(path: Path) -> SourceData:
 
 
 # --- CSV ------------------------------------------------------------------------------------
+
 
 def _physical_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, str | None, str]]:
     """(line number, text or None, reason) per physical line, never holding an oversized one."""
@@ -219,8 +224,11 @@ def _read_csv_carefully(path: Path, header: list[str], max_bytes: int) -> Source
                 continue
             if len(record) != len(header):
                 rejects.append(
-                    (start, f"expected {len(header)} fields, found {len(record)}",
-                     ",".join(record)[:200])
+                    (
+                        start,
+                        f"expected {len(header)} fields, found {len(record)}",
+                        ",".join(record)[:200],
+                    )
                 )
                 continue
             records.append(record)
@@ -230,17 +238,22 @@ def _read_csv_carefully(path: Path, header: list[str], max_bytes: int) -> Source
     rejects += [(n, r, "") for n, r in bad_lines.items()]
     columns = list(zip(*records, strict=True)) if records else [() for _ in header]
     table = pa.table(
-        {h: pa.array([v if v != "" else None for v in col], pa.string())
-         for h, col in zip(header, columns, strict=True)}
+        {
+            h: pa.array([v if v != "" else None for v in col], pa.string())
+            for h, col in zip(header, columns, strict=True)
+        }
     )
     return SourceData(
-        _with_rows(table), "csv", "line",
+        _with_rows(table),
+        "csv",
+        "line",
         record_lines=np.asarray(starts, dtype=np.int64),
         structural_rejects=sorted(rejects),
     )
 
 
 # --- JSONL ----------------------------------------------------------------------------------
+
 
 def _read_jsonl(path: Path, max_bytes: int, text_columns: frozenset[str]) -> SourceData:
     schema = pa.schema([(name, pa.string()) for name in sorted(text_columns)])
@@ -289,8 +302,9 @@ def _read_jsonl_carefully(path: Path, max_bytes: int) -> SourceData:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            rejects.append((number, f"not valid JSON ({exc.msg}); is the file truncated?",
-                            text[:200]))
+            rejects.append(
+                (number, f"not valid JSON ({exc.msg}); is the file truncated?", text[:200])
+            )
             continue
         if not isinstance(value, dict):
             rejects.append((number, "a line must hold one JSON object", text[:200]))
@@ -304,8 +318,9 @@ def _read_jsonl_carefully(path: Path, max_bytes: int) -> SourceData:
         {n: pa.array([_json_text(r.get(n)) for r in rows], pa.string()) for n in names}
     )
     return SourceData(
-        _with_rows(table), "jsonl", "line",
+        _with_rows(table),
+        "jsonl",
+        "line",
         record_lines=np.asarray(starts, dtype=np.int64),
         structural_rejects=rejects,
     )
-

@@ -29,7 +29,6 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     field_validator,
-    model_validator,
 )
 
 from tailor.events.columns import COLUMN_NAMES, COLUMNS_BY_NAME, EVENT_TYPES, ID_LENGTH, PURPOSES
@@ -68,7 +67,7 @@ CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 class Context(BaseModel):
     """Where the event happened. All fields optional."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     session_id: Identifier | None = None
     device_type: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
@@ -79,7 +78,7 @@ class Context(BaseModel):
 class EventBase(BaseModel):
     """Fields every event carries."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     event_id: Identifier
     occurred_at: UtcDatetime
@@ -131,7 +130,7 @@ class RemoveFromCartEvent(EventBase):
 class LineItem(BaseModel):
     """One basket line. A negative quantity records a return or cancellation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     item_id: Identifier
     quantity: Finite
@@ -322,9 +321,7 @@ def check_flat_row(row: dict[str, Any]) -> None:
     """
     rule = EVENT_TYPES.get(str(row.get("event_type")))
     if rule is not None:
-        extra = sorted(
-            k for k, v in row.items() if v is not None and k not in rule.allowed
-        )
+        extra = sorted(k for k, v in row.items() if v is not None and k not in rule.allowed)
         if extra:
             raise ValueError(f"{', '.join(extra)} not allowed on a {row['event_type']} event")
     from_flat_rows([dict(row, line=0)])

@@ -53,8 +53,8 @@ def _shown(raw: str, column: Column) -> str:
 
 def mapped_select(
     source: pa.Schema, targets: Sequence[Column], mapping: ColumnMapping | None
-) -> tuple[str, list[str]]:
-    """SELECT list turning the source columns into target columns; returns (sql, notes).
+) -> str:
+    """SELECT list turning the source columns into target columns.
 
     Without a mapping, file columns must carry target names (unknown ones are an error).
     """
@@ -80,8 +80,6 @@ def mapped_select(
             expr = lit(mapping.constants[column.name])
         elif column.name in mapping.columns:
             expr = ident(mapping.columns[column.name])
-        elif column.name in names and not mapping.columns:
-            expr = ident(column.name)
         elif column.name in names and column.name not in mapping.columns.values():
             expr = ident(column.name)
         else:
@@ -92,16 +90,7 @@ def mapped_select(
             )
             expr = f"CASE CAST({expr} AS VARCHAR) {cases} ELSE CAST({expr} AS VARCHAR) END"
         parts.append(f"{expr} AS {ident(column.name)}")
-    return ", ".join(parts), []
-
-
-def _source_type(source: pa.Schema, mapping: ColumnMapping | None, name: str) -> pa.DataType:
-    mapping = mapping or ColumnMapping()
-    if name in mapping.values or name in mapping.constants:
-        return pa.string()
-    src = mapping.columns.get(name, name)
-    index = source.get_field_index(src)
-    return source.field(index).type if index >= 0 else pa.null()
+    return ", ".join(parts)
 
 
 def convert_expr(
@@ -134,8 +123,10 @@ def convert_expr(
     if column.kind == "float":
         expr = f"TRY_CAST({x} AS DOUBLE)"
         checks.append(
-            (f"{x} IS NOT NULL AND {expr} IS NULL", f"'{name}: ' || {_shown(raw, column)} || "
-             "' is not a number'")
+            (
+                f"{x} IS NOT NULL AND {expr} IS NULL",
+                f"'{name}: ' || {_shown(raw, column)} || ' is not a number'",
+            )
         )
         checks.append((f"NOT isfinite({expr})", f"'{name} must be a finite number'"))
     elif column.kind == "int":
@@ -150,8 +141,10 @@ def convert_expr(
         else:
             expr = f"TRY_CAST({x} AS BIGINT)"
         checks.append(
-            (f"{x} IS NOT NULL AND {expr} IS NULL", f"'{name}: ' || {_shown(raw, column)} || "
-             "' is not a whole number'")
+            (
+                f"{x} IS NOT NULL AND {expr} IS NULL",
+                f"'{name}: ' || {_shown(raw, column)} || ' is not a whole number'",
+            )
         )
     elif column.kind == "bool":
         if pa.types.is_boolean(stype):
@@ -163,8 +156,10 @@ def convert_expr(
                 f"WHEN {low} IN ({', '.join(map(lit, _FALSE))}) THEN FALSE END"
             )
         checks.append(
-            (f"{x} IS NOT NULL AND {expr} IS NULL", f"'{name}: ' || {_shown(raw, column)} || "
-             "' is not true/false'")
+            (
+                f"{x} IS NOT NULL AND {expr} IS NULL",
+                f"'{name}: ' || {_shown(raw, column)} || ' is not true/false'",
+            )
         )
     elif column.kind == "timestamp":
         expr, tchecks = _timestamp_expr(x, raw, column, stype, mapping)
@@ -173,17 +168,23 @@ def convert_expr(
     elif column.kind == "json":
         expr = f"CAST({x} AS VARCHAR)" if is_str else f"CAST(to_json({x}) AS VARCHAR)"
         checks.append(
-            (f"{x} IS NOT NULL AND NOT coalesce(json_valid({expr}), FALSE)",
-             f"'{name} is not valid JSON'")
+            (
+                f"{x} IS NOT NULL AND NOT coalesce(json_valid({expr}), FALSE)",
+                f"'{name} is not valid JSON'",
+            )
         )
         checks.append(
-            (f"json_valid({expr}) AND json_type({expr}) <> 'OBJECT'",
-             f"'{name} must be a JSON object'")
+            (
+                f"json_valid({expr}) AND json_type({expr}) <> 'OBJECT'",
+                f"'{name} must be a JSON object'",
+            )
         )
         if column.max_length:
             checks.append(
-                (f"length({expr}) > {column.max_length}",
-                 f"'{name} is longer than {column.max_length} characters'")
+                (
+                    f"length({expr}) > {column.max_length}",
+                    f"'{name} is longer than {column.max_length} characters'",
+                )
             )
     else:  # pragma: no cover - the spec has no other kinds
         raise AssertionError(column.kind)
@@ -214,8 +215,10 @@ def _timestamp_expr(
         scale = {"s": 1, "ms": 1_000, "us": 1_000_000}[mapping.epoch_unit or "s"]
         if not mapping.epoch_unit:
             return "CAST(NULL AS TIMESTAMPTZ)", [
-                (f"{x} IS NOT NULL",
-                 f"'{name} is a number: set options.epoch_unit in the map to read epoch times'")
+                (
+                    f"{x} IS NOT NULL",
+                    f"'{name} is a number: set options.epoch_unit in the map to read epoch times'",
+                )
             ]
         number = f"TRY_CAST({x} AS DOUBLE)"
         expr = f"CASE WHEN isfinite({number}) THEN to_timestamp({number} / {scale}) END"
@@ -238,8 +241,10 @@ def _timestamp_expr(
         return expr, [(f"{x} IS NOT NULL AND {expr} IS NULL", bad)]
     expr = f"CASE WHEN {has_offset} THEN {aware} END"
     return expr, [
-        (f"{x} IS NOT NULL AND NOT {has_offset} AND TRY_CAST({text} AS TIMESTAMP) IS NOT NULL",
-         f"'{name} has no time zone (add Z or +01:00, or set options.timezone in the map)'"),
+        (
+            f"{x} IS NOT NULL AND NOT {has_offset} AND TRY_CAST({text} AS TIMESTAMP) IS NOT NULL",
+            f"'{name} has no time zone (add Z or +01:00, or set options.timezone in the map)'",
+        ),
         (f"{x} IS NOT NULL AND {expr} IS NULL", bad),
     ]
 
@@ -295,11 +300,16 @@ def event_rule_checks() -> list[tuple[str, str]]:
             f"c.line <> 0 AND c.event_type IN {_in(single)}",
             "'line must be 0 for ' || c.event_type || ' events (one row each)'",
         ),
-        ("NOT regexp_full_match(c.country, '[A-Z]{2}')",
-         "'country must be an ISO 3166 alpha-2 code such as DE, got ''' || left(c.country, 40)"
-         " || ''''"),
-        ("NOT regexp_full_match(c.currency, '[A-Z]{3}')",
-         "'currency must be an ISO 4217 code such as EUR, got ''' || left(c.currency, 40) || ''''"),
+        (
+            "NOT regexp_full_match(c.country, '[A-Z]{2}')",
+            "'country must be an ISO 3166 alpha-2 code such as DE, got ''' || left(c.country, 40)"
+            " || ''''",
+        ),
+        (
+            "NOT regexp_full_match(c.currency, '[A-Z]{3}')",
+            "'currency must be an ISO 4217 code such as EUR, got '''"
+            " || left(c.currency, 40) || ''''",
+        ),
         (
             f"c.purpose NOT IN {_in(PURPOSES)}",
             "'purpose must be one of " + ", ".join(PURPOSES) + "'",

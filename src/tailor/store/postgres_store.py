@@ -93,9 +93,13 @@ class PostgresStore(SqlStore):
 
     def _arrow(self, sql: str, params: Sequence[object], schema: pa.Schema) -> pa.Table:
         buffer = io.BytesIO()
-        with self._lock, self._con.cursor() as cur, cur.copy(
-            f"COPY ({self._pg(sql)}) TO STDOUT (FORMAT csv)", list(params) or None
-        ) as copy:
+        with (
+            self._lock,
+            self._con.cursor() as cur,
+            cur.copy(
+                f"COPY ({self._pg(sql)}) TO STDOUT (FORMAT csv)", list(params) or None
+            ) as copy,
+        ):
             for chunk in copy:
                 buffer.write(chunk)
         if buffer.tell() == 0:
@@ -125,7 +129,10 @@ class PostgresStore(SqlStore):
         with self.transaction():
             # Dropped at commit, and never created at all if the transaction rolls back.
             self._run(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
-            with self._con.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy:
+            with (
+                self._con.cursor() as cur,
+                cur.copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy,
+            ):
                 view = csv.getbuffer()
                 for start in range(0, len(view), 1 << 20):
                     copy.write(view[start : start + (1 << 20)])

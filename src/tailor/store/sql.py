@@ -232,9 +232,7 @@ class SqlStore:
                 "ORDER BY subject_id, occurred_at DESC, received_at DESC, event_id DESC) "
             )
             params.insert(0, purpose)
-            where.append(
-                f"(e.subject_id IS NULL OR COALESCE(c.granted, {default}))"
-            )
+            where.append(f"(e.subject_id IS NULL OR COALESCE(c.granted, {default}))")
         sql += f"SELECT {', '.join('e.' + n for n in names)} FROM events e "
         if purpose is not None:
             sql += "LEFT JOIN consent c ON c.subject_id = e.subject_id "
@@ -331,8 +329,8 @@ class SqlStore:
     def erase_subject(self, subject_id: str, *, erased_at: datetime) -> ErasureCounts:
         with self.transaction():
             devices = [
-                r[0] for r in self._run("SELECT device_id FROM devices WHERE owner_id = ?",
-                                        [subject_id])
+                r[0]
+                for r in self._run("SELECT device_id FROM devices WHERE owner_id = ?", [subject_id])
             ]
             events = self._delete_count("DELETE FROM events WHERE subject_id = ?", [subject_id])
             if devices:
