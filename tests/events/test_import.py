@@ -341,15 +341,12 @@ from tailor.events.privacy import Pseudonymizer
 from tailor.events.importer import import_file
 import tailor.store.sql as sql
 
-original = sql.SqlStore._append_batch
-calls = []
+original = sql.SqlStore._append_relation
 def dying_append(self, *args, **kwargs):
     result = original(self, *args, **kwargs)
-    calls.append(1)
-    if len(calls) == 2:  # the first batches are written inside the open transaction
-        os.kill(os.getpid(), signal.SIGKILL)
-    return result
-sql.SqlStore._append_batch = dying_append
+    assert result.inserted > 0  # rows are written inside the still open transaction...
+    os.kill(os.getpid(), signal.SIGKILL)  # ...when the process dies
+sql.SqlStore._append_relation = dying_append
 store = open_store(sys.argv[1])
 import_file(store, Path(sys.argv[2]), pseudonymizer=Pseudonymizer(bytes(range(32))),
             batch_rows=2)

@@ -13,7 +13,18 @@ from tailor.events.readers import SourceData
 from tailor.events.schema import check_flat_row
 
 POOLS: dict[str, list[str | None]] = {
-    "string": [None, None, "abc", "  padded  ", "   ", "x" * 129, "ok-1"],
+    "string": [
+        None,
+        None,
+        "abc",
+        "  padded  ",
+        "   ",
+        "x" * 129,
+        "ok-1",
+        "\ttab\n",
+        "\x1cfs\x1f",
+        "é" * 65,
+    ],
     "float": [None, None, "3.5", "-2", "0", "abc", "1e400", "nan", " 7 "],
     "int": [None, None, "3", "-1", "3.0", "x", "+4", "0"],
     "bool": [None, None, "true", "False", "1", "no", "maybe", " t "],

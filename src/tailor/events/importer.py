@@ -9,10 +9,12 @@ store's transaction makes a crash mid-write leave it as it was.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +43,7 @@ from tailor.events.validate import (
     ident,
     lit,
     mapped_select,
+    strip_sql,
 )
 from tailor.store.base import Store
 
@@ -87,7 +90,16 @@ def _hmac_sql(pseudonymizer: Pseudonymizer, namespace: str, x: str) -> str:
 
 
 class _Checked:
-    """Validated rows of one source inside an in-memory DuckDB (``checked`` + ``rejects``)."""
+    """Validated rows of one source, inside DuckDB.
+
+    ``checked`` is a view (mapped, converted rows with their first reason to reject), so the
+    data is never copied: each later query computes only the columns it reads. Only the
+    rejects are materialized. ``engine`` is the DuckDB connection to work in: the store's
+    own for a DuckDB store (the final insert then never leaves the database), otherwise an
+    in-memory one that hands batches to the store.
+    """
+
+    _ids = itertools.count()
 
     def __init__(
         self,
@@ -97,86 +109,122 @@ class _Checked:
         *,
         events: bool,
         key: str | None = None,
+        engine: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
         self.source = source
         self.targets = list(targets)
-        self.con = duckdb.connect(":memory:")
+        self.own_engine = engine is None
+        self.con = engine if engine is not None else duckdb.connect(":memory:")
         self.con.execute("SET TimeZone = 'UTC'").fetchall()
-        self.con.register("src", source.table)
+        self.p = f"_import{next(self._ids)}_"
+        self.created: list[tuple[str, str]] = []
+        self.con.register(self.name("src"), source.table)
         try:
-            select = mapped_select(source.table.schema, targets, mapping)
+            self._create(mapping, events, key)
+            self._build_rejects(events)
+        except BaseException:
+            self.close()
+            raise
+
+    def name(self, base: str) -> str:
+        return f"{self.p}{base}"
+
+    def _make(self, kind: str, base: str, body: str) -> None:
+        self.con.execute(f"CREATE TEMP {kind} {self.name(base)} AS {body}").fetchall()
+        self.created.append((kind, self.name(base)))
+
+    def _create(self, mapping: ColumnMapping | None, events: bool, key: str | None) -> None:
+        schema = self.source.table.schema
+        try:
+            select = mapped_select(schema, self.targets, mapping)
         except ValueError as exc:
             raise ImportFormatError(str(exc)) from exc
-        mapped = f"SELECT {select} FROM src"
-        if events and mapping is not None and mapping.number_lines:
+        mapped = f"SELECT {select} FROM {self.name('src')}"
+        numbered = events and mapping is not None and mapping.number_lines
+        if numbered:
             mapped = (
-                "SELECT * REPLACE (row_number() OVER (PARTITION BY trim(CAST(event_id AS "
-                f"VARCHAR)) ORDER BY _row) - 1 AS line) FROM ({mapped})"
+                "SELECT * REPLACE (row_number() OVER (PARTITION BY "
+                f"{strip_sql('CAST(event_id AS VARCHAR)')} ORDER BY _row) - 1 AS line) "
+                f"FROM ({mapped})"
             )
-        converted, column_checks = [], []
-        for column in targets:
-            stype = _source_type(source.table.schema, mapping, column)
+        converted, column_checks, present = [], [], set()
+        for column in self.targets:
+            stype = _source_type(schema, mapping, column)
+            if numbered and column.name == "line":
+                stype = pa.int64()
+            if not pa.types.is_null(stype):
+                present.add(column.name)
             expr, checks = convert_expr(column, stype, mapping)
             if column.name == "line":
                 expr = f"coalesce({expr}, 0)"
             converted.append(f"{expr} AS {ident(column.name)}")
             column_checks += checks
-        rules = event_rule_checks() if events else [(f"c.{key} IS NULL", f"'{key} is missing'")]
-        sql = (
-            f"CREATE TEMP TABLE checked AS WITH m AS ({mapped}), "
-            f"c AS (SELECT m._row, {', '.join(converted)}, {case_reason(column_checks)} "
-            f"AS _col_reason FROM m) "
-            f"SELECT c.*, coalesce(c._col_reason, {case_reason(rules)}) AS _reason FROM c"
+        rules = (
+            event_rule_checks(present) if events else [(f"c.{key} IS NULL", f"'{key} is missing'")]
         )
         try:
-            self.con.execute(sql).fetchall()
+            self._make(
+                "VIEW",
+                "checked",
+                f"WITH m AS ({mapped}), c AS (SELECT m._row, {', '.join(converted)}, "
+                f"{case_reason(column_checks)} AS _col_reason FROM m) "
+                f"SELECT c.*, coalesce(c._col_reason, {case_reason(rules)}) AS _reason FROM c",
+            )
+            self._make(
+                "TABLE",
+                "rejects",
+                f"SELECT _row, _reason AS reason FROM {self.name('checked')} "
+                "WHERE _reason IS NOT NULL",
+            )
         except duckdb.Error as exc:
             raise ImportFormatError(f"cannot convert the file's columns: {exc}") from exc
-        self._build_rejects(events)
 
     def _build_rejects(self, events: bool) -> None:
-        self.con.execute(
-            "CREATE TEMP TABLE rejects AS SELECT _row, _reason AS reason FROM checked "
-            "WHERE _reason IS NOT NULL"
-        ).fetchall()
         if not events:
             return
+        checked, rejects = self.name("checked"), self.name("rejects")
+        # Rows already rejected are left out by _row: asking for _reason would recompute it.
+        accepted = f"_row NOT IN (SELECT _row FROM {rejects})"
         # Later copies of an (event_id, line) pair are rejected, naming the first one.
         self.con.execute(
-            "INSERT INTO rejects SELECT _row, 'duplicate event_id ' || event_id || ' (line ' || "
-            "line || '), first seen at {row:' || first_row || '}' FROM (SELECT _row, event_id, "
-            "line, min(_row) OVER (PARTITION BY event_id, line) AS first_row FROM checked "
-            "WHERE _reason IS NULL AND (event_id, line) IN (SELECT (event_id, line) FROM checked "
-            "WHERE _reason IS NULL GROUP BY event_id, line HAVING count(*) > 1)) "
+            f"INSERT INTO {rejects} SELECT _row, 'duplicate event_id ' || event_id || ' (line ' "
+            "|| line || '), first seen at {row:' || first_row || '}' FROM (SELECT _row, event_id, "
+            f"line, min(_row) OVER (PARTITION BY event_id, line) AS first_row FROM {checked} "
+            f"WHERE {accepted} AND (event_id, line) IN (SELECT (event_id, line) FROM {checked} "
+            f"WHERE {accepted} GROUP BY event_id, line HAVING count(*) > 1)) "
             "WHERE _row <> first_row"
         ).fetchall()
         multi = ", ".join(lit(t) for t in _MULTI_LINE)
         self.con.execute(
-            "INSERT INTO rejects SELECT c._row, 'rows of event ' || c.event_id || ' disagree: "
+            f"INSERT INTO {rejects} SELECT c._row, 'rows of event ' || c.event_id || ' disagree: "
             "event_type, subject_id and occurred_at must match and lines run 0..n-1' "
-            "FROM checked c WHERE c._reason IS NULL AND c._row NOT IN (SELECT _row FROM rejects) "
-            "AND c.event_id IN (SELECT event_id FROM checked WHERE _reason IS NULL AND "
+            f"FROM {checked} c WHERE c.{accepted} "
+            f"AND c.event_id IN (SELECT event_id FROM {checked} WHERE {accepted} AND "
             f"event_type IN ({multi}) GROUP BY event_id HAVING count(DISTINCT event_type) > 1 "
             "OR count(DISTINCT subject_id) > 1 OR count(DISTINCT occurred_at) > 1 "
             "OR max(line) + 1 <> count(*))"
         ).fetchall()
+        if self.reject_count() == len(self.source.structural_rejects):
+            return
         # An event is kept whole or rejected whole.
         self.con.execute(
-            "INSERT INTO rejects SELECT c._row, 'another row of event ' || c.event_id || "
-            "' was rejected ({row:' || r.first || '})' FROM checked c JOIN (SELECT "
-            "k.event_id, min(r._row) AS first FROM rejects r JOIN checked k USING (_row) "
+            f"INSERT INTO {rejects} SELECT c._row, 'another row of event ' || c.event_id || "
+            f"' was rejected ({{row:' || r.first || '}})' FROM {checked} c JOIN (SELECT "
+            f"k.event_id, min(r._row) AS first FROM {rejects} r JOIN {checked} k USING (_row) "
             "WHERE k.event_id IS NOT NULL GROUP BY k.event_id) r USING (event_id) "
-            "WHERE c._row NOT IN (SELECT _row FROM rejects)"
+            f"WHERE c.{accepted}"
         ).fetchall()
 
     def reject_count(self) -> int:
-        return int(self.con.execute("SELECT count(*) FROM rejects").fetchall()[0][0]) + len(
-            self.source.structural_rejects
-        )
+        rows = self.con.execute(f"SELECT count(*) FROM {self.name('rejects')}").fetchall()
+        return int(rows[0][0]) + len(self.source.structural_rejects)
+
+    def _reasons_sql(self) -> str:
+        return f"SELECT _row, min(reason) AS reason FROM {self.name('rejects')} GROUP BY _row"
 
     def rejects(self, limit: int | None = None) -> list[tuple[int, str]]:
         """(line or row number, reason), in file order."""
-        sql = "SELECT _row, min(reason) FROM rejects GROUP BY _row ORDER BY _row"
+        sql = self._reasons_sql() + " ORDER BY _row"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         rows = self.con.execute(sql).fetchall()
@@ -199,9 +247,7 @@ class _Checked:
 
     def write_quarantine(self, path: Path) -> None:
         """Every rejected record: its line number, the reason and the original fields."""
-        reasons = self.con.sql(
-            "SELECT _row, min(reason) AS reason FROM rejects GROUP BY _row ORDER BY _row"
-        ).to_arrow_table()
+        reasons = self.con.sql(self._reasons_sql() + " ORDER BY _row").to_arrow_table()
         original = self.source.table
         columns = [c for c in original.column_names if c != "_row"]
         rows = np.asarray(reasons.column("_row").to_pylist(), dtype=np.int64)
@@ -228,43 +274,49 @@ class _Checked:
             names.append("tailor_raw")
         schema = pa.schema([(n, pa.int64() if n == "tailor_line" else pa.string()) for n in names])
         records.sort(key=lambda r: r["tailor_line"])  # type: ignore[arg-type, return-value]
-        table = pa.Table.from_pylist(records, schema=schema)
         path.parent.mkdir(parents=True, exist_ok=True)
-        pa_csv.write_csv(table, path)
+        pa_csv.write_csv(pa.Table.from_pylist(records, schema=schema), path)
 
-    def valid_batches(
+    def valid_relation(
         self,
         pseudonymizer: Pseudonymizer,
         *,
         stamp: dict[str, datetime],
         defaults: dict[str, str],
-        batch_rows: int,
-    ) -> Iterator[pa.Table]:
-        """Valid rows with personal ids replaced by pseudonyms, in batches."""
+    ) -> str:
+        """A view of the valid rows, personal ids replaced by pseudonyms (each hashed once)."""
+        checked = self.name("checked")
         joins, select = [], []
         for column in self.targets:
             name = ident(column.name)
             if column.name in stamp:
                 select.append(f"{lit(stamp[column.name].isoformat())}::TIMESTAMPTZ AS {name}")
             elif column.pseudonym_namespace:
-                alias = f"ps_{column.name}"
-                x = "x"
-                self.con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {alias} AS SELECT x, "
-                    f"{_hmac_sql(pseudonymizer, column.pseudonym_namespace, x)} AS p FROM "
-                    f"(SELECT DISTINCT {name} AS x FROM checked WHERE {name} IS NOT NULL)"
-                ).fetchall()
-                joins.append(f"LEFT JOIN {alias} ON {alias}.x = c.{name}")
-                select.append(f"{alias}.p AS {name}")
+                table = self.name(f"ps_{column.name}")
+                self._make(
+                    "TABLE",
+                    f"ps_{column.name}",
+                    f"SELECT x, {_hmac_sql(pseudonymizer, column.pseudonym_namespace, 'x')} AS p "
+                    f"FROM (SELECT DISTINCT {name} AS x FROM {checked} WHERE {name} IS NOT NULL)",
+                )
+                joins.append(f"LEFT JOIN {table} ON {table}.x = c.{name}")
+                select.append(f"{table}.p AS {name}")
             elif column.name in defaults:
                 select.append(f"{defaults[column.name]} AS {name}")
             else:
                 select.append(f"c.{name}")
-        sql = (
-            f"SELECT {', '.join(select)} FROM checked c {' '.join(joins)} "
-            "WHERE c._reason IS NULL AND c._row NOT IN (SELECT _row FROM rejects)"
+        where = ""
+        if self.reject_count() > len(self.source.structural_rejects):
+            where = f"WHERE c._row NOT IN (SELECT _row FROM {self.name('rejects')})"
+        self._make(
+            "VIEW",
+            "valid",
+            f"SELECT {', '.join(select)} FROM {checked} c {' '.join(joins)} {where}",
         )
-        reader = self.con.sql(sql).to_arrow_reader(batch_rows)
+        return self.name("valid")
+
+    def batches(self, relation: str, batch_rows: int) -> Iterator[pa.Table]:
+        reader = self.con.sql(f"SELECT * FROM {relation}").to_arrow_reader(batch_rows)
         pending: list[pa.RecordBatch] = []
         size = 0
         for batch in reader:
@@ -276,8 +328,16 @@ class _Checked:
         if pending:
             yield pa.Table.from_batches(pending)
 
+    def count(self, relation: str) -> int:
+        return int(self.con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0])
+
     def close(self) -> None:
-        self.con.close()
+        if self.own_engine:
+            self.con.close()
+            return
+        for kind, name in reversed(self.created):
+            self.con.execute(f"DROP {kind} IF EXISTS {name}").fetchall()
+        self.con.unregister(self.name("src"))
 
 
 def _source_type(schema: pa.Schema, mapping: ColumnMapping | None, column: Column) -> pa.DataType:
@@ -320,8 +380,13 @@ def _run_import(
     report = ImportReport(source=label, target=entity or "events", unit=source.unit)
     report.rows_read = source.table.num_rows + len(source.structural_rejects)
     key = ENTITIES[entity].key if entity else None
-    checked = _Checked(source, targets, mapping, events=entity is None, key=key)
-    try:
+    with ExitStack() as stack:
+        # A DuckDB store validates inside its own engine: the valid rows then go into the
+        # event table in one INSERT ... SELECT and never leave the database.
+        in_store = entity is None and hasattr(store, "append_events_from")
+        engine = stack.enter_context(store.engine()) if in_store else None  # type: ignore[attr-defined]
+        checked = _Checked(source, targets, mapping, events=entity is None, key=key, engine=engine)
+        stack.callback(checked.close)
         if progress:
             progress("validated", report.rows_read, report.rows_read)
         report.rejected = checked.reject_count()
@@ -343,28 +408,35 @@ def _run_import(
                 "CASE WHEN c.quantity IS NULL AND c.event_type IN ('add_to_cart', "
                 "'remove_from_cart') THEN 1.0 ELSE c.quantity END"
             )
-        batches = checked.valid_batches(
-            pseudonymizer, stamp=stamp, defaults=defaults, batch_rows=batch_rows
-        )
+        valid = checked.valid_relation(pseudonymizer, stamp=stamp, defaults=defaults)
         on_rows = (lambda n: progress("written", n, None)) if progress else None
-        if entity is None:
-            result = store.append_events(
-                batches, batch_rows=batch_rows, on_progress=on_rows, unique=True
+        if entity is None and in_store:
+            rows = source.table.num_rows - (report.rejected - len(source.structural_rejects))
+            result = store.append_events_from(  # type: ignore[attr-defined]
+                valid, rows, ids_relation=checked.name("checked")
             )
+            if on_rows:
+                on_rows(rows)
+        elif entity is None:
+            result = store.append_events(
+                checked.batches(valid, batch_rows),
+                batch_rows=batch_rows,
+                on_progress=on_rows,
+                unique=True,
+            )
+        if entity is None:
             report.written = result.inserted
             report.duplicates = result.duplicates
             report.erased_skipped = result.erased_skipped
         else:
-            table = pa.concat_tables(list(batches))
+            table = pa.concat_tables(list(checked.batches(valid, batch_rows)))
             if table.num_rows:
                 table = table.select(_present_entity_columns(mapping, source, entity))
-                result = store.upsert_entities(entity, table)
-                report.written = result.upserted
-                report.erased_skipped = result.erased_skipped
+                upserted = store.upsert_entities(entity, table)
+                report.written = upserted.upserted
+                report.erased_skipped = upserted.erased_skipped
                 if on_rows:
                     on_rows(table.num_rows)
-    finally:
-        checked.close()
     report.seconds = time.perf_counter() - started
     log.info(
         "imported %s into %s: %d read, %d written, %d duplicates, %d rejected in %.2fs",

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from tailor.errors import StoreError
 from tailor.events.columns import ColumnKind
+from tailor.store.base import AppendResult
 from tailor.store.sql import SqlStore
 
 _TYPES: dict[ColumnKind, str] = {
@@ -69,6 +70,21 @@ class DuckDBStore(SqlStore):
                 yield name
             finally:
                 self._con.unregister(name)
+
+    @contextmanager
+    def engine(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The store's own connection, for work that should not leave DuckDB (bulk import)."""
+        with self._lock:
+            yield self._con
+
+    def append_events_from(
+        self, relation: str, rows: int, *, ids_relation: str | None = None
+    ) -> AppendResult:
+        """Append the unique, validated rows of a relation on :meth:`engine` in one statement."""
+        with self.transaction():
+            return self._append_relation(
+                relation, rows, self.count_tombstones() > 0, True, ids_relation
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -174,27 +174,50 @@ class SqlStore:
 
     def _append_batch(self, batch: pa.Table, has_tombstones: bool, unique: bool) -> AppendResult:
         with self._staged(batch) as stage:
-            erased = 0
-            erased_filter = ""
-            if has_tombstones:
-                erased = self._run(
-                    f"SELECT count(*) FROM {stage} s WHERE s.subject_id IN "
-                    "(SELECT subject_id FROM tombstones)"
-                )[0][0]
-                erased_filter = (
-                    "AND (s.subject_id IS NULL OR s.subject_id NOT IN "
-                    "(SELECT subject_id FROM tombstones))"
-                )
-            # Only stored ids that occur in the batch take part in the duplicate check, so the
-            # cost follows the batch, not the size of the whole log.
-            distinct = "" if unique else "DISTINCT ON (s.event_id, s.line) "
-            order = "" if unique else "ORDER BY s.event_id, s.line"
-            inserted = self._insert_count(
-                f"INSERT INTO events ({_EVENT_COLS}) SELECT {distinct}{_sel('s')} FROM {stage} s "
-                f"WHERE s.event_id NOT IN (SELECT e.event_id FROM events e "
-                f"WHERE e.event_id IN (SELECT event_id FROM {stage})) {erased_filter} {order}"
+            return self._append_relation(stage, batch.num_rows, has_tombstones, unique)
+
+    def _append_relation(
+        self,
+        relation: str,
+        rows: int,
+        has_tombstones: bool,
+        unique: bool,
+        ids_relation: str | None = None,
+    ) -> AppendResult:
+        """Insert the rows of ``relation`` (canonical event columns) that are new.
+
+        Shared by every append path, so duplicate and erasure handling is the same for all.
+        ``ids_relation`` may name a cheaper relation holding the same event ids.
+        """
+        erased = 0
+        filters = []
+        if has_tombstones:
+            erased = self._run(
+                f"SELECT count(*) FROM {relation} s WHERE s.subject_id IN "
+                "(SELECT subject_id FROM tombstones)"
+            )[0][0]
+            filters.append(
+                "(s.subject_id IS NULL OR s.subject_id NOT IN (SELECT subject_id FROM tombstones))"
             )
-        return AppendResult(batch.num_rows, inserted, batch.num_rows - inserted - erased, erased)
+        # Only stored ids that occur in the new rows matter, so the cost follows the new rows,
+        # not the size of the whole log; with none (a first import) there is nothing to filter.
+        stored = self._run(
+            "SELECT count(*) FROM events e WHERE e.event_id IN "
+            f"(SELECT event_id FROM {ids_relation or relation})"
+        )[0][0]
+        if stored:
+            filters.append(
+                "s.event_id NOT IN (SELECT e.event_id FROM events e WHERE e.event_id IN "
+                f"(SELECT event_id FROM {ids_relation or relation}))"
+            )
+        distinct = "" if unique else "DISTINCT ON (s.event_id, s.line) "
+        order = "" if unique else "ORDER BY s.event_id, s.line"
+        where = ("WHERE " + " AND ".join(filters)) if filters else ""
+        inserted = self._insert_count(
+            f"INSERT INTO events ({_EVENT_COLS}) SELECT {distinct}{_sel('s')} FROM {relation} s "
+            f"{where} {order}"
+        )
+        return AppendResult(rows, inserted, rows - inserted - erased, erased)
 
     def _insert_count(self, sql: str, params: Sequence[object] = ()) -> int:
         raise NotImplementedError
