@@ -1,6 +1,5 @@
 """The ``tailor`` command line: one sub-app per domain, errors without tracebacks."""
 
-from __future__ import annotations
 
 import logging
 import os

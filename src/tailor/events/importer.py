@@ -43,6 +43,7 @@ from tailor.events.validate import (
     ident,
     lit,
     mapped_select,
+    raw_name,
     strip_sql,
 )
 from tailor.store.base import Store
@@ -118,6 +119,7 @@ class _Checked:
         self.con.execute("SET TimeZone = 'UTC'").fetchall()
         self.p = f"_import{next(self._ids)}_"
         self.created: list[tuple[str, str]] = []
+        self._padded: set[str] | None = None
         self.con.register(self.name("src"), source.table)
         try:
             self._create(mapping, events, key)
@@ -147,37 +149,87 @@ class _Checked:
                 f"{strip_sql('CAST(event_id AS VARCHAR)')} ORDER BY _row) - 1 AS line) "
                 f"FROM ({mapped})"
             )
-        converted, column_checks, present = [], [], set()
+        converted, raws, column_checks, present = [], [], [], set()
         for column in self.targets:
             stype = _source_type(schema, mapping, column)
             if numbered and column.name == "line":
                 stype = pa.int64()
             if not pa.types.is_null(stype):
                 present.add(column.name)
-            expr, checks = convert_expr(column, stype, mapping)
-            if column.name == "line":
-                expr = f"coalesce({expr}, 0)"
-            converted.append(f"{expr} AS {ident(column.name)}")
+            expr, checks = convert_expr(
+                column, stype, mapping, padded=self._may_be_padded(mapping, column)
+            )
+            name = ident(column.name)
+            if column.name == "line" and not pa.types.is_null(stype):
+                expr = f"CASE WHEN m.{name} IS NULL THEN 0 ELSE {expr} END"
+            elif column.name == "line":
+                expr = "CAST(0 AS BIGINT)"
+            converted.append(f"{expr} AS {name}")
+            if checks:
+                raws.append(f"m.{name} AS {ident(raw_name(column.name))}")
             column_checks += checks
         rules = (
             event_rule_checks(present) if events else [(f"c.{key} IS NULL", f"'{key} is missing'")]
         )
+        # Subqueries, not CTEs: DuckDB may materialize a CTE, and each later step should read
+        # only the columns it needs from the Arrow data.
+        values = f"(SELECT m._row, {', '.join(converted + raws)} FROM ({mapped}) m) c"
+        names = ", ".join(f"c.{ident(column.name)}" for column in self.targets)
         try:
+            self._make("VIEW", "checked", f"SELECT c._row, {names} FROM {values}")
             self._make(
-                "VIEW",
-                "checked",
-                f"WITH m AS ({mapped}), c AS (SELECT m._row, {', '.join(converted)}, "
-                f"{case_reason(column_checks)} AS _col_reason FROM m) "
-                f"SELECT c.*, coalesce(c._col_reason, {case_reason(rules)}) AS _reason FROM c",
+                "TABLE", "rejects", "SELECT 0::BIGINT AS _row, ''::VARCHAR AS reason LIMIT 0"
             )
-            self._make(
-                "TABLE",
-                "rejects",
-                f"SELECT _row, _reason AS reason FROM {self.name('checked')} "
-                "WHERE _reason IS NOT NULL",
-            )
+            self._reject_invalid(values, column_checks + rules)
         except duckdb.Error as exc:
             raise ImportFormatError(f"cannot convert the file's columns: {exc}") from exc
+
+    def _may_be_padded(self, mapping: ColumnMapping | None, column: Column) -> bool:
+        """Whether a column's text may carry whitespace to strip: stripping costs more than
+        looking, so every text column of the file is looked at once, in one pass."""
+        mapping = mapping or ColumnMapping()
+        if column.name in mapping.values or column.name in mapping.constants:
+            return True
+        if self._padded is None:
+            schema = self.source.table.schema
+            text = [
+                f.name
+                for f in schema
+                if not (
+                    pa.types.is_integer(f.type)
+                    or pa.types.is_floating(f.type)
+                    or pa.types.is_boolean(f.type)
+                    or pa.types.is_temporal(f.type)
+                    or pa.types.is_null(f.type)
+                )
+            ]
+            cast = [f"CAST({ident(n)} AS VARCHAR)" for n in text]
+            looks = ", ".join(
+                f"bool_or(ascii({x}) <= 32 OR ascii(right({x}, 1)) <= 32)" for x in cast
+            )
+            found = (
+                self.con.execute(f"SELECT {looks} FROM {self.name('src')}").fetchall()[0]
+                if text
+                else []
+            )
+            self._padded = {n for n, hit in zip(text, found, strict=True) if hit}
+        return mapping.columns.get(column.name, column.name) in self._padded
+
+    def _reject_invalid(self, values: str, checks: list[tuple[str, str]]) -> None:
+        """Record each invalid row with the first reason it fails, in the spec's order.
+
+        One aggregate pass finds the checks that fail anywhere; only those are evaluated row
+        by row, so a clean file (the common case) never pays for building reasons. Checks
+        that fail nowhere cannot be any row's first reason, so the result is the same.
+        """
+        hits = ", ".join(f"bool_or(coalesce({cond}, FALSE))" for cond, _ in checks) or "NULL"
+        found = self.con.execute(f"SELECT {hits} FROM {values}").fetchall()[0]
+        failing = [check for check, hit in zip(checks, found, strict=False) if hit]
+        if failing:
+            self.con.execute(
+                f"INSERT INTO {self.name('rejects')} SELECT _row, reason FROM (SELECT c._row, "
+                f"{case_reason(failing)} AS reason FROM {values}) WHERE reason IS NOT NULL"
+            ).fetchall()
 
     def _build_rejects(self, events: bool) -> None:
         if not events:

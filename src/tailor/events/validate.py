@@ -11,7 +11,7 @@ Reasons never quote values of pseudonymized columns: raw ids must not reach repo
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import pyarrow as pa
 
@@ -115,15 +115,41 @@ def mapped_select(
     return ", ".join(parts)
 
 
+def raw_name(name: str) -> str:
+    """The column of the converted relation that keeps a column's value as read."""
+    return f"_raw_{name}"
+
+
 def convert_expr(
-    column: Column, stype: pa.DataType, mapping: ColumnMapping | None
+    column: Column, stype: pa.DataType, mapping: ColumnMapping | None, *, padded: bool = True
 ) -> tuple[str, list[tuple[str, str]]]:
-    """(conversion SQL, [(condition, reason SQL)]) for one column of the ``m`` relation."""
-    return _convert(column, stype, mapping)
+    """(conversion SQL over the ``m`` relation, [(condition, reason SQL)] over ``c``).
+
+    ``c`` is the relation that holds each converted value under the column's name and the
+    value as read under :func:`raw_name` (the relation the rule
+    checks read as well). The checks read the converted value from there
+    instead of recomputing the conversion in every condition, which is most of the cost of
+    validating a wide file. ``padded=False`` promises that no value has surrounding
+    whitespace, so stripping it (costly on long string columns) is left out.
+    """
+    expr, checks = _convert(column, stype, mapping, strip_sql if padded else _unchanged)
+    x = f"m.{ident(column.name)}"
+    value, raw = f"c.{ident(column.name)}", f"c.{ident(raw_name(column.name))}"
+    return expr, [
+        (cond.replace(expr, value).replace(x, raw), reason.replace(expr, value).replace(x, raw))
+        for cond, reason in checks
+    ]
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 def _convert(
-    column: Column, stype: pa.DataType, mapping: ColumnMapping | None
+    column: Column,
+    stype: pa.DataType,
+    mapping: ColumnMapping | None,
+    strip: Callable[[str], str],
 ) -> tuple[str, list[tuple[str, str]]]:
     mapping = mapping or ColumnMapping()
     if pa.types.is_null(stype):  # not in the file: nothing to convert or check
@@ -136,11 +162,11 @@ def _convert(
     if column.kind == "string":
         if pa.types.is_floating(stype):
             expr = (
-                f"CASE WHEN {x} = floor({x}) THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) "
+                f"CASE WHEN {x} = floor({x}) AND abs({x}) < 1e18 THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) "
                 f"ELSE CAST({x} AS VARCHAR) END"
             )
         else:
-            expr = strip_sql(f"CAST({x} AS VARCHAR)")
+            expr = strip(f"CAST({x} AS VARCHAR)")
         checks.append((f"{x} IS NOT NULL AND {expr} = ''", f"'{name} is empty'"))
         if column.max_length:
             # strlen (bytes) is free and never below the character count: test it first.
@@ -163,9 +189,9 @@ def _convert(
         checks.append((f"NOT isfinite({expr})", f"'{name} must be a finite number'"))
     elif column.kind == "int":
         if pa.types.is_floating(stype):
-            expr = f"CASE WHEN {x} = floor({x}) THEN CAST({x} AS BIGINT) END"
+            expr = f"CASE WHEN {x} = floor({x}) THEN TRY_CAST({x} AS BIGINT) END"
         elif is_str:
-            text = strip_sql(f"CAST({x} AS VARCHAR)")
+            text = strip(f"CAST({x} AS VARCHAR)")
             expr = (
                 f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+') "
                 f"THEN TRY_CAST({text} AS BIGINT) END"
@@ -182,7 +208,7 @@ def _convert(
         if pa.types.is_boolean(stype):
             expr = x
         else:
-            low = f"lower({strip_sql(f'CAST({x} AS VARCHAR)')})"
+            low = f"lower({strip(f'CAST({x} AS VARCHAR)')})"
             expr = (
                 f"CASE WHEN {low} IN ({', '.join(map(lit, _TRUE))}) THEN TRUE "
                 f"WHEN {low} IN ({', '.join(map(lit, _FALSE))}) THEN FALSE END"
@@ -194,7 +220,7 @@ def _convert(
             )
         )
     elif column.kind == "timestamp":
-        expr, tchecks = _timestamp_expr(x, raw, column, stype, mapping)
+        expr, tchecks = _timestamp_expr(x, raw, column, stype, mapping, strip)
         checks += tchecks
         checks.append((f"{expr} < {EARLIEST_SQL}", f"'{name} is before 1970-01-01'"))
     elif column.kind == "json":
@@ -207,7 +233,7 @@ def _convert(
         )
         checks.append(
             (
-                f"json_valid({expr}) AND json_type({expr}) <> 'OBJECT'",
+                f"json_type(CASE WHEN json_valid({expr}) THEN {expr} END) <> 'OBJECT'",
                 f"'{name} must be a JSON object'",
             )
         )
@@ -228,7 +254,12 @@ def _convert(
 
 
 def _timestamp_expr(
-    x: str, raw: str, column: Column, stype: pa.DataType, mapping: ColumnMapping
+    x: str,
+    raw: str,
+    column: Column,
+    stype: pa.DataType,
+    mapping: ColumnMapping,
+    strip: Callable[[str], str],
 ) -> tuple[str, list[tuple[str, str]]]:
     name = column.name
     tz = mapping.timezone
@@ -255,7 +286,7 @@ def _timestamp_expr(
         number = f"TRY_CAST({x} AS DOUBLE)"
         expr = f"CASE WHEN isfinite({number}) THEN to_timestamp({number} / {scale}) END"
         return expr, [(f"{x} IS NOT NULL AND {expr} IS NULL", bad)]
-    text = strip_sql(raw)
+    text = strip(raw)
     if mapping.timestamp_format:
         fmt = lit(mapping.timestamp_format)
         has_zone = "%z" in mapping.timestamp_format or "%Z" in mapping.timestamp_format
