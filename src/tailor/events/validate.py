@@ -162,8 +162,8 @@ def _convert(
     if column.kind == "string":
         if pa.types.is_floating(stype):
             expr = (
-                f"CASE WHEN {x} = floor({x}) AND abs({x}) < 1e18 THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) "
-                f"ELSE CAST({x} AS VARCHAR) END"
+                f"CASE WHEN {x} = floor({x}) AND abs({x}) < 1e18 "
+                f"THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) ELSE CAST({x} AS VARCHAR) END"
             )
         else:
             expr = strip(f"CAST({x} AS VARCHAR)")
