@@ -1,6 +1,5 @@
 """The ``tailor`` command line: one sub-app per domain, errors without tracebacks."""
 
-
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -352,8 +351,11 @@ def demo(
         "demo-out"
     ),
 ) -> None:
-    """Import the bundled demo data (real Online Retail II rows and a simulated shop) and
-    show what the store holds. Running it again imports nothing new: imports are idempotent."""
+    """Import the bundled demo data and show what the store holds.
+
+    The demo data: real Online Retail II rows (CC BY 4.0) and a simulated shop. Running it
+    again imports nothing new: imports are idempotent.
+    """
     from tailor.demo import run_demo
 
     smoke = os.environ.get("TAILOR_DEMO_SMOKE") == "1"

@@ -1,0 +1,146 @@
+"""The ``tailor`` command line, end to end on a DuckDB store in a temporary folder."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tailor.cli import app
+from tailor.config import get_settings
+
+runner = CliRunner()
+
+HEADER = ["event_id", "event_type", "subject_id", "occurred_at", "item_id"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with its own store and key (the defaults live under ./.tailor)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("TAILOR_STORE", "TAILOR_SECRET_KEY", "TAILOR_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def tailor(*args: str):
+    get_settings.cache_clear()
+    return runner.invoke(app, list(args))
+
+
+def write_csv(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    return path
+
+
+def views(n: int, subject: str = "alice") -> list[list[str]]:
+    return [
+        [f"e{i}", "view", subject, f"2024-05-0{1 + i % 9}T10:00:00Z", f"i{i}"] for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["import"], ["import", "events"], ["simulate", "shop"], ["erase"], ["purge"], ["demo"]],
+)
+def test_every_command_explains_itself(command: list[str]) -> None:
+    result = tailor(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_commands_need_a_store_first(workdir: Path) -> None:
+    result = tailor("status")
+    assert result.exit_code == 1
+    assert "tailor init" in result.output
+
+
+def test_import_status_erase_and_reimport(workdir: Path) -> None:
+    assert tailor("init").exit_code == 0
+    assert (workdir / ".tailor" / "secret.key").is_file()
+    events = write_csv(workdir / "events.csv", views(5))
+    result = tailor("import", "events", str(events), "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "5 written" in result.output
+
+    again = tailor("import", "events", str(events), "--no-progress")
+    assert "0 written" in again.output and "5 already stored" in again.output
+
+    status = tailor("status")
+    assert status.exit_code == 0 and "view" in status.output
+    assert "alice" not in status.output
+
+    erased = tailor("erase", "alice")
+    assert erased.exit_code == 0, erased.output
+    assert "erased: 5 event rows" in erased.output
+
+    # A re-import of the old file cannot bring the erased subject back.
+    back = tailor("import", "events", str(events), "--no-progress")
+    assert "0 written" in back.output and "5 of erased subjects skipped" in back.output
+
+
+def test_bad_file_is_rejected_whole_or_quarantined(workdir: Path) -> None:
+    assert tailor("init").exit_code == 0
+    rows = [*views(3), ["e9", "vue", "alice", "2024-05-01T10:00:00Z", "i9"]]
+    events = write_csv(workdir / "bad.csv", rows)
+    result = tailor("import", "events", str(events), "--no-progress")
+    assert result.exit_code == 1
+    assert "line 5" in result.output and "unknown event_type 'vue'" in result.output
+    assert "nothing was imported" in result.output
+    assert "view" not in tailor("status").output
+
+    quarantine = workdir / "rejected.csv"
+    result = tailor(
+        "import", "events", str(events), "--quarantine", str(quarantine), "--no-progress"
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 written" in result.output and "1 rejected" in result.output
+    with quarantine.open(encoding="utf-8") as handle:
+        rejected = list(csv.DictReader(handle))
+    assert [(r["tailor_line"], r["event_id"]) for r in rejected] == [("5", "e9")]
+
+
+def test_missing_file_and_bad_options_are_clear_errors(workdir: Path) -> None:
+    assert tailor("init").exit_code == 0
+    missing = tailor("import", "events", "nowhere.csv", "--no-progress")
+    assert missing.exit_code == 1 and "no such file" in missing.output
+    purge = tailor("purge", "--older-than", "soon")
+    assert purge.exit_code == 1 and "soon" in purge.output
+
+
+def test_a_lost_key_is_an_error_not_a_new_key(workdir: Path) -> None:
+    assert tailor("init").exit_code == 0
+    events = write_csv(workdir / "events.csv", views(2))
+    assert tailor("import", "events", str(events), "--no-progress").exit_code == 0
+    (workdir / ".tailor" / "secret.key").unlink()
+    result = tailor("status")
+    assert result.exit_code == 1
+    assert not (workdir / ".tailor" / "secret.key").exists()
+
+
+def test_purge_keeps_recent_events(workdir: Path) -> None:
+    assert tailor("init").exit_code == 0
+    old = [["old", "view", "alice", "2001-01-01T00:00:00Z", "i1"]]
+    events = write_csv(workdir / "events.csv", old + views(2))
+    assert tailor("import", "events", str(events), "--no-progress").exit_code == 0
+    result = tailor("purge", "--older-than", "3650d")
+    assert result.exit_code == 0 and "purged 1 event rows" in result.output
+
+
+def test_demo_smoke_runs_the_main_job(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TAILOR_DEMO_SMOKE", "1")
+    result = tailor("demo", "--out", str(workdir / "demo"))
+    assert result.exit_code == 0, result.output
+    assert "what the store holds" in result.output
+    assert "purchase" in result.output and "view" in result.output
+    # Idempotent: a second run stores nothing new.
+    again = tailor("demo", "--out", str(workdir / "demo"))
+    assert again.exit_code == 0, again.output
+    assert "0 written" in again.output
