@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL run")
     parser.add_argument("--out", type=Path, default=Path("bench-out"), help="file cache folder")
     args = parser.parse_args(argv)
-    target = args.rows or (1_000_000 if args.quick else 5_000_000)
+    target = args.rows if args.rows is not None else (1_000_000 if args.quick else 5_000_000)
     if target < 1:
         parser.error("--rows must be at least 1")
     path = simulated_file(target, args.out)
