@@ -93,9 +93,9 @@ def _hmac_sql(pseudonymizer: Pseudonymizer, namespace: str, x: str) -> str:
 class _Checked:
     """Validated rows of one source, inside DuckDB.
 
-    ``checked`` is a view (mapped, converted rows with their first reason to reject), so the
-    data is never copied: each later query computes only the columns it reads. Only the
-    rejects are materialized. ``engine`` is the DuckDB connection to work in: the store's
+    ``checked`` is a view of the mapped, converted rows, so the data is never copied: each
+    later query computes only the columns it reads. Only the rejects (row and first reason)
+    are materialized. ``engine`` is the DuckDB connection to work in: the store's
     own for a DuckDB store (the final insert then never leaves the database), otherwise an
     in-memory one that hands batches to the store.
     """
