@@ -37,14 +37,18 @@ from tailor.events.mapping import ColumnMapping
 from tailor.events.privacy import Pseudonymizer
 from tailor.events.readers import FileFormat, SourceData, detect_format, read_source
 from tailor.events.validate import (
+    Check,
     case_reason,
     convert_expr,
+    entity_key_check,
     event_rule_checks,
     ident,
+    is_text,
     lit,
     mapped_select,
     raw_name,
     strip_sql,
+    text_may_be_padded,
 )
 from tailor.store.base import Store
 
@@ -119,10 +123,19 @@ class _Checked:
         self.con.execute("SET TimeZone = 'UTC'").fetchall()
         self.p = f"_import{next(self._ids)}_"
         self.created: list[tuple[str, str]] = []
-        self._padded: set[str] | None = None
-        self.con.register(self.name("src"), source.table)
+        self._padded: dict[str, bool] = {}
+        self._assumed: dict[str, str] = {}
+        self.present: set[str] = set()
+        self._registered = source.scan_sql() is None
         try:
-            self._create(mapping, events, key)
+            if self._registered:
+                self.con.register(self.name("src"), source.table)
+            else:
+                self._make("VIEW", "src", source.scan_sql() or "")
+            # A Parquet file's text is assumed free of surrounding whitespace, which the
+            # validation pass then confirms; only when it is not is the pass run again.
+            while not self._create(mapping, events, key):
+                self._drop(keep=0 if self._registered else 1)
             self._build_rejects(events)
         except BaseException:
             self.close()
@@ -131,12 +144,20 @@ class _Checked:
     def name(self, base: str) -> str:
         return f"{self.p}{base}"
 
+    def _drop(self, keep: int = 0) -> None:
+        """Drop what this import created, newest first, except the ``keep`` oldest."""
+        while len(self.created) > keep:
+            kind, name = self.created.pop()
+            self.con.execute(f"DROP {kind} IF EXISTS {name}").fetchall()
+
     def _make(self, kind: str, base: str, body: str) -> None:
         self.con.execute(f"CREATE TEMP {kind} {self.name(base)} AS {body}").fetchall()
         self.created.append((kind, self.name(base)))
 
-    def _create(self, mapping: ColumnMapping | None, events: bool, key: str | None) -> None:
-        schema = self.source.table.schema
+    def _create(self, mapping: ColumnMapping | None, events: bool, key: str | None) -> bool:
+        """Build the converted rows and record the invalid ones; False when a text column
+        assumed to need no stripping turned out to (the caller then builds again)."""
+        schema = self.source.schema
         try:
             select = mapped_select(schema, self.targets, mapping)
         except ValueError as exc:
@@ -151,7 +172,7 @@ class _Checked:
             )
         converted, raws, column_checks, present = [], [], [], set()
         for column in self.targets:
-            stype = _source_type(schema, mapping, column)
+            stype = _source_type(self.source, mapping, column)
             if numbered and column.name == "line":
                 stype = pa.int64()
             if not pa.types.is_null(stype):
@@ -165,12 +186,11 @@ class _Checked:
             elif column.name == "line":
                 expr = "CAST(0 AS BIGINT)"
             converted.append(f"{expr} AS {name}")
-            if checks:
+            if checks or column.name in self._assumed:
                 raws.append(f"m.{name} AS {ident(raw_name(column.name))}")
             column_checks += checks
-        rules = (
-            event_rule_checks(present) if events else [(f"c.{key} IS NULL", f"'{key} is missing'")]
-        )
+        self.present = present
+        rules = event_rule_checks(present) if events else [entity_key_check(key or "")]
         # Subqueries, not CTEs: DuckDB may materialize a CTE, and each later step should read
         # only the columns it needs from the Arrow data.
         values = f"(SELECT m._row, {', '.join(converted + raws)} FROM ({mapped}) m) c"
@@ -180,56 +200,74 @@ class _Checked:
             self._make(
                 "TABLE", "rejects", "SELECT 0::BIGINT AS _row, ''::VARCHAR AS reason LIMIT 0"
             )
-            self._reject_invalid(values, column_checks + rules)
+            return self._reject_invalid(values, column_checks + rules, grouped=events)
         except duckdb.Error as exc:
+            if self.source.parquet is not None:
+                raise ImportFormatError(
+                    f"{self.source.parquet.name}: cannot read it as Parquet ({exc}); "
+                    "is the file complete and undamaged?"
+                ) from exc
             raise ImportFormatError(f"cannot convert the file's columns: {exc}") from exc
 
     def _may_be_padded(self, mapping: ColumnMapping | None, column: Column) -> bool:
-        """Whether a column's text may carry whitespace to strip: stripping costs more than
-        looking, so every text column of the file is looked at once, in one pass."""
+        """Whether a column's text may carry whitespace to strip (stripping is costly)."""
         mapping = mapping or ColumnMapping()
         if column.name in mapping.values or column.name in mapping.constants:
             return True
-        if self._padded is None:
-            schema = self.source.table.schema
-            text = [
-                f.name
-                for f in schema
-                if not (
-                    pa.types.is_integer(f.type)
-                    or pa.types.is_floating(f.type)
-                    or pa.types.is_boolean(f.type)
-                    or pa.types.is_temporal(f.type)
-                    or pa.types.is_null(f.type)
-                )
-            ]
-            cast = [f"CAST({ident(n)} AS VARCHAR)" for n in text]
-            looks = ", ".join(
-                f"bool_or(ascii({x}) <= 32 OR ascii(right({x}, 1)) <= 32)" for x in cast
-            )
-            found = (
-                self.con.execute(f"SELECT {looks} FROM {self.name('src')}").fetchall()[0]
-                if text
-                else []
-            )
-            self._padded = {n for n, hit in zip(text, found, strict=True) if hit}
-        return mapping.columns.get(column.name, column.name) in self._padded
+        name = mapping.columns.get(column.name, column.name)
+        index = self.source.schema.get_field_index(name)
+        if index < 0 or not is_text(self.source.schema.field(index).type):
+            return False
+        if name not in self._padded and self.source.arrow is not None:
+            self._padded[name] = text_may_be_padded(self.source.table.column(name))
+        elif name not in self._padded:
+            self._assumed[column.name] = name
+            return False
+        return self._padded[name]
 
-    def _reject_invalid(self, values: str, checks: list[tuple[str, str]]) -> None:
+    def _reject_invalid(self, values: str, checks: list[Check], *, grouped: bool) -> bool:
         """Record each invalid row with the first reason it fails, in the spec's order.
 
-        One aggregate pass finds the checks that fail anywhere; only those are evaluated row
-        by row, so a clean file (the common case) never pays for building reasons. Checks
-        that fail nowhere cannot be any row's first reason, so the result is the same.
+        One aggregate pass, per event type, probes every check (see :class:`Check`); only the
+        checks that may fail somewhere are evaluated row by row, so a clean file (the common
+        case) never pays for building reasons. Checks that fail nowhere cannot be any row's
+        first reason, so the result is the same as evaluating all of them.
         """
-        hits = ", ".join(f"bool_or(coalesce({cond}, FALSE))" for cond, _ in checks) or "NULL"
-        found = self.con.execute(f"SELECT {hits} FROM {values}").fetchall()[0]
-        failing = [check for check, hit in zip(checks, found, strict=False) if hit]
+        probes = list(dict.fromkeys(check.aggregate for check in checks))
+        # min() of the text starts with its smallest first character, min(reverse()) with
+        # its smallest last one: whitespace (<= 32) sorts before any visible character.
+        padding = {
+            target: (
+                f"ascii(min(c.{ident(raw_name(target))}))",
+                f"ascii(min(reverse(c.{ident(raw_name(target))})))",
+            )
+            for target in self._assumed
+        }
+        probes += [probe for pair in padding.values() for probe in pair]
+        group = "c.event_type" if grouped else "NULL"
+        rows = self.con.execute(
+            f"SELECT {group}, count(*), {', '.join(probes) or 'NULL'} FROM {values}"
+            + (" GROUP BY ALL" if grouped else "")
+        ).fetchall()
+        index = {probe: i + 2 for i, probe in enumerate(probes)}
+        for target, pair in padding.items():
+            found = [row[index[probe]] for row in rows for probe in pair]
+            self._padded[self._assumed[target]] = any(v is not None and v <= 32 for v in found)
+        wrong = any(self._padded[name] for name in self._assumed.values())
+        self._assumed = {}
+        if wrong:
+            return False
+        failing = [
+            check
+            for check in checks
+            if any(check.fails(row[index[check.aggregate]], row[0], row[1]) for row in rows)
+        ]
         if failing:
             self.con.execute(
                 f"INSERT INTO {self.name('rejects')} SELECT _row, reason FROM (SELECT c._row, "
                 f"{case_reason(failing)} AS reason FROM {values}) WHERE reason IS NOT NULL"
             ).fetchall()
+        return True
 
     def _build_rejects(self, events: bool) -> None:
         if not events:
@@ -237,15 +275,22 @@ class _Checked:
         checked, rejects = self.name("checked"), self.name("rejects")
         # Rows already rejected are left out by _row: asking for _reason would recompute it.
         accepted = f"_row NOT IN (SELECT _row FROM {rejects})"
-        # Later copies of an (event_id, line) pair are rejected, naming the first one.
-        self.con.execute(
-            f"INSERT INTO {rejects} SELECT _row, 'duplicate event_id ' || event_id || ' (line ' "
-            "|| line || '), first seen at {row:' || first_row || '}' FROM (SELECT _row, event_id, "
-            f"line, min(_row) OVER (PARTITION BY event_id, line) AS first_row FROM {checked} "
-            f"WHERE {accepted} AND (event_id, line) IN (SELECT (event_id, line) FROM {checked} "
-            f"WHERE {accepted} GROUP BY event_id, line HAVING count(*) > 1)) "
-            "WHERE _row <> first_row"
-        ).fetchall()
+        # Later copies of an (event_id, line) pair are rejected, naming the first one. A look
+        # by 64-bit hash first, as grouping integers is much cheaper than grouping text: most
+        # files have no duplicates, and a rare collision only costs the exact query.
+        repeated = self.con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {checked} WHERE {accepted} "
+            "GROUP BY hash(event_id, line) HAVING count(*) > 1)"
+        ).fetchall()[0][0]
+        if repeated:
+            self.con.execute(
+                f"INSERT INTO {rejects} SELECT _row, 'duplicate event_id ' || event_id || "
+                "' (line ' || line || '), first seen at {row:' || first_row || '}' FROM (SELECT "
+                f"_row, event_id, line, min(_row) OVER (PARTITION BY event_id, line) AS first_row "
+                f"FROM {checked} WHERE {accepted} AND (event_id, line) IN (SELECT (event_id, "
+                f"line) FROM {checked} WHERE {accepted} GROUP BY event_id, line HAVING "
+                "count(*) > 1)) WHERE _row <> first_row"
+            ).fetchall()
         multi = ", ".join(lit(t) for t in _MULTI_LINE)
         self.con.execute(
             f"INSERT INTO {rejects} SELECT c._row, 'rows of event ' || c.event_id || ' disagree: "
@@ -343,7 +388,7 @@ class _Checked:
             name = ident(column.name)
             if column.name in stamp:
                 select.append(f"{lit(stamp[column.name].isoformat())}::TIMESTAMPTZ AS {name}")
-            elif column.pseudonym_namespace:
+            elif column.pseudonym_namespace and column.name in self.present:
                 table = self.name(f"ps_{column.name}")
                 self._make(
                     "TABLE",
@@ -387,20 +432,24 @@ class _Checked:
         if self.own_engine:
             self.con.close()
             return
-        for kind, name in reversed(self.created):
-            self.con.execute(f"DROP {kind} IF EXISTS {name}").fetchall()
-        self.con.unregister(self.name("src"))
+        self._drop()
+        if self._registered:
+            self.con.unregister(self.name("src"))
 
 
-def _source_type(schema: pa.Schema, mapping: ColumnMapping | None, column: Column) -> pa.DataType:
+def _source_type(source: SourceData, mapping: ColumnMapping | None, column: Column) -> pa.DataType:
+    """The type of the values a target column gets; null when it gets none at all (a column
+    the file lacks or leaves empty needs neither conversion nor checks)."""
     mapping = mapping or ColumnMapping()
     if column.name in mapping.values or column.name in mapping.constants:
         if column.name in mapping.constants and not isinstance(mapping.constants[column.name], str):
             return pa.scalar(mapping.constants[column.name]).type
         return pa.string()
     name = mapping.columns.get(column.name, column.name)
-    index = schema.get_field_index(name)
-    return schema.field(index).type if index >= 0 else pa.null()
+    index = source.schema.get_field_index(name)
+    if index < 0 or source.null_count(name) == source.num_rows:
+        return pa.null()
+    return source.schema.field(index).type
 
 
 def _reject_message(report: ImportReport, rejects: list[tuple[int, str]]) -> str:
@@ -430,7 +479,7 @@ def _run_import(
     started: float,
 ) -> ImportReport:
     report = ImportReport(source=label, target=entity or "events", unit=source.unit)
-    report.rows_read = source.table.num_rows + len(source.structural_rejects)
+    report.rows_read = source.num_rows + len(source.structural_rejects)
     key = ENTITIES[entity].key if entity else None
     with ExitStack() as stack:
         # A DuckDB store validates inside its own engine: the valid rows then go into the
@@ -463,7 +512,7 @@ def _run_import(
         valid = checked.valid_relation(pseudonymizer, stamp=stamp, defaults=defaults)
         on_rows = (lambda n: progress("written", n, None)) if progress else None
         if entity is None and in_store:
-            rows = source.table.num_rows - (report.rejected - len(source.structural_rejects))
+            rows = source.num_rows - (report.rejected - len(source.structural_rejects))
             result = store.append_events_from(  # type: ignore[attr-defined]
                 valid, rows, ids_relation=checked.name("checked")
             )
@@ -508,7 +557,7 @@ def _present_entity_columns(
 ) -> list[str]:
     """Entity columns the file provides: an upsert leaves the others as stored."""
     mapping = mapping or ColumnMapping()
-    names = set(source.table.column_names)
+    names = set(source.schema.names)
     present = []
     for column in ENTITIES[entity].columns:
         if (
@@ -554,7 +603,7 @@ def import_file(
         path, fmt, max_record_bytes=max_record_bytes, text_columns=frozenset(timestamps)
     )
     if progress:
-        progress("read", source.table.num_rows, None)
+        progress("read", source.num_rows, None)
     return _run_import(
         store,
         source,

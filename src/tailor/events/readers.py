@@ -35,17 +35,73 @@ _SUFFIXES: dict[str, FileFormat] = {
 
 @dataclass
 class SourceData:
-    """A file's records as Arrow plus what could not be parsed at all.
+    """A file's records as Arrow (or a Parquet file read in place) plus what could not be
+    parsed at all.
 
-    ``table`` has a ``_row`` column: the record's 1-based position among parsed records.
+    ``arrow`` has a ``_row`` column: the record's 1-based position among parsed records.
     ``record_lines`` maps it to the line (CSV, JSONL) or row (Parquet) a person looks up.
+
+    A Parquet file is not loaded: ``parquet`` names it and DuckDB scans it where it lies, in
+    parallel and a column at a time, so a file far larger than memory imports and no pass
+    waits for a full copy into Arrow (which costs more than all of the validation). Its
+    Arrow rows are read only when a quarantine report needs them (:attr:`table`).
     """
 
-    table: pa.Table
+    arrow: pa.Table | None
     format: FileFormat
     unit: Literal["line", "row"]
     record_lines: np.ndarray | None = None
     structural_rejects: list[tuple[int, str, str]] = field(default_factory=list)
+    parquet: Path | None = None
+    _metadata: pq.FileMetaData | None = None
+
+    @property
+    def table(self) -> pa.Table:
+        if self.arrow is None:
+            assert self.parquet is not None
+            self.arrow = _with_rows(_read_parquet_table(self.parquet))
+        return self.arrow
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The file's columns (without ``_row``)."""
+        if self.arrow is None and self._metadata is not None:
+            return self._metadata.schema.to_arrow_schema()
+        schema = self.table.schema
+        index = schema.get_field_index("_row")
+        return schema.remove(index) if index >= 0 else schema
+
+    @property
+    def num_rows(self) -> int:
+        if self.arrow is None and self._metadata is not None:
+            return self._metadata.num_rows
+        return self.table.num_rows
+
+    def null_count(self, name: str) -> int | None:
+        """Missing values in a column, or None where the file does not say (Parquet without
+        statistics): callers then treat the column as filled."""
+        if self.arrow is not None or self._metadata is None:
+            return self.table.column(name).null_count
+        metadata, total = self._metadata, 0
+        leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path == name]
+        if len(leaves) != 1:
+            return None
+        for group in range(metadata.num_row_groups):
+            stats = metadata.row_group(group).column(leaves[0]).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            total += stats.null_count
+        return total
+
+    def scan_sql(self) -> str | None:
+        """A DuckDB table expression reading the Parquet file with ``_row``, if it is one."""
+        if self.parquet is None:
+            return None
+        path = "'" + str(self.parquet).replace("'", "''") + "'"
+        return (
+            "SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _row "
+            f"FROM read_parquet({path}, file_row_number = true)"
+        )
 
     def lines_of(self, rows: np.ndarray) -> np.ndarray:
         if self.record_lines is None:
@@ -92,13 +148,29 @@ def _with_rows(table: pa.Table) -> pa.Table:
 
 
 def _read_parquet(path: Path) -> SourceData:
+    """Check that the file is Parquet (its footer comes last, so a cut-off file fails here)
+    and read its metadata; the rows stay in the file."""
     try:
-        table = pq.read_table(path)
+        metadata = pq.ParquetFile(path).metadata
+        names = metadata.schema.to_arrow_schema().names
     except (pa.ArrowInvalid, OSError) as exc:
         raise ImportFormatError(
             f"{path.name}: cannot read it as Parquet ({exc}); is the file complete?"
         ) from exc
-    return SourceData(_with_rows(table), "parquet", "row")
+    if "_row" in names or "file_row_number" in names:
+        raise ImportFormatError(
+            f"{path.name}: the column names _row and file_row_number are reserved; rename them"
+        )
+    return SourceData(None, "parquet", "row", parquet=path, _metadata=metadata)
+
+
+def _read_parquet_table(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ImportFormatError(
+            f"{path.name}: cannot read it as Parquet ({exc}); is the file complete?"
+        ) from exc
 
 
 # --- CSV ------------------------------------------------------------------------------------
