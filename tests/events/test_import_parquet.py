@@ -113,6 +113,6 @@ def test_a_damaged_page_is_an_error_and_changes_nothing(store, pseudonymizer, tm
     middle = data.index(b"item-100")
     data[middle - 40 : middle + 2000] = b"\xff" * 2040
     path.write_bytes(bytes(data))
-    with pytest.raises(ImportFormatError, match="e.parquet: cannot read it as Parquet"):
+    with pytest.raises(ImportFormatError, match=r"e\.parquet: cannot read it as Parquet"):
         import_file(store, path, pseudonymizer=pseudonymizer)
     assert store.count_events() == 0
