@@ -1,0 +1,214 @@
+"""What every candidate model shares: fit on a confidence matrix, score histories, save/load."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+FORMAT_VERSION = 1
+_BATCH_ROWS = 2048
+
+
+class Recommender:
+    """Base class of the candidate models.
+
+    Subclasses take keyword-only hyperparameters in ``__init__`` (stored as given), check them
+    in :meth:`fit`, keep learned state in attributes ending in ``_`` and implement
+    :meth:`_fit` and :meth:`_score`. Scores are over the whole catalog for a batch of users,
+    given each user's interaction row: a user who was not in the training data (or who acted
+    since) is scored from those interactions without retraining.
+    """
+
+    name: ClassVar[str] = "base"
+    _registry: ClassVar[dict[str, type[Recommender]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Recommender._registry[cls.name] = cls
+
+    def get_params(self) -> dict[str, Any]:
+        names = [
+            p.name
+            for p in inspect.signature(type(self).__init__).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        return {name: getattr(self, name) for name in names}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # --- training -------------------------------------------------------------------------
+
+    def fit(self, interactions: sp.csr_matrix) -> Self:
+        """Learn from a users × items confidence matrix (see :class:`InteractionLog`)."""
+        if not sp.issparse(interactions) or interactions.ndim != 2:
+            raise ValueError("interactions must be a 2-D scipy.sparse matrix (users × items)")
+        interactions = sp.csr_matrix(interactions, dtype=np.float32)
+        if interactions.nnz and (interactions.data < 0).any():
+            raise ValueError("interactions must not hold negative confidence")
+        if interactions.nnz == 0:
+            raise ValueError("interactions are empty: nothing to learn from")
+        self._fit(interactions)
+        self.n_items_ = interactions.shape[1]
+        return self
+
+    def _fit(self, interactions: sp.csr_matrix) -> None:
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    # --- scoring --------------------------------------------------------------------------
+
+    def score(self, history: sp.csr_matrix, users: np.ndarray | None = None) -> np.ndarray:
+        """Scores (n_rows × n_items) for the users whose interaction rows ``history`` holds.
+
+        ``users`` optionally gives each row's index in the training matrix: models with
+        learned per-user state (matrix factorization) use it; others ignore it.
+        """
+        self._check_fitted()
+        history = sp.csr_matrix(history, dtype=np.float32)
+        if history.shape[1] != self.n_items_:
+            raise ValueError(
+                f"history has {history.shape[1]} item columns; the model knows {self.n_items_}"
+            )
+        if users is not None and len(users) != history.shape[0]:
+            raise ValueError("users must give one training-row index per history row")
+        return np.asarray(self._score(history, users), dtype=np.float32)
+
+    def _score(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def recommend(
+        self,
+        history: sp.csr_matrix,
+        *,
+        k: int = 10,
+        users: np.ndarray | None = None,
+        exclude_seen: bool = True,
+        exclude_items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` item indices and scores per history row, best first.
+
+        Items of the row's own history (``exclude_seen``) and ``exclude_items`` (indices, or a
+        boolean mask over the catalog) are never returned; rows with fewer eligible items are
+        padded with -1 and -inf.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        history = sp.csr_matrix(history, dtype=np.float32)
+        blocked = np.zeros(self._n_items(), dtype=bool)
+        if exclude_items is not None:
+            exclude_items = np.asarray(exclude_items)
+            if exclude_items.dtype == bool:
+                if exclude_items.shape != blocked.shape:
+                    raise ValueError("a boolean exclude_items must have one entry per item")
+                blocked |= exclude_items
+            else:
+                blocked[exclude_items.astype(np.int64)] = True
+        k = min(k, self._n_items())
+        ids = np.empty((history.shape[0], k), np.int64)
+        scores = np.empty((history.shape[0], k), np.float32)
+        for start in range(0, history.shape[0], _BATCH_ROWS):
+            rows = history[start : start + _BATCH_ROWS]
+            batch_users = None if users is None else users[start : start + _BATCH_ROWS]
+            block = self.score(rows, batch_users)
+            block[:, blocked] = -np.inf
+            if exclude_seen:
+                block[
+                    np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr)), rows.indices
+                ] = -np.inf
+            ids[start : start + len(block)], scores[start : start + len(block)] = top_k(block, k)
+        return ids, scores
+
+    def _n_items(self) -> int:
+        self._check_fitted()
+        return int(self.n_items_)
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (``.npz``): the learned arrays plus a JSON header with the model
+        name, format version and hyperparameters. No pickle: loading runs no code."""
+        self._check_fitted()
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {}
+        scalars: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if not key.endswith("_"):
+                continue
+            if sp.issparse(value):
+                matrix = sp.csr_matrix(value)
+                for part in ("data", "indices", "indptr"):
+                    arrays[f"{key}sparse_{part}"] = getattr(matrix, part)
+                arrays[f"{key}sparse_shape"] = np.asarray(matrix.shape)
+            elif isinstance(value, np.ndarray):
+                arrays[key] = value
+            else:
+                scalars[key] = value
+        header = {
+            "model": self.name,
+            "format": FORMAT_VERSION,
+            "params": self.get_params(),
+            "state": scalars,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as handle:
+            np.savez(handle, __header__=np.asarray(json.dumps(header)), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        return load_model(path)
+
+
+def load_model(path: str | Path) -> Recommender:
+    """Load a model written by :meth:`Recommender.save`, whatever its class."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        header = json.loads(str(data["__header__"]))
+        if header.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: model format {header.get('format')} is not supported")
+        model_cls = Recommender._registry.get(header["model"])
+        if model_cls is None:
+            raise ValueError(f"{path}: unknown model {header['model']!r}")
+        model = model_cls(**header["params"])
+        for key, value in header["state"].items():
+            setattr(model, key, value)
+        sparse: dict[str, dict[str, np.ndarray]] = {}
+        for key in data.files:
+            if key == "__header__":
+                continue
+            if "_sparse_" in key:
+                name, part = key.split("_sparse_")
+                sparse.setdefault(name + "_", {})[part] = data[key]
+            else:
+                setattr(model, key, data[key])
+        for name, parts in sparse.items():
+            setattr(
+                model,
+                name,
+                sp.csr_matrix(
+                    (parts["data"], parts["indices"], parts["indptr"]),
+                    shape=tuple(parts["shape"]),
+                ),
+            )
+    return model
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest scores per row, best first; -inf → -1."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    ids = np.take_along_axis(part, order, axis=1)
+    values = np.take_along_axis(values, order, axis=1)
+    ids[~np.isfinite(values)] = -1
+    return ids.astype(np.int64), values

@@ -1,0 +1,156 @@
+"""Matrix factorization for implicit feedback through the ``implicit`` library.
+
+ALS: Hu, Koren and Volinsky, "Collaborative Filtering for Implicit Feedback Datasets", ICDM
+2008 (confidence c_ui = 1 + α·r_ui, eq. 1-3). BPR: Rendle et al., "BPR: Bayesian
+Personalized Ranking from Implicit Feedback", UAI 2009. ``implicit`` runs the hot loops in
+compiled code; these classes only hand it the data and keep the factors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from tailor.recommend.base import Recommender
+
+
+class _Factorization(Recommender):
+    def _score(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        if users is not None and (users >= 0).all():
+            vectors = self.user_factors_[users]
+        else:
+            vectors = self._fold_in(history)
+        return vectors @ self.item_factors_.T
+
+    def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check_factors(self) -> None:
+        if not (np.isfinite(self.user_factors_).all() and np.isfinite(self.item_factors_).all()):
+            raise FloatingPointError(
+                f"{self.name} produced NaN or infinite factors; lower learning_rate or alpha, "
+                "or raise regularization"
+            )
+
+
+class ALS(_Factorization):
+    """Parameters
+    ----------
+    factors : latent dimensions.
+    regularization : λ on the factors.
+    alpha : confidence scale α: c_ui = 1 + α·r_ui.
+    iterations : alternating sweeps.
+    seed : random initialization.
+    """
+
+    name = "als"
+
+    def __init__(
+        self,
+        *,
+        factors: int = 64,
+        regularization: float = 0.01,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        seed: int = 42,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.seed = seed
+
+    def _fit(self, interactions: sp.csr_matrix) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        if self.factors < 1 or self.iterations < 1:
+            raise ValueError("factors and iterations must be at least 1")
+        if self.regularization < 0 or self.alpha <= 0:
+            raise ValueError("regularization must be >= 0 and alpha > 0")
+        # implicit parallelizes itself; a multi-threaded BLAS underneath only fights it.
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=self.seed,
+                calculate_training_loss=False,
+            )
+            model.fit(interactions, show_progress=False)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self._check_factors()
+
+    def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+        """The ALS user step (Hu et al. eq. 4) for each history row, items held fixed."""
+        y = self.item_factors_.astype(np.float64)
+        yty = y.T @ y
+        eye = self.regularization * np.eye(y.shape[1])
+        out = np.zeros((history.shape[0], y.shape[1]), np.float32)
+        for row in range(history.shape[0]):
+            start, stop = history.indptr[row], history.indptr[row + 1]
+            if start == stop:
+                continue
+            items = history.indices[start:stop]
+            confidence = self.alpha * history.data[start:stop].astype(np.float64)
+            yi = y[items]
+            a = yty + (yi.T * confidence) @ yi + eye
+            b = (yi.T * (1.0 + confidence)).sum(axis=1)
+            out[row] = np.linalg.solve(a, b)
+        return out
+
+
+class BPR(_Factorization):
+    """Parameters
+    ----------
+    factors, learning_rate, regularization, iterations, seed : as in ``implicit``'s
+        BayesianPersonalizedRanking (SGD over sampled (user, seen, unseen) triples).
+    """
+
+    name = "bpr"
+
+    def __init__(
+        self,
+        *,
+        factors: int = 64,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        seed: int = 42,
+    ) -> None:
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.iterations = iterations
+        self.seed = seed
+
+    def _fit(self, interactions: sp.csr_matrix) -> None:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        if self.factors < 1 or self.iterations < 1 or self.learning_rate <= 0:
+            raise ValueError("factors and iterations must be >= 1 and learning_rate > 0")
+        with threadpool_limits(1, "blas"):
+            model = BayesianPersonalizedRanking(
+                factors=self.factors,
+                learning_rate=self.learning_rate,
+                regularization=self.regularization,
+                iterations=self.iterations,
+                random_state=self.seed,
+            )
+            model.fit(interactions, show_progress=False)
+        # implicit appends a bias column to the factors; scores are their dot product.
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self._check_factors()
+
+    def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
+        """A new user as the mean of the items they interacted with (BPR has no closed-form
+        user step); the bias column keeps the item biases in the score."""
+        x = history.copy()
+        x.data[:] = 1.0
+        counts = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)
+        vectors = np.asarray((x @ self.item_factors_) / counts[:, None], dtype=np.float32)
+        vectors[:, -1] = 1.0
+        return vectors
