@@ -75,6 +75,7 @@ class Recommender:
         """
         self._check_fitted()
         history = sp.csr_matrix(history, dtype=np.float32)
+        users = None if users is None else np.asarray(users, dtype=np.int64)
         if history.shape[1] != self.n_items_:
             raise ValueError(
                 f"history has {history.shape[1]} item columns; the model knows {self.n_items_}"
@@ -104,6 +105,7 @@ class Recommender:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         history = sp.csr_matrix(history, dtype=np.float32)
+        users = None if users is None else np.asarray(users, dtype=np.int64)
         blocked = np.zeros(self._n_items(), dtype=bool)
         if exclude_items is not None:
             exclude_items = np.asarray(exclude_items)
