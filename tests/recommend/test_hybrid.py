@@ -35,3 +35,19 @@ def test_hybrid_needs_generators_and_two_parts():
         Hybrid().fit_stages(x, x, x)
     with pytest.raises(TypeError, match="fit_stages"):
         Hybrid(generators=GENERATORS).fit(x)
+
+
+def test_hybrid_saves_its_generators_and_ranker_in_one_file(tmp_path):
+    from tailor.recommend import load_model
+
+    full = two_tastes(seed=2)
+    held = full.copy()
+    held.data = (np.arange(held.nnz) % 4 == 0).astype(np.float32)
+    held.eliminate_zeros()
+    fit_part = full - held
+    fit_part.eliminate_zeros()
+    model = Hybrid(generators=GENERATORS, candidates=10, trees=10).fit_stages(fit_part, held, full)
+    loaded = load_model(model.save(tmp_path / "hybrid.npz"))
+    assert isinstance(loaded, Hybrid) and set(loaded.models_) == set(GENERATORS)
+    users = np.arange(60)
+    np.testing.assert_allclose(loaded.score(full, users), model.score(full, users), rtol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import io
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -141,6 +142,27 @@ class Recommender:
         name, format version and hyperparameters. No pickle: loading runs no code."""
         self._check_fitted()
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as handle:
+            handle.write(self.to_bytes())
+        return path
+
+    def to_bytes(self) -> bytes:
+        """The saved form of the model (what :meth:`save` writes)."""
+        self._check_fitted()
+        arrays, scalars = self._state()
+        header = {
+            "model": self.name,
+            "format": FORMAT_VERSION,
+            "params": self.get_params(),
+            "state": scalars,
+        }
+        buffer = io.BytesIO()
+        np.savez(buffer, __header__=np.asarray(json.dumps(header)), **arrays)
+        return buffer.getvalue()
+
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, JSON-able values) of the learned state: every attribute ending in ``_``."""
         arrays: dict[str, np.ndarray] = {}
         scalars: dict[str, Any] = {}
         for key, value in vars(self).items():
@@ -155,52 +177,45 @@ class Recommender:
                 arrays[key] = value
             else:
                 scalars[key] = value
-        header = {
-            "model": self.name,
-            "format": FORMAT_VERSION,
-            "params": self.get_params(),
-            "state": scalars,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as handle:
-            np.savez(handle, __header__=np.asarray(json.dumps(header)), **arrays)
-        return path
+        return arrays, scalars
+
+    def _restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        for key, value in scalars.items():
+            setattr(self, key, value)
+        sparse: dict[str, dict[str, np.ndarray]] = {}
+        for key, value in arrays.items():
+            if "_sparse_" in key:
+                name, part = key.split("_sparse_")
+                sparse.setdefault(name + "_", {})[part] = value
+            else:
+                setattr(self, key, value)
+        for name, parts in sparse.items():
+            shape = tuple(int(n) for n in parts["shape"])
+            setattr(
+                self,
+                name,
+                sp.csr_matrix((parts["data"], parts["indices"], parts["indptr"]), shape=shape),
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
         return load_model(path)
 
 
-def load_model(path: str | Path) -> Recommender:
-    """Load a model written by :meth:`Recommender.save`, whatever its class."""
-    with np.load(Path(path), allow_pickle=False) as data:
+def load_model(source: str | Path | bytes) -> Recommender:
+    """Load a model written by :meth:`Recommender.save` (a path) or
+    :meth:`Recommender.to_bytes`, whatever its class."""
+    label = "model bytes" if isinstance(source, bytes) else str(source)
+    opened = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
+    with np.load(opened, allow_pickle=False) as data:
         header = json.loads(str(data["__header__"]))
         if header.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: model format {header.get('format')} is not supported")
+            raise ValueError(f"{label}: model format {header.get('format')} is not supported")
         model_cls = Recommender._registry.get(header["model"])
         if model_cls is None:
-            raise ValueError(f"{path}: unknown model {header['model']!r}")
+            raise ValueError(f"{label}: unknown model {header['model']!r}")
         model = model_cls(**header["params"])
-        for key, value in header["state"].items():
-            setattr(model, key, value)
-        sparse: dict[str, dict[str, np.ndarray]] = {}
-        for key in data.files:
-            if key == "__header__":
-                continue
-            if "_sparse_" in key:
-                name, part = key.split("_sparse_")
-                sparse.setdefault(name + "_", {})[part] = data[key]
-            else:
-                setattr(model, key, data[key])
-        for name, parts in sparse.items():
-            setattr(
-                model,
-                name,
-                sp.csr_matrix(
-                    (parts["data"], parts["indices"], parts["indptr"]),
-                    shape=tuple(parts["shape"]),
-                ),
-            )
+        model._restore(header["state"], {k: data[k] for k in data.files if k != "__header__"})
     return model
 
 

@@ -91,7 +91,7 @@ class Hybrid(Recommender):
             verbose=-1,
         )
         ranker.fit(features, labels.astype(np.int32), group=groups)
-        self.ranker_ = ranker
+        self.ranker_ = ranker.booster_
         self.feature_names_ = self._feature_names()
         self.models_ = self._fit_generators(full)
         self.n_items_ = full.shape[1]
@@ -160,5 +160,28 @@ class Hybrid(Recommender):
             out[rows, items] = self.ranker_.predict(features)
         return out
 
-    def save(self, path: Any) -> Any:  # pragma: no cover - until the registry issue
-        raise NotImplementedError("saving a Hybrid comes with the model registry")
+    # --- persistence: the generators and the LightGBM model ride inside the one file ------
+
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {
+            "popularity_": self.popularity_,
+            "ranker_": np.frombuffer(self.ranker_.model_to_string().encode(), np.uint8),
+        }
+        for name, model in self.models_.items():
+            arrays[f"generator_{name}"] = np.frombuffer(model.to_bytes(), np.uint8)
+        return arrays, {"feature_names_": self.feature_names_, "n_items_": self.n_items_}
+
+    def _restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        from lightgbm import Booster
+
+        from tailor.recommend.base import load_model
+
+        self.feature_names_ = list(scalars["feature_names_"])
+        self.n_items_ = int(scalars["n_items_"])
+        self.popularity_ = arrays["popularity_"]
+        self.ranker_ = Booster(model_str=arrays["ranker_"].tobytes().decode())
+        self.models_ = {
+            key.removeprefix("generator_"): load_model(value.tobytes())
+            for key, value in arrays.items()
+            if key.startswith("generator_")
+        }
