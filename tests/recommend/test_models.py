@@ -167,3 +167,16 @@ def test_load_refuses_an_unknown_model(tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match="unknown model 'magic'"):
         load_model(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_user_without_events_gets_the_most_popular_then_personal(name):
+    x = two_tastes()
+    model = MODELS[name](**FAST[name]).fit(x)
+    nobody = sp.csr_matrix((1, 40), dtype=np.float32)
+    ids, _ = model.recommend(nobody, k=2, users=np.array([-1]))
+    assert set(ids[0]) == {0, 20}  # the two items every user of each taste took
+    first = sp.csr_matrix((np.ones(1, np.float32), ([0], [25])), shape=(1, 40))
+    if name != "popularity":
+        ids, _ = model.recommend(first, k=5, users=np.array([-1]))
+        assert (ids[0] >= 20).mean() >= 0.6, name

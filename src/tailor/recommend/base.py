@@ -57,6 +57,7 @@ class Recommender:
             raise ValueError("interactions are empty: nothing to learn from")
         self._fit(interactions)
         self.n_items_ = interactions.shape[1]
+        self.item_popularity_ = _distinct_users(interactions)
         return self
 
     def _fit(self, interactions: sp.csr_matrix) -> None:
@@ -72,7 +73,8 @@ class Recommender:
         """Scores (n_rows × n_items) for the users whose interaction rows ``history`` holds.
 
         ``users`` optionally gives each row's index in the training matrix: models with
-        learned per-user state (matrix factorization) use it; others ignore it.
+        learned per-user state (matrix factorization) use it, and -1 marks a user it was not
+        trained on (scored from the history alone); other models ignore it.
         """
         self._check_fitted()
         history = sp.csr_matrix(history, dtype=np.float32)
@@ -123,6 +125,11 @@ class Recommender:
             rows = history[start : start + _BATCH_ROWS]
             batch_users = None if users is None else users[start : start + _BATCH_ROWS]
             block = self.score(rows, batch_users)
+            # Cold start: a user with no events yet gets what most users took, not the
+            # arbitrary order of an all-zero score row; from the first event on, it is personal.
+            empty = np.diff(rows.indptr) == 0
+            if empty.any() and hasattr(self, "item_popularity_"):
+                block[empty] = self.item_popularity_
             block[:, blocked] = -np.inf
             if exclude_seen:
                 block[
@@ -217,6 +224,10 @@ def load_model(source: str | Path | bytes) -> Recommender:
         model = model_cls(**header["params"])
         model._restore(header["state"], {k: data[k] for k in data.files if k != "__header__"})
     return model
+
+
+def _distinct_users(interactions: sp.csr_matrix) -> np.ndarray:
+    return np.diff(sp.csc_matrix(interactions).indptr).astype(np.float32)
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -95,6 +95,7 @@ class Hybrid(Recommender):
         self.feature_names_ = self._feature_names()
         self.models_ = self._fit_generators(full)
         self.n_items_ = full.shape[1]
+        self.item_popularity_ = self.popularity_
         return self
 
     def _fit(self, interactions: sp.csr_matrix) -> None:
@@ -178,7 +179,7 @@ class Hybrid(Recommender):
 
         self.feature_names_ = list(scalars["feature_names_"])
         self.n_items_ = int(scalars["n_items_"])
-        self.popularity_ = arrays["popularity_"]
+        self.popularity_ = self.item_popularity_ = arrays["popularity_"]
         self.ranker_ = Booster(model_str=arrays["ranker_"].tobytes().decode())
         self.models_ = {
             key.removeprefix("generator_"): load_model(value.tobytes())
