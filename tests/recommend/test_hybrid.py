@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from tailor.recommend.hybrid import Hybrid
 
@@ -35,6 +36,12 @@ def test_hybrid_needs_generators_and_two_parts():
         Hybrid().fit_stages(x, x, x)
     with pytest.raises(TypeError, match="fit_stages"):
         Hybrid(generators=GENERATORS).fit(x)
+    with pytest.raises(ValueError, match="share their users × items shape"):
+        Hybrid(generators=GENERATORS).fit_stages(x, x[:10], x)
+    # A user of the first taste holds back an item of the other: never among 2 candidates.
+    nothing = sp.csr_matrix((np.ones(1, np.float32), ([0], [39])), shape=x.shape)
+    with pytest.raises(ValueError, match="nothing to learn from"):
+        Hybrid(generators=GENERATORS, candidates=2).fit_stages(x, nothing, x)
 
 
 def test_hybrid_saves_its_generators_and_ranker_in_one_file(tmp_path):

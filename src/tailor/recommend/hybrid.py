@@ -67,6 +67,11 @@ class Hybrid(Recommender):
             raise ValueError("generators must name at least one candidate model")
         if self.candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {self.candidates}")
+        if not fit_part.shape == held_back.shape == full.shape:
+            raise ValueError(
+                "fit_part, held_back and full must share their users × items shape, got "
+                f"{fit_part.shape}, {held_back.shape} and {full.shape}"
+            )
         models = self._fit_generators(fit_part)
         users = np.flatnonzero(np.diff(held_back.indptr))
         features, rows, items = self._features(models, fit_part[users], users)
@@ -74,6 +79,11 @@ class Hybrid(Recommender):
         # One query per user; users whose candidates hold no held-back item teach nothing.
         useful = np.zeros(len(users), bool)
         np.logical_or.at(useful, rows, labels)
+        if not useful.any():
+            raise ValueError(
+                "no held-back interaction is among the candidates, so the ranker has nothing "
+                "to learn from: raise candidates or hold back more interactions"
+            )
         keep = useful[rows]
         features, rows, labels = features[keep], rows[keep], labels[keep]
         groups = np.bincount(rows, minlength=len(users))
