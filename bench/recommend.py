@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 
 from tailor.evaluate import leave_last_out, random_per_user, ranking_metrics, temporal
 from tailor.recommend import InteractionLog
-from tailor.recommend.base import Recommender
+from tailor.recommend.base import Recommender, distinct_users
 from tailor.recommend.hybrid import Hybrid
 from tailor.recommend.tuning import GRIDS, tune, tune_model
 
@@ -58,7 +58,15 @@ def load_log(args: argparse.Namespace) -> InteractionLog:
 
         return InteractionLog.from_events(load_online_retail(args.data).events)
     path = Path(args.interactions)
-    table = pq.read_table(path) if path.suffix in (".parquet", ".pq") else pa_csv.read_csv(path)
+    if not path.is_file():
+        raise SystemExit(f"--interactions {path}: no such file")
+    try:
+        parquet = path.suffix in (".parquet", ".pq")
+        table = pq.read_table(path) if parquet else pa_csv.read_csv(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SystemExit(f"--interactions {path}: cannot read it ({exc})") from exc
+    if table.num_rows == 0:
+        raise SystemExit(f"--interactions {path}: the file holds no interactions")
     for option in ("user_col", "item_col", "time_col", "weight_col"):
         column = getattr(args, option)
         if column is not None and column not in table.column_names:
@@ -69,15 +77,29 @@ def load_log(args: argparse.Namespace) -> InteractionLog:
     times = table[args.time_col]
     if pa.types.is_timestamp(times.type):
         times = times.cast(pa.timestamp("ms")).cast(pa.int64())
+    elif not (pa.types.is_integer(times.type) or pa.types.is_floating(times.type)):
+        raise SystemExit(
+            f"--time-col {args.time_col!r} holds {times.type}, not times: use a timestamp or "
+            "a number (epoch) column"
+        )
+    if times.null_count:
+        raise SystemExit(f"--time-col {args.time_col!r} has {times.null_count} empty rows")
     weights = None
     if args.weight_col:
-        weights = table[args.weight_col].to_numpy(zero_copy_only=False)
-    return InteractionLog.from_arrays(
-        table[args.user_col].cast(pa.string()).to_numpy(zero_copy_only=False),
-        table[args.item_col].cast(pa.string()).to_numpy(zero_copy_only=False),
-        times=np.asarray(times.to_numpy(zero_copy_only=False), dtype=np.int64),
-        weights=weights,
-    )
+        weights = np.asarray(table[args.weight_col].to_numpy(zero_copy_only=False), float)
+        if not (np.isfinite(weights).all() and (weights >= 0).all()):
+            raise SystemExit(
+                f"--weight-col {args.weight_col!r} must hold finite numbers >= 0 in every row"
+            )
+    try:
+        return InteractionLog.from_arrays(
+            table[args.user_col].cast(pa.string()).to_numpy(zero_copy_only=False),
+            table[args.item_col].cast(pa.string()).to_numpy(zero_copy_only=False),
+            times=np.asarray(times.to_numpy(zero_copy_only=False), dtype=np.int64),
+            weights=weights,
+        )
+    except (ValueError, pa.ArrowInvalid) as exc:
+        raise SystemExit(f"--interactions {path}: {exc}") from exc
 
 
 def split(log: InteractionLog, protocol: str, seed: int) -> np.ndarray:
@@ -156,7 +178,13 @@ def main(argv: list[str] | None = None) -> dict:
     inner_rows = split(inner, args.protocol, args.seed + 1)
     fit_part = inner.matrix(inner_rows)
     validation = inner.matrix(~inner_rows, binary=True)
-    popularity = np.diff(train.tocsc().indptr).astype(np.float64)
+    for part, matrix in (("test", test), ("validation", validation), ("training", fit_part)):
+        if matrix.nnz == 0:
+            raise SystemExit(
+                f"the {args.protocol} split leaves no {part} interactions: the data needs more "
+                "interactions per user (or a longer time span)"
+            )
+    popularity = distinct_users(train).astype(np.float64)
     console.print(
         f"{args.protocol}: {log.n_users:,} users, {log.n_items:,} items, {len(log):,} "
         f"interactions; train {train.nnz:,}, test {test.nnz:,}, validation {validation.nnz:,}"

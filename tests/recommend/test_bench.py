@@ -1,19 +1,22 @@
-"""End to end: the recommendation benchmark on MovieLens 100K (skipped without the data)."""
+"""End to end: the recommendation benchmark on MovieLens 100K (skipped without the data), and
+the clear errors its options give for bad input."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tailor.datasets.base import data_dir
 
-pytestmark = pytest.mark.skipif(
+needs_movielens = pytest.mark.skipif(
     not (data_dir() / "movielens-100k" / "u.data").is_file(),
     reason=f"MovieLens 100K not found under {data_dir()} (set TAILOR_DATA)",
 )
 
 
+@needs_movielens
 def test_msr_protocol_runs_and_tuned_ease_beats_popularity(capsys):
     from bench.recommend import main
 
@@ -25,3 +28,41 @@ def test_msr_protocol_runs_and_tuned_ease_beats_popularity(capsys):
     assert ease["ndcg"] > 0.45 and ease["ndcg"] > popularity["ndcg"] + 0.15
     assert figures["peer_als_tuned_ndcg"] > figures["peer_als_ndcg"] * 0.9
     assert set(figures["tuned"]) >= {"ease", "peer_als_tuned"}
+
+
+def interactions(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "i.csv"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "extra", "message"),
+    [
+        (None, [], "no such file"),
+        ("user_id,item_id,timestamp\n", [], "holds no interactions"),
+        ("user_id,item_id,timestamp\nu1,i1,1\n", ["--time-col", "ts"], "'ts' is not a column"),
+        ("user_id,item_id,timestamp\nu1,i1,yesterday\n", [], "not times"),
+        ("user_id,item_id,timestamp\nu1,i1,1\nu2,i2,\n", [], "1 empty rows"),
+        ("user_id,item_id,timestamp\n,i1,1\n", [], "users has no id at row 0"),
+        ("user_id,item_id,timestamp,w\nu1,i1,1,-2\n", ["--weight-col", "w"], "finite numbers"),
+        ("user_id,item_id,timestamp\nu1,i1,1\nu2,i2,2\n", [], "leaves no"),
+    ],
+)
+def test_bad_interaction_files_get_a_clear_error(tmp_path, text, extra, message):
+    from bench.recommend import main
+
+    path = str(tmp_path / "missing.csv") if text is None else interactions(tmp_path, text)
+    argv = ["--protocol", "leave-last-out", "--interactions", path, *extra]
+    with pytest.raises(SystemExit, match=message):
+        main(argv)
+
+
+def test_bad_options_are_refused(capsys):
+    from bench.recommend import main
+
+    for argv in (["--k", "0"], ["--models", "magic"], ["--interactions", "x.csv"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    assert "unknown model(s) magic" in capsys.readouterr().err

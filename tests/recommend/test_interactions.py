@@ -91,3 +91,10 @@ def test_bad_weights_and_shapes_are_refused():
         EventWeights(half_life_days=0)
     with pytest.raises(ValueError, match="same length"):
         InteractionLog.from_arrays(["u1", "u2"], ["a"])
+
+
+def test_missing_ids_and_misaligned_arrays_are_named():
+    with pytest.raises(ValueError, match="items has no id at row 1"):
+        InteractionLog.from_arrays(np.array(["u1", "u2"], object), np.array(["a", None], object))
+    with pytest.raises(ValueError, match="times must have one entry per interaction"):
+        InteractionLog.from_arrays(["u1"], ["a"], times=np.array([1, 2]))

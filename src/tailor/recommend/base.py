@@ -57,7 +57,7 @@ class Recommender:
             raise ValueError("interactions are empty: nothing to learn from")
         self._fit(interactions)
         self.n_items_ = interactions.shape[1]
-        self.item_popularity_ = _distinct_users(interactions)
+        self.item_popularity_ = distinct_users(interactions)
         return self
 
     def _fit(self, interactions: sp.csr_matrix) -> None:
@@ -226,7 +226,8 @@ def load_model(source: str | Path | bytes) -> Recommender:
     return model
 
 
-def _distinct_users(interactions: sp.csr_matrix) -> np.ndarray:
+def distinct_users(interactions: sp.spmatrix) -> np.ndarray:
+    """How many users interacted with each item (the popularity every model falls back on)."""
     return np.diff(sp.csc_matrix(interactions).indptr).astype(np.float32)
 
 

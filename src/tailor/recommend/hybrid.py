@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from tailor.recommend.base import Recommender
+from tailor.recommend.base import Recommender, distinct_users
 
 _MISSING_RANK = 10_000.0
 
@@ -73,6 +73,9 @@ class Hybrid(Recommender):
                 f"{fit_part.shape}, {held_back.shape} and {full.shape}"
             )
         models = self._fit_generators(fit_part)
+        # The popularity feature of training rows must come from the same data as the
+        # generators that produced them; serving then reads the refitted one.
+        self.item_popularity_ = distinct_users(fit_part)
         users = np.flatnonzero(np.diff(held_back.indptr))
         features, rows, items = self._features(models, fit_part[users], users)
         labels = np.asarray(held_back[users[rows], items]).ravel() > 0
@@ -105,7 +108,7 @@ class Hybrid(Recommender):
         self.feature_names_ = self._feature_names()
         self.models_ = self._fit_generators(full)
         self.n_items_ = full.shape[1]
-        self.item_popularity_ = self.popularity_
+        self.item_popularity_ = distinct_users(full)
         return self
 
     def _fit(self, interactions: sp.csr_matrix) -> None:
@@ -115,7 +118,6 @@ class Hybrid(Recommender):
         models = {}
         for name, params in (self.generators or {}).items():
             models[name] = Recommender._registry[name](**params).fit(interactions)
-        self.popularity_ = np.diff(interactions.tocsc().indptr).astype(np.float32)
         return models
 
     def _feature_names(self) -> list[str]:
@@ -157,7 +159,7 @@ class Hybrid(Recommender):
             scale = np.where(np.abs(best) > 0, np.abs(best), 1.0)[rows]
             columns.append(np.where(np.isfinite(value), value / scale, 0.0))
             columns.append(np.log1p(ranks[name][rows, items].astype(np.float64)))
-        popularity = self.popularity_
+        popularity = self.item_popularity_
         percentile = np.argsort(np.argsort(popularity, kind="stable"), kind="stable")
         columns.append((percentile / max(len(popularity) - 1, 1))[items])
         return np.column_stack(columns).astype(np.float32), rows, items
@@ -175,7 +177,7 @@ class Hybrid(Recommender):
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {
-            "popularity_": self.popularity_,
+            "item_popularity_": self.item_popularity_,
             "ranker_": np.frombuffer(self.ranker_.model_to_string().encode(), np.uint8),
         }
         for name, model in self.models_.items():
@@ -189,7 +191,7 @@ class Hybrid(Recommender):
 
         self.feature_names_ = list(scalars["feature_names_"])
         self.n_items_ = int(scalars["n_items_"])
-        self.popularity_ = self.item_popularity_ = arrays["popularity_"]
+        self.item_popularity_ = arrays["item_popularity_"]
         self.ranker_ = Booster(model_str=arrays["ranker_"].tobytes().decode())
         self.models_ = {
             key.removeprefix("generator_"): load_model(value.tobytes())

@@ -91,6 +91,14 @@ class InteractionLog:
         items = np.asarray(items)
         if users.shape != items.shape or users.ndim != 1:
             raise ValueError("users and items must be 1-D arrays of the same length")
+        for name, ids in (("users", users), ("items", items)):
+            missing = np.flatnonzero(ids == None)  # noqa: E711 - elementwise, not identity
+            if missing.size:
+                raise ValueError(f"{name} has no id at row {missing[0]} ({missing.size} rows)")
+        if times is not None and len(times) != len(users):
+            raise ValueError("times must have one entry per interaction")
+        if weights is not None and len(weights) != len(users):
+            raise ValueError("weights must have one entry per interaction")
         user_ids, user = np.unique(users, return_inverse=True)
         if item_ids is None:
             item_ids, item = np.unique(items, return_inverse=True)

@@ -26,7 +26,16 @@ class _Factorization(Recommender):
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
 
-    def _check_factors(self) -> None:
+    def _fit_implicit(
+        self, model_cls: type, interactions: sp.csr_matrix, **settings: object
+    ) -> None:
+        """Fit an ``implicit`` model and keep its factors, refusing NaN or infinite ones."""
+        # implicit parallelizes itself; a multi-threaded BLAS underneath only fights it.
+        with threadpool_limits(1, "blas"):
+            model = model_cls(**settings)
+            model.fit(interactions, show_progress=False)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
         if not (np.isfinite(self.user_factors_).all() and np.isfinite(self.item_factors_).all()):
             raise FloatingPointError(
                 f"{self.name} produced NaN or infinite factors; lower learning_rate or alpha, "
@@ -68,20 +77,16 @@ class ALS(_Factorization):
             raise ValueError("factors and iterations must be at least 1")
         if self.regularization < 0 or self.alpha <= 0:
             raise ValueError("regularization must be >= 0 and alpha > 0")
-        # implicit parallelizes itself; a multi-threaded BLAS underneath only fights it.
-        with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=self.regularization,
-                alpha=self.alpha,
-                iterations=self.iterations,
-                random_state=self.seed,
-                calculate_training_loss=False,
-            )
-            model.fit(interactions, show_progress=False)
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
-        self._check_factors()
+        self._fit_implicit(
+            AlternatingLeastSquares,
+            interactions,
+            factors=self.factors,
+            regularization=self.regularization,
+            alpha=self.alpha,
+            iterations=self.iterations,
+            random_state=self.seed,
+            calculate_training_loss=False,
+        )
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """The ALS user step (Hu et al. eq. 4) for each history row, items held fixed."""
@@ -131,19 +136,16 @@ class BPR(_Factorization):
 
         if self.factors < 1 or self.iterations < 1 or self.learning_rate <= 0:
             raise ValueError("factors and iterations must be >= 1 and learning_rate > 0")
-        with threadpool_limits(1, "blas"):
-            model = BayesianPersonalizedRanking(
-                factors=self.factors,
-                learning_rate=self.learning_rate,
-                regularization=self.regularization,
-                iterations=self.iterations,
-                random_state=self.seed,
-            )
-            model.fit(interactions, show_progress=False)
-        # implicit appends a bias column to the factors; scores are their dot product.
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
-        self._check_factors()
+        # implicit appends a bias column to BPR's factors; scores are their dot product.
+        self._fit_implicit(
+            BayesianPersonalizedRanking,
+            interactions,
+            factors=self.factors,
+            learning_rate=self.learning_rate,
+            regularization=self.regularization,
+            iterations=self.iterations,
+            random_state=self.seed,
+        )
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """A new user as the mean of the items they interacted with (BPR has no closed-form

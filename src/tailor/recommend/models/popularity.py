@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from tailor.recommend.base import Recommender
+from tailor.recommend.base import Recommender, distinct_users
 
 
 class Popularity(Recommender):
@@ -26,7 +26,7 @@ class Popularity(Recommender):
         if self.by not in ("users", "confidence"):
             raise ValueError(f"by must be 'users' or 'confidence', got {self.by!r}")
         if self.by == "users":
-            counts = np.diff(interactions.tocsc().indptr)
+            counts = distinct_users(interactions)
         else:
             counts = np.asarray(interactions.sum(axis=0)).ravel()
         self.popularity_ = counts.astype(np.float32)
