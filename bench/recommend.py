@@ -25,90 +25,42 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 from rich.console import Console
 from rich.table import Table
 from threadpoolctl import threadpool_limits
 
-from tailor.evaluate import leave_last_out, random_per_user, ranking_metrics, temporal
 from tailor.recommend import InteractionLog
 from tailor.recommend.base import Recommender, distinct_users
-from tailor.recommend.hybrid import Hybrid
-from tailor.recommend.tuning import GRIDS, tune, tune_model
+from tailor.recommend.evaluation import DEFAULT_MODELS, evaluate_recommenders, test_metrics
+from tailor.recommend.interaction_files import read_interactions
+from tailor.recommend.tuning import GRIDS, tune
 
 console = Console(stderr=True)
-DEFAULT_MODELS = ("popularity", "itemknn", "ease", "als", "bpr")
 
 
 def load_log(args: argparse.Namespace) -> InteractionLog:
     if args.protocol == "msr-ml100k":
         from tailor.datasets.movielens import load_movielens_100k
 
-        events = load_movielens_100k(args.data).events
-        return InteractionLog.from_events(events)
+        return InteractionLog.from_events(load_movielens_100k(args.data).events)
     if args.interactions is None:
         from tailor.datasets.online_retail import load_online_retail
 
         return InteractionLog.from_events(load_online_retail(args.data).events)
-    path = Path(args.interactions)
-    if not path.is_file():
-        raise SystemExit(f"--interactions {path}: no such file")
     try:
-        parquet = path.suffix in (".parquet", ".pq")
-        table = pq.read_table(path) if parquet else pa_csv.read_csv(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise SystemExit(f"--interactions {path}: cannot read it ({exc})") from exc
-    if table.num_rows == 0:
-        raise SystemExit(f"--interactions {path}: the file holds no interactions")
-    for option in ("user_col", "item_col", "time_col", "weight_col"):
-        column = getattr(args, option)
-        if column is not None and column not in table.column_names:
-            raise SystemExit(
-                f"--{option.replace('_', '-')} {column!r} is not a column of {path.name} "
-                f"(it has: {', '.join(table.column_names)})"
-            )
-    times = table[args.time_col]
-    if pa.types.is_timestamp(times.type):
-        times = times.cast(pa.timestamp("ms")).cast(pa.int64())
-    elif not (pa.types.is_integer(times.type) or pa.types.is_floating(times.type)):
-        raise SystemExit(
-            f"--time-col {args.time_col!r} holds {times.type}, not times: use a timestamp or "
-            "a number (epoch) column"
+        return read_interactions(
+            args.interactions,
+            user_col=args.user_col,
+            item_col=args.item_col,
+            time_col=args.time_col,
+            weight_col=args.weight_col,
         )
-    if times.null_count:
-        raise SystemExit(f"--time-col {args.time_col!r} has {times.null_count} empty rows")
-    weights = None
-    if args.weight_col:
-        weights = np.asarray(table[args.weight_col].to_numpy(zero_copy_only=False), float)
-        if not (np.isfinite(weights).all() and (weights >= 0).all()):
-            raise SystemExit(
-                f"--weight-col {args.weight_col!r} must hold finite numbers >= 0 in every row"
-            )
-    try:
-        return InteractionLog.from_arrays(
-            table[args.user_col].cast(pa.string()).to_numpy(zero_copy_only=False),
-            table[args.item_col].cast(pa.string()).to_numpy(zero_copy_only=False),
-            times=np.asarray(times.to_numpy(zero_copy_only=False), dtype=np.int64),
-            weights=weights,
-        )
-    except (ValueError, pa.ArrowInvalid) as exc:
-        raise SystemExit(f"--interactions {path}: {exc}") from exc
-
-
-def split(log: InteractionLog, protocol: str, seed: int) -> np.ndarray:
-    """The train mask of ``protocol`` over the log's rows."""
-    if protocol == "msr-ml100k":
-        return random_per_user(log.user, ratio=0.75, seed=seed)
-    if protocol == "temporal":
-        return temporal(log.time, test_fraction=0.2)
-    return leave_last_out(log.user, log.time)
+    except ValueError as exc:
+        raise SystemExit(f"--interactions {exc}") from exc
 
 
 def implicit_als(**params: Any):
@@ -131,17 +83,6 @@ def fit_implicit(params: dict[str, Any], train: sp.csr_matrix):
     with threadpool_limits(1, "blas"):
         model.fit(train, show_progress=False)
     return model
-
-
-def evaluate_top(top: np.ndarray, test: sp.csr_matrix, k: int, popularity: np.ndarray) -> dict:
-    metrics = ranking_metrics(top, test, k=k, item_popularity=popularity)
-    return {
-        "ndcg": round(metrics.ndcg, 4),
-        "map": round(metrics.map, 4),
-        "precision": round(metrics.precision, 4),
-        "recall": round(metrics.recall, 4),
-        "coverage": round(metrics.coverage, 4),
-    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -170,54 +111,39 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(GRIDS)}")
 
     log = load_log(args)
-    train_rows = split(log, args.protocol, args.seed)
-    train = log.matrix(train_rows)
-    test = log.matrix(~train_rows, binary=True)
-    # Validation comes out of the training rows only, by the same protocol.
-    inner = log.subset(train_rows)
-    inner_rows = split(inner, args.protocol, args.seed + 1)
-    fit_part = inner.matrix(inner_rows)
-    validation = inner.matrix(~inner_rows, binary=True)
-    for part, matrix in (("test", test), ("validation", validation), ("training", fit_part)):
-        if matrix.nnz == 0:
-            raise SystemExit(
-                f"the {args.protocol} split leaves no {part} interactions: the data needs more "
-                "interactions per user (or a longer time span)"
-            )
+    protocol = "random" if args.protocol == "msr-ml100k" else args.protocol
+    try:
+        evaluation = evaluate_recommenders(
+            log,
+            protocol=protocol,
+            k=args.k,
+            budget=args.budget,
+            models=names,
+            seed=args.seed,
+            progress=lambda message: console.print(f"{message} ..."),
+        )
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    splits = evaluation.splits
+    train, test, fit_part, validation = (
+        splits.train,
+        splits.test,
+        splits.fit_part,
+        splits.validation,
+    )
     popularity = distinct_users(train).astype(np.float64)
     console.print(
         f"{args.protocol}: {log.n_users:,} users, {log.n_items:,} items, {len(log):,} "
         f"interactions; train {train.nnz:,}, test {test.nnz:,}, validation {validation.nnz:,}"
     )
-
-    results: dict[str, dict] = {}
-    tuned: dict[str, dict] = {}
-    users = np.arange(train.shape[0])
-    for name in names:
-        console.print(f"tuning {name} ({args.budget} grid points at most) ...")
-        tuning = tune_model(name, fit_part, validation, k=args.k, budget=args.budget)
-        started = time.perf_counter()
-        model = Recommender._registry[name](**tuning.best_params).fit(train)
-        fit_s = time.perf_counter() - started
-        top = model.recommend(train, k=args.k, users=users)[0]
-        results[name] = evaluate_top(top, test, args.k, popularity) | {"fit_s": round(fit_s, 3)}
-        tuned[name] = tuning.best_params
-
-    generators = {n: tuned[n] for n in ("ease", "itemknn", "als") if n in tuned}
-    if len(generators) >= 2:
-        console.print(f"hybrid: LambdaMART over the candidates of {', '.join(generators)} ...")
-        started = time.perf_counter()
-        hybrid = Hybrid(generators=generators).fit_stages(fit_part, validation, train)
-        fit_s = time.perf_counter() - started
-        top = hybrid.recommend(train, k=args.k, users=users)[0]
-        results["hybrid"] = evaluate_top(top, test, args.k, popularity) | {"fit_s": round(fit_s, 3)}
-        tuned["hybrid"] = hybrid.get_params()
+    results = {name: report.as_dict() for name, report in evaluation.reports.items()}
+    tuned = {name: report.params for name, report in evaluation.reports.items()}
 
     console.print("peers: implicit ALS with defaults, and tuned with the same budget ...")
     started = time.perf_counter()
     default_als = fit_implicit({}, train)
     default_fit = time.perf_counter() - started
-    peer_default = evaluate_top(
+    peer_default = test_metrics(
         implicit_top_k(default_als, train, args.k), test, args.k, popularity
     )
     results["peer_als_default"] = peer_default | {"fit_s": round(default_fit, 3)}
@@ -233,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     peer_model = fit_implicit(peer_tuning.best_params, train)
     peer_fit = time.perf_counter() - started
-    peer_tuned = evaluate_top(implicit_top_k(peer_model, train, args.k), test, args.k, popularity)
+    peer_tuned = test_metrics(implicit_top_k(peer_model, train, args.k), test, args.k, popularity)
     results["peer_als_tuned"] = peer_tuned | {"fit_s": round(peer_fit, 3)}
     tuned["peer_als_tuned"] = peer_tuning.best_params
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tailor.cli_evaluate import app as evaluate_app
 from tailor.config import Settings, get_settings
 from tailor.errors import ImportRejectedError, TailorError
 from tailor.events.erasure import erase, parse_duration, purge
@@ -40,6 +41,7 @@ def _simulate_app() -> typer.Typer:
 
 
 app.add_typer(_simulate_app(), name="simulate", help="Generate data with known ground truth.")
+app.add_typer(evaluate_app, name="evaluate", help="Evaluate the engines offline.")
 
 
 @contextmanager

@@ -6,10 +6,14 @@ import inspect
 import io
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from tailor.recommend.catalog import Catalog
+    from tailor.recommend.interactions import InteractionLog
 
 FORMAT_VERSION = 1
 _BATCH_ROWS = 2048
@@ -26,6 +30,7 @@ class Recommender:
     """
 
     name: ClassVar[str] = "base"
+    needs: ClassVar[tuple[str, ...]] = ()
     _registry: ClassVar[dict[str, type[Recommender]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -46,8 +51,28 @@ class Recommender:
 
     # --- training -------------------------------------------------------------------------
 
-    def fit(self, interactions: sp.csr_matrix) -> Self:
-        """Learn from a users × items confidence matrix (see :class:`InteractionLog`)."""
+    def fit(
+        self,
+        interactions: sp.csr_matrix,
+        *,
+        log: InteractionLog | None = None,
+        catalog: Catalog | None = None,
+    ) -> Self:
+        """Learn from a users × items confidence matrix (see :class:`InteractionLog`).
+
+        Models that need more than the matrix name it in :attr:`needs`: ``log``, the
+        interaction rows with their times (whose codes the matrix uses), or ``catalog``, the
+        item attributes aligned with the matrix's columns.
+        """
+        given = {"log": log, "catalog": catalog}
+        for need in self.needs:
+            if given[need] is None:
+                raise ValueError(f"{type(self).__name__} needs {need}= to fit")
+        if catalog is not None and len(catalog) != interactions.shape[1]:
+            raise ValueError(
+                f"catalog has {len(catalog)} items; the interactions have {interactions.shape[1]}"
+                " item columns (build both from the same item ids)"
+            )
         if not sp.issparse(interactions) or interactions.ndim != 2:
             raise ValueError("interactions must be a 2-D scipy.sparse matrix (users × items)")
         interactions = sp.csr_matrix(interactions, dtype=np.float32)
@@ -55,10 +80,20 @@ class Recommender:
             raise ValueError("interactions must not hold negative confidence")
         if interactions.nnz == 0:
             raise ValueError("interactions are empty: nothing to learn from")
-        self._fit(interactions)
+        self._fit_with(interactions, log=log, catalog=catalog)
         self.n_items_ = interactions.shape[1]
         self.item_popularity_ = distinct_users(interactions)
         return self
+
+    def _fit_with(
+        self,
+        interactions: sp.csr_matrix,
+        *,
+        log: InteractionLog | None,
+        catalog: Catalog | None,
+    ) -> None:
+        """Override in models that use ``log`` or ``catalog``; others implement :meth:`_fit`."""
+        self._fit(interactions)
 
     def _fit(self, interactions: sp.csr_matrix) -> None:
         raise NotImplementedError
@@ -89,6 +124,15 @@ class Recommender:
 
     def _score(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError
+
+    def item_similarity(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
+        """How much each of ``sources`` (item codes) speaks for each of ``targets``.
+
+        Item-based models return a ``len(sources) × len(targets)`` array, larger meaning a
+        stronger link; explanations ("Because you viewed …") and MMR diversity read it. This
+        default returns None: the model does not relate items to items (popularity, hybrid).
+        """
+        return None
 
     def recommend(
         self,

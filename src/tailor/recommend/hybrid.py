@@ -24,7 +24,14 @@ import scipy.sparse as sp
 
 from tailor.recommend.base import Recommender, distinct_users
 
-_MISSING_RANK = 10_000.0
+HYBRID_GRID: dict[str, list[Any]] = {
+    "candidates": [50, 100],
+    "trees": [50, 100, 200, 400],
+    "leaves": [7, 15, 31],
+    "learning_rate": [0.05],
+}
+"""The hybrid's own search space, tuned on validation with a nested split (see
+:func:`tailor.recommend.evaluation.tune_hybrid`)."""
 
 
 class Hybrid(Recommender):
@@ -58,10 +65,19 @@ class Hybrid(Recommender):
     # --- training -------------------------------------------------------------------------
 
     def fit_stages(
-        self, fit_part: sp.csr_matrix, held_back: sp.csr_matrix, full: sp.csr_matrix
+        self,
+        fit_part: sp.csr_matrix,
+        held_back: sp.csr_matrix,
+        full: sp.csr_matrix,
+        *,
+        fit_part_models: dict[str, Recommender] | None = None,
+        full_models: dict[str, Recommender] | None = None,
     ) -> Hybrid:
         """Fit the ranker on ``fit_part`` → ``held_back`` candidates, then refit the
-        candidate models on ``full`` (all training interactions) for serving."""
+        candidate models on ``full`` (all training interactions) for serving.
+
+        ``fit_part_models`` / ``full_models``: the candidate models already fitted on
+        ``fit_part`` / ``full`` (tuning tries many rankers over the same candidates)."""
         from lightgbm import LGBMRanker
 
         if not self.generators:
@@ -73,7 +89,7 @@ class Hybrid(Recommender):
                 "fit_part, held_back and full must share their users × items shape, got "
                 f"{fit_part.shape}, {held_back.shape} and {full.shape}"
             )
-        models = self._fit_generators(fit_part)
+        models = fit_part_models or self._fit_generators(fit_part)
         # The popularity feature of training rows must come from the same data as the
         # generators that produced them; serving then reads the refitted one.
         self.item_popularity_ = distinct_users(fit_part)
@@ -107,7 +123,7 @@ class Hybrid(Recommender):
         ranker.fit(features, labels.astype(np.int32), group=groups)
         self.ranker_ = ranker.booster_
         self.feature_names_ = self._feature_names()
-        self.models_ = self._fit_generators(full)
+        self.models_ = full_models or self._fit_generators(full)
         self.n_items_ = full.shape[1]
         self.item_popularity_ = distinct_users(full)
         return self
@@ -183,7 +199,10 @@ class Hybrid(Recommender):
         }
         for name, model in self.models_.items():
             arrays[f"generator_{name}"] = np.frombuffer(model.to_bytes(), np.uint8)
-        return arrays, {"feature_names_": self.feature_names_, "n_items_": self.n_items_}
+        scalars = {"feature_names_": self.feature_names_, "n_items_": self.n_items_}
+        if hasattr(self, "tuning_"):
+            scalars["tuning_"] = self.tuning_
+        return arrays, scalars
 
     def _restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         from lightgbm import Booster
@@ -192,6 +211,8 @@ class Hybrid(Recommender):
 
         self.feature_names_ = list(scalars["feature_names_"])
         self.n_items_ = int(scalars["n_items_"])
+        if "tuning_" in scalars:
+            self.tuning_ = scalars["tuning_"]
         self.item_popularity_ = arrays["item_popularity_"]
         self.ranker_ = Booster(model_str=arrays["ranker_"].tobytes().decode())
         self.models_ = {

@@ -15,6 +15,8 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 _MS_PER_DAY = 86_400_000
+CONTEXT_FIELDS = ("country", "device_type", "channel")
+"""Event context kept per interaction row (what trending by context needs)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +57,9 @@ class InteractionLog:
     ``user_ids[code]`` and ``item_ids[code]`` give back the ids. Splits work on these rows
     (a boolean mask per row); :meth:`matrix` sums the rows of a mask into the matrix a model
     fits, with the same codes on both sides of a split.
+
+    ``context`` optionally maps fields of :data:`CONTEXT_FIELDS` to one value per row (object
+    arrays of str, ``""`` where the event did not say); None when the events carried none.
     """
 
     user_ids: np.ndarray
@@ -63,6 +68,7 @@ class InteractionLog:
     item: np.ndarray
     weight: np.ndarray
     time: np.ndarray
+    context: dict[str, np.ndarray] | None = None
 
     @property
     def n_users(self) -> int:
@@ -84,9 +90,12 @@ class InteractionLog:
         times: np.ndarray | None = None,
         weights: np.ndarray | None = None,
         item_ids: np.ndarray | None = None,
+        context: dict[str, np.ndarray] | None = None,
     ) -> InteractionLog:
         """Encode raw ids. ``item_ids`` fixes the item codes (a catalog, including items
-        nobody interacted with yet); an interaction with an item outside it is an error."""
+        nobody interacted with yet); an interaction with an item outside it is an error.
+        ``context`` gives per-row values of :data:`CONTEXT_FIELDS` (None and NaN become ``""``).
+        """
         users = np.asarray(users)
         items = np.asarray(items)
         if users.shape != items.shape or users.ndim != 1:
@@ -99,6 +108,8 @@ class InteractionLog:
             raise ValueError("times must have one entry per interaction")
         if weights is not None and len(weights) != len(users):
             raise ValueError("weights must have one entry per interaction")
+        if context is not None:
+            context = _context_arrays(context, len(users))
         user_ids, user = np.unique(users, return_inverse=True)
         if item_ids is None:
             item_ids, item = np.unique(items, return_inverse=True)
@@ -119,6 +130,7 @@ class InteractionLog:
             item=item.astype(np.int32),
             weight=np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32),
             time=np.zeros(n, np.int64) if times is None else np.asarray(times, np.int64),
+            context=context,
         )
 
     @classmethod
@@ -150,11 +162,17 @@ class InteractionLog:
             values = rows["value"].to_numpy(zero_copy_only=False).astype(np.float32)
             weight[ratings] = np.nan_to_num(values[ratings], nan=0.0)
         times = pc.cast(pc.cast(rows["occurred_at"], pa.timestamp("ms", tz="UTC")), pa.int64())
+        context = {
+            name: pc.fill_null(pc.cast(rows[name], pa.string()), "").to_numpy(zero_copy_only=False)
+            for name in CONTEXT_FIELDS
+            if name in rows.column_names
+        }
         log = cls.from_arrays(
             rows["subject_id"].to_numpy(zero_copy_only=False),
             rows["item_id"].to_numpy(zero_copy_only=False),
             times=times.to_numpy(zero_copy_only=False),
             weights=weight,
+            context=context or None,
         )
         if weights.half_life_days is not None and len(log):
             age_days = (log.time.max() - log.time) / _MS_PER_DAY
@@ -170,6 +188,7 @@ class InteractionLog:
             self.item[mask],
             self.weight[mask],
             self.time[mask],
+            None if self.context is None else {k: v[mask] for k, v in self.context.items()},
         )
 
     def matrix(self, mask: np.ndarray | None = None, *, binary: bool = False) -> sp.csr_matrix:
@@ -186,3 +205,22 @@ class InteractionLog:
         if binary:
             matrix.data[:] = 1.0
         return matrix
+
+
+def _context_arrays(context: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """Context columns as object arrays of str, checked against :data:`CONTEXT_FIELDS`."""
+    out = {}
+    for name, values in context.items():
+        if name not in CONTEXT_FIELDS:
+            raise ValueError(f"context field {name!r} is not one of {', '.join(CONTEXT_FIELDS)}")
+        values = np.asarray(values, dtype=object)
+        if values.shape != (n,):
+            raise ValueError(f"context {name!r} must have one value per interaction")
+        try:
+            # from_pandas: NaN is missing too; missing context becomes "" so every value is a
+            # str (np.unique can sort them).
+            arrow = pc.cast(pa.array(values, from_pandas=True), pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
+            raise ValueError(f"context {name!r} must hold strings: {error}") from error
+        out[name] = pc.fill_null(arrow, "").to_numpy(zero_copy_only=False).astype(object)
+    return out

@@ -14,6 +14,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from tailor.recommend.base import Recommender
+from tailor.recommend.models.itemknn import _codes
 
 MAX_ITEMS = 40_000
 
@@ -57,6 +58,13 @@ class EASE(Recommender):
 
     def _score(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
         return np.asarray(_prepared(history, self.binary) @ self.weights_)
+
+    def item_similarity(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """The learned weights B_ij (len(sources) × len(targets)): what history item i adds to
+        item j's score. They can be negative (i speaks against j) and are not symmetric."""
+        self._check_fitted()
+        sources, targets = _codes(sources, self.n_items_), _codes(targets, self.n_items_)
+        return self.weights_[np.ix_(sources, targets)]
 
 
 def _prepared(matrix: sp.csr_matrix, binary: bool) -> sp.csr_matrix:

@@ -100,3 +100,18 @@ class ItemKNN(Recommender):
         if self.binary:
             x.data[:] = 1.0
         return np.asarray((x @ self.similarity_).todense())
+
+    def item_similarity(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """The kept similarities s_ij (len(sources) × len(targets)): what history item i adds
+        to item j's score per unit of confidence; 0 where j is not among i's neighbours."""
+        self._check_fitted()
+        sources, targets = _codes(sources, self.n_items_), _codes(targets, self.n_items_)
+        return self.similarity_[sources][:, targets].toarray()
+
+
+def _codes(items: np.ndarray, n_items: int) -> np.ndarray:
+    """Item codes as int64, refusing -1 padding or codes past the catalog."""
+    codes = np.asarray(items, dtype=np.int64).ravel()
+    if codes.size and (codes.min() < 0 or codes.max() >= n_items):
+        raise ValueError(f"item codes must lie in [0, {n_items}); drop -1 padding first")
+    return codes

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from tailor.recommend.base import Recommender
+from tailor.recommend.models.itemknn import _codes
 
 
 class _Factorization(Recommender):
@@ -22,6 +23,20 @@ class _Factorization(Recommender):
         else:
             vectors = self._fold_in(history)
         return vectors @ self.item_factors_.T
+
+    def item_similarity(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Cosine of the item factors (len(sources) × len(targets)), in [-1, 1]."""
+        self._check_fitted()
+        sources, targets = _codes(sources, self.n_items_), _codes(targets, self.n_items_)
+        factors = self._taste_factors()
+        a, b = factors[sources], factors[targets]
+        norms = np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
+        # An item nobody touched has a zero vector: similar to nothing rather than NaN.
+        return (a @ b.T) / np.maximum(norms, 1e-12)
+
+    def _taste_factors(self) -> np.ndarray:
+        """The item factors that describe taste (BPR drops its bias column)."""
+        return self.item_factors_
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
@@ -146,6 +161,11 @@ class BPR(_Factorization):
             iterations=self.iterations,
             random_state=self.seed,
         )
+
+    def _taste_factors(self) -> np.ndarray:
+        # The last column is the item bias (popularity), not taste: two popular items are not
+        # alike because both are popular.
+        return self.item_factors_[:, :-1]
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """A new user as the mean of the items they interacted with (BPR has no closed-form

@@ -1,0 +1,275 @@
+"""Content-based similarity: items are alike when their text and attributes are.
+
+Each item becomes a sparse vector of four blocks: TF-IDF of title and description (Salton and
+Buckley, "Term-weighting approaches in automatic text retrieval", 1988, with sublinear tf
+1 + log tf), the category path as one token per prefix level ("Home", "Home > Kitchen"), the
+brand as one token and the price band (quantile of the known prices) as one token. Every block
+is L2-normalised and scaled by its weight w_b, and the row is L2-normalised again, so for two
+items that have every block the cosine is Σ_b w_b² cos_b / Σ_b w_b².
+
+A user's score for item j is the mean similarity of j to the user's history, weighted by
+confidence: s = (h / Σh) F Fᵀ, computed as ((h / Σh) F) Fᵀ so the items × items matrix never
+exists. Items nobody interacted with yet score like any other, which is what collaborative
+models cannot do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from tailor.events.columns import ITEM_CATEGORY_SEPARATOR
+from tailor.recommend.base import Recommender, top_k
+
+if TYPE_CHECKING:
+    from tailor.recommend.catalog import Catalog
+    from tailor.recommend.interactions import InteractionLog
+
+_CATEGORY_MODES = ("path", "labels")
+_BATCH = 2048  # source items per block in similar_items: memory is block × items
+
+
+class ContentSimilarity(Recommender):
+    """Parameters
+    ----------
+    text_weight, category_weight, brand_weight, price_weight : weight of each block (>= 0,
+        not all 0).
+    price_bands : number of quantile bands of the known prices (1 puts every priced item in
+        one band).
+    stop_words : drop English stop words from the text.
+    min_df : a word must occur in at least this many items to count.
+    max_features : keep only the most frequent words (None: all).
+    category_as : "path" makes one token per prefix of the category path ("Home",
+        "Home > Kitchen"); "labels" one token per level, for categories that are sets of
+        labels rather than a hierarchy (MovieLens genres).
+    """
+
+    name = "content"
+    needs = ("catalog",)
+
+    def __init__(
+        self,
+        *,
+        text_weight: float = 1.0,
+        category_weight: float = 1.0,
+        brand_weight: float = 0.5,
+        price_weight: float = 0.25,
+        price_bands: int = 5,
+        stop_words: bool = True,
+        min_df: int = 1,
+        max_features: int | None = None,
+        category_as: str = "path",
+    ) -> None:
+        self.text_weight = text_weight
+        self.category_weight = category_weight
+        self.brand_weight = brand_weight
+        self.price_weight = price_weight
+        self.price_bands = price_bands
+        self.stop_words = stop_words
+        self.min_df = min_df
+        self.max_features = max_features
+        self.category_as = category_as
+
+    # --- training -------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        weights = {
+            "text_weight": self.text_weight,
+            "category_weight": self.category_weight,
+            "brand_weight": self.brand_weight,
+            "price_weight": self.price_weight,
+        }
+        for name, value in weights.items():
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not any(weights.values()):
+            raise ValueError(f"at least one of {', '.join(weights)} must be above 0")
+        if int(self.price_bands) != self.price_bands or self.price_bands < 1:
+            raise ValueError(f"price_bands must be an integer >= 1, got {self.price_bands}")
+        if int(self.min_df) != self.min_df or self.min_df < 1:
+            raise ValueError(f"min_df must be an integer >= 1, got {self.min_df}")
+        if self.max_features is not None and self.max_features < 1:
+            raise ValueError(f"max_features must be >= 1 or None, got {self.max_features}")
+        if self.category_as not in _CATEGORY_MODES:
+            raise ValueError(f"category_as must be 'path' or 'labels', got {self.category_as!r}")
+
+    def _fit_with(
+        self,
+        interactions: sp.csr_matrix,
+        *,
+        log: InteractionLog | None,
+        catalog: Catalog | None,
+    ) -> None:
+        self._check_params()
+        if catalog is None:  # fit() checks needs; this keeps direct callers honest
+            raise ValueError("ContentSimilarity needs catalog= to fit")
+        self.price_edges_ = np.empty(0)
+        blocks = [
+            (self.text_weight, lambda: self._text_block(catalog)),
+            (self.category_weight, lambda: self._category_block(catalog)),
+            (self.brand_weight, lambda: _one_hot([b.strip().lower() for b in catalog.brand])),
+            (self.price_weight, lambda: self._price_block(catalog.price)),
+        ]
+        # A block of weight 0 is not built at all (no vocabulary to learn for nothing).
+        parts = [weight * _normalize_rows(build()) for weight, build in blocks if weight > 0]
+        self.item_features_ = _normalize_rows(sp.hstack(parts, format="csr"))
+
+    def _text_block(self, catalog: Catalog) -> sp.csr_matrix:
+        documents = [f"{t} {d}" for t, d in zip(catalog.title, catalog.description, strict=True)]
+        vectorizer = TfidfVectorizer(
+            sublinear_tf=True,
+            stop_words="english" if self.stop_words else None,
+            min_df=int(self.min_df),
+            max_features=self.max_features,
+            dtype=np.float32,
+        )
+        try:
+            return sp.csr_matrix(vectorizer.fit_transform(documents), dtype=np.float32)
+        except ValueError as error:
+            # No item has a word that survives (no text at all, or only stop words): the
+            # block is empty and the other blocks carry the similarity.
+            if "empty vocabulary" not in str(error):
+                raise
+            return sp.csr_matrix((len(documents), 0), dtype=np.float32)
+
+    def _category_block(self, catalog: Catalog) -> sp.csr_matrix:
+        tokens = []
+        for path in catalog.category:
+            levels = [level.strip() for level in path.split(ITEM_CATEGORY_SEPARATOR)]
+            levels = [level for level in levels if level]
+            if self.category_as == "path":
+                tokens.append(
+                    [ITEM_CATEGORY_SEPARATOR.join(levels[: i + 1]) for i in range(len(levels))]
+                )
+            else:
+                tokens.append(levels)
+        return _one_hot_sets(tokens)
+
+    def _price_block(self, price: np.ndarray) -> sp.csr_matrix:
+        price = np.asarray(price, dtype=np.float64)
+        known = np.isfinite(price)
+        if not known.any():
+            return sp.csr_matrix((len(price), 0), dtype=np.float32)
+        inner = np.linspace(0.0, 1.0, int(self.price_bands) + 1)[1:-1]
+        # Ties (many items at one price) can give equal edges; unique keeps bands non-empty.
+        self.price_edges_ = np.unique(np.quantile(price[known], inner))
+        bands = np.searchsorted(self.price_edges_, price[known], side="right")
+        rows = np.flatnonzero(known)
+        return sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, bands)),
+            shape=(len(price), len(self.price_edges_) + 1),
+        )
+
+    # --- scoring --------------------------------------------------------------------------
+
+    def _score(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
+        profile = _normalize_rows(history, order=1) @ self.item_features_
+        return np.asarray((profile @ self.item_features_.T).todense(), dtype=np.float32)
+
+    def item_similarity(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Cosine similarity (len(sources) × len(targets)) of items given by code.
+
+        An item without any text or attribute has similarity 0 to everything.
+        """
+        self._check_fitted()
+        sources = self._codes(sources, "sources")
+        targets = self._codes(targets, "targets")
+        features = self.item_features_
+        product = features[sources] @ features[targets].T
+        return np.asarray(product.todense(), dtype=np.float32)
+
+    def similar_items(
+        self,
+        item_codes: np.ndarray,
+        k: int,
+        exclude_items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items most similar to each of ``item_codes``, best first.
+
+        An item is never its own neighbour; ``exclude_items`` (codes, or a boolean mask over
+        the catalog) are never returned either. Only items with a positive similarity count:
+        rows with fewer are padded with -1 and -inf.
+
+        Returns
+        -------
+        ids, scores : (len(item_codes) × k) arrays.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        codes = self._codes(item_codes, "item_codes")
+        n_items = int(self.n_items_)
+        blocked = np.zeros(n_items, dtype=bool)
+        if exclude_items is not None:
+            exclude_items = np.asarray(exclude_items)
+            if exclude_items.dtype == bool:
+                if exclude_items.shape != blocked.shape:
+                    raise ValueError("a boolean exclude_items must have one entry per item")
+                blocked |= exclude_items
+            else:
+                blocked[self._codes(exclude_items, "exclude_items")] = True
+        k = min(k, n_items)
+        ids = np.empty((len(codes), k), np.int64)
+        scores = np.empty((len(codes), k), np.float32)
+        for start in range(0, len(codes), _BATCH):
+            batch = codes[start : start + _BATCH]
+            block = np.asarray(
+                (self.item_features_[batch] @ self.item_features_.T).todense(), dtype=np.float32
+            )
+            block[block <= 0] = -np.inf
+            block[:, blocked] = -np.inf
+            block[np.arange(len(batch)), batch] = -np.inf
+            ids[start : start + len(batch)], scores[start : start + len(batch)] = top_k(block, k)
+        return ids, scores
+
+    def _codes(self, codes: np.ndarray, what: str) -> np.ndarray:
+        codes = np.asarray(codes)
+        if codes.ndim != 1 or (codes.size and not np.issubdtype(codes.dtype, np.integer)):
+            raise ValueError(f"{what} must be a 1-D array of item codes (integers)")
+        codes = codes.astype(np.int64)
+        bad = (codes < 0) | (codes >= int(self.n_items_))
+        if bad.any():
+            raise ValueError(
+                f"{what}: item code {codes[bad][0]} is outside 0..{int(self.n_items_) - 1}"
+            )
+        return codes
+
+
+def reference_scores(history: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """Plain NumPy scores (dense history and features): the definition the fast path must
+    match, materialising the items × items similarity."""
+    totals = history.sum(axis=1, keepdims=True)
+    weights = np.divide(history, totals, out=np.zeros_like(history), where=totals > 0)
+    return weights @ (features @ features.T)
+
+
+def _normalize_rows(matrix: sp.spmatrix, order: int = 2) -> sp.csr_matrix:
+    """Rows scaled to unit L1 or L2 norm; all-zero rows stay zero."""
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    if order == 1:
+        norms = np.asarray(abs(matrix).sum(axis=1)).ravel()
+    else:
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ matrix)
+
+
+def _one_hot(tokens: list[str]) -> sp.csr_matrix:
+    """One column per distinct non-empty token."""
+    return _one_hot_sets([[t] if t else [] for t in tokens])
+
+
+def _one_hot_sets(tokens: list[list[str]]) -> sp.csr_matrix:
+    """One column per distinct token, 1 where a row holds it."""
+    vocabulary: dict[str, int] = {}
+    rows, cols = [], []
+    for row, row_tokens in enumerate(tokens):
+        for token in dict.fromkeys(row_tokens):  # a repeated label counts once
+            rows.append(row)
+            cols.append(vocabulary.setdefault(token, len(vocabulary)))
+    return sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(tokens), len(vocabulary))
+    )
