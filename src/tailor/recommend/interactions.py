@@ -134,9 +134,16 @@ class InteractionLog:
         )
 
     @classmethod
-    def from_events(cls, events: pa.Table, weights: EventWeights | None = None) -> InteractionLog:
+    def from_events(
+        cls,
+        events: pa.Table,
+        weights: EventWeights | None = None,
+        *,
+        item_ids: np.ndarray | None = None,
+    ) -> InteractionLog:
         """Interactions from event rows (``subject_id``, ``item_id``, ``event_type``,
         ``occurred_at``, and ``value`` for ratings, ``quantity`` for purchases).
+        ``item_ids`` fixes the item codes, as in :meth:`from_arrays` (a catalog).
 
         Rows without a subject or item, and event types that are not interactions, are left
         out; a purchase line counts its weight once however many units it has (a bulk buy is
@@ -173,6 +180,7 @@ class InteractionLog:
             times=times.to_numpy(zero_copy_only=False),
             weights=weight,
             context=context or None,
+            item_ids=item_ids,
         )
         if weights.half_life_days is not None and len(log):
             age_days = (log.time.max() - log.time) / _MS_PER_DAY

@@ -1,0 +1,149 @@
+"""The service a request reaches: personal, cold-start by context, new items by content,
+business rules and explanations together, on a small shop with planted tastes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tailor.recommend.rules import BusinessRules
+from tailor.recommend.service import RecommendationService
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def shop(seed: int = 0) -> tuple[pa.Table, pa.Table]:
+    """Two tastes: coffee lovers (users c*) view coffee items, tea lovers (t*) tea items.
+    German visitors favour coffee-3 lately, French ones tea-2. coffee-new and tea-new have no
+    events yet; coffee-gone is unavailable."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, country in (("coffee", "DE"), ("tea", "FR")):
+        for u in range(30):
+            user = f"{group[0]}{u}"
+            for i in rng.choice(8, size=4, replace=False):
+                rows.append(
+                    (
+                        user,
+                        f"{group}-{i}",
+                        "view",
+                        NOW - timedelta(days=int(rng.integers(1, 20))),
+                        country,
+                    )
+                )
+            rows.append((user, f"{group}-gone", "view", NOW - timedelta(days=2), country))
+    for n in range(20):
+        rows.append((f"de{n}", "coffee-3", "view", NOW - timedelta(hours=n), "DE"))
+        rows.append((f"fr{n}", "tea-2", "view", NOW - timedelta(hours=n), "FR"))
+    rows.append(("c0", "coffee-0", "purchase", NOW - timedelta(days=1), "DE"))
+    rows.append(("c0", "beans-0", "purchase", NOW - timedelta(days=1), "DE"))
+    users, items, kinds, times, countries = zip(*rows, strict=True)
+    events = pa.table(
+        {
+            "subject_id": list(users),
+            "item_id": list(items),
+            "event_type": list(kinds),
+            "occurred_at": pa.array(times, pa.timestamp("us", tz="UTC")),
+            "country": list(countries),
+            "quantity": [1 if k == "purchase" else None for k in kinds],
+        }
+    )
+    ids, titles, categories, available = [], [], [], []
+    for group, words in (("coffee", "espresso arabica roast coffee"), ("tea", "green leaf tea")):
+        for i in [*range(8), "new", "gone"]:
+            ids.append(f"{group}-{i}")
+            titles.append(f"{words} {i}")
+            categories.append(f"Drinks > {group.title()}")
+            available.append(i != "gone")
+    ids.append("beans-0")
+    titles.append("arabica coffee beans refill")
+    categories.append("Pantry > Beans")
+    available.append(True)
+    items = pa.table(
+        {"item_id": ids, "title": titles, "category": categories, "available": available}
+    )
+    return events, items
+
+
+@pytest.fixture(scope="module")
+def service() -> RecommendationService:
+    events, items = shop()
+    return RecommendationService.build(events, items, model="itemknn", params={"neighbors": 20})
+
+
+def test_known_user_gets_their_taste_explained_by_their_history(service):
+    answer = service.recommend("t3", k=5)
+    assert len(answer) == 5
+    assert all(line.item_id.startswith("tea-") for line in answer)
+    personal = [line for line in answer if line.kind == "because_you"]
+    assert personal, [line.reason for line in answer]
+    assert all(line.reason.startswith("Because you viewed") for line in personal)
+    assert all(line.evidence_item.startswith("tea-") for line in personal)
+
+
+def test_unavailable_item_never_appears(service):
+    for user in ("c1", "t1", "nobody"):
+        assert "coffee-gone" not in {line.item_id for line in service.recommend(user, k=20)}
+        assert "tea-gone" not in {line.item_id for line in service.recommend(user, k=20)}
+
+
+def test_new_visitor_gets_trending_in_their_country_then_personal_from_first_event(service):
+    german = service.recommend("visitor-1", k=3, context={"country": "DE"})
+    french = service.recommend("visitor-1", k=3, context={"country": "FR"})
+    assert german[0].item_id == "coffee-3" and french[0].item_id == "tea-2"
+    assert german[0].source == "trending"
+    assert german[0].reason == "Popular in DE this week"
+    after_a_view = service.recommend(
+        "visitor-1", k=5, context={"country": "DE"}, session_events=[("tea-5", "view")]
+    )
+    assert after_a_view[0].kind != "popular_in"
+    assert sum(line.item_id.startswith("tea-") for line in after_a_view) >= 4
+    assert "tea-5" not in {line.item_id for line in after_a_view}
+
+
+def test_new_item_is_recommended_through_content_before_any_interaction(service):
+    assert service.model.item_popularity_[service.catalog.codes(["tea-new"])[0]] == 0
+    answer = service.recommend("t4", k=5)
+    ids = [line.item_id for line in answer]
+    assert "tea-new" in ids and "coffee-new" not in ids
+    line = answer[ids.index("tea-new")]
+    assert line.kind == "similar_content" and line.evidence_item.startswith("tea-")
+    similar = service.similar_items("tea-new", k=3)
+    assert similar and all(s.item_id.startswith("tea-") for s in similar)
+
+
+def test_purchases_are_excluded_unless_the_category_is_repurchasable():
+    events, items = shop()
+    strict = RecommendationService.build(events, items, model="itemknn")
+    assert "beans-0" not in {x.item_id for x in strict.recommend("c0", k=30)}
+    assert "coffee-0" not in {x.item_id for x in strict.recommend("c0", k=30)}
+    lenient = RecommendationService.build(
+        events,
+        items,
+        model="itemknn",
+        rules=BusinessRules(repurchasable_categories=("Pantry",)),
+    )
+    again = {x.item_id for x in lenient.recommend("c0", k=30)}
+    assert "beans-0" in again and "coffee-0" not in again
+
+
+def test_request_filters_and_bad_input(service):
+    only_tea = service.recommend("c2", k=5, include_categories=["Drinks > Tea"])
+    assert only_tea and all(line.item_id.startswith("tea-") for line in only_tea)
+    with pytest.raises(ValueError, match="k must be between 1 and 1000"):
+        service.recommend("c2", k=0)
+    with pytest.raises(ValueError, match="session event types must be among"):
+        service.recommend("c2", session_events=[("tea-1", "teleport")])
+    with pytest.raises(KeyError, match="not in the catalog"):
+        service.similar_items("no-such-item")
+
+
+def test_build_refuses_an_empty_log_and_an_unknown_model():
+    events, items = shop()
+    with pytest.raises(ValueError, match="import events first"):
+        RecommendationService.build(events.slice(0, 0), items)
+    with pytest.raises(ValueError, match="cannot be built here"):
+        RecommendationService.build(events, items, model="nonsense")
