@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.resources import as_file, files
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from tailor.config import Settings
@@ -75,5 +76,52 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
             "(subjects who granted it and did not revoke it; ad data has no subject)"
         )
         console.print(f"store: {settings.store}  key fingerprint: {ws.pseudonymizer.fingerprint}")
+        show_recommendations(ws, console)
         if smoke:
             console.print("smoke run: no HTTP API yet, so there are no endpoints to call")
+
+
+def show_recommendations(ws, console: Console) -> None:
+    """Fit the recommendation service on what may feed personalization and show two answers:
+    a customer with history, and a new visitor (trending in their country)."""
+    from rich.table import Table
+
+    from tailor.recommend.service import RecommendationService
+
+    console.rule("recommendations (EASE on consenting customers' events)")
+    events = ws.store.read_events(purpose="personalization")
+    service = RecommendationService.build(events, ws.store.read_entities("items"))
+    counts = np.diff(service.history.indptr)
+    regular = str(service.user_ids[int(np.argmax(counts))])
+    country = _busiest_country(events)
+    for title, answer in (
+        (
+            f"customer {regular[:12]}… ({counts.max()} items in history)",
+            service.recommend(regular, k=5),
+        ),
+        (
+            f"new visitor from {country}",
+            service.recommend("new-visitor", k=5, context={"country": country}),
+        ),
+    ):
+        table = Table(title=title, title_justify="left")
+        table.add_column("item")
+        table.add_column("why")
+        for line in answer:
+            table.add_row(
+                service.catalog.title[service.catalog.codes([line.item_id])[0]] or line.item_id,
+                line.reason,
+            )
+        console.print(table)
+
+
+def _busiest_country(events) -> str:
+    import pyarrow.compute as pc
+
+    if "country" not in events.column_names:
+        return ""
+    counts = pc.value_counts(pc.drop_null(events["country"]))
+    if not len(counts):
+        return ""
+    best = int(np.argmax(counts.field("counts").to_numpy()))
+    return str(counts.field("values")[best])

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailor.events.columns import ITEM_CATEGORY_SEPARATOR
+from tailor.recommend.interactions import epoch_ms
 
 UNKNOWN_TIME = np.iinfo(np.int64).min
 _TEXT_COLUMNS = ("title", "description", "category", "brand")
@@ -126,7 +127,7 @@ class Catalog:
             price[described] = raw[source[described]]
         created = np.full(n, UNKNOWN_TIME, dtype=np.int64)
         if column("created_at") is not None:
-            ms = pc.cast(pc.cast(column("created_at"), pa.timestamp("ms", tz="UTC")), pa.int64())
+            ms = epoch_ms(column("created_at"))
             raw = pc.fill_null(ms, UNKNOWN_TIME).to_numpy(zero_copy_only=False)
             created[described] = raw[source[described]]
         return cls(

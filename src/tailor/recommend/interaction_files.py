@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from tailor.recommend.interactions import InteractionLog
+from tailor.recommend.interactions import InteractionLog, epoch_ms
 
 
 def read_interactions(
@@ -44,7 +44,7 @@ def read_interactions(
             )
     times = table[time_col]
     if pa.types.is_timestamp(times.type):
-        times = times.cast(pa.timestamp("ms")).cast(pa.int64())
+        times = epoch_ms(times)
     elif not (pa.types.is_integer(times.type) or pa.types.is_floating(times.type)):
         raise ValueError(
             f"--time-col {time_col!r} holds {times.type}, not times: use a timestamp or "

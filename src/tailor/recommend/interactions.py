@@ -15,6 +15,14 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 _MS_PER_DAY = 86_400_000
+
+
+def epoch_ms(times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Timestamps as int64 epoch milliseconds; finer precision is truncated, not refused
+    (the store keeps microseconds, the models need no more than milliseconds)."""
+    return pc.cast(pc.cast(times, pa.timestamp("ms", tz="UTC"), safe=False), pa.int64())
+
+
 CONTEXT_FIELDS = ("country", "device_type", "channel")
 """Event context kept per interaction row (what trending by context needs)."""
 
@@ -168,7 +176,7 @@ class InteractionLog:
             ratings = kinds == "rating"
             values = rows["value"].to_numpy(zero_copy_only=False).astype(np.float32)
             weight[ratings] = np.nan_to_num(values[ratings], nan=0.0)
-        times = pc.cast(pc.cast(rows["occurred_at"], pa.timestamp("ms", tz="UTC")), pa.int64())
+        times = epoch_ms(rows["occurred_at"])
         context = {
             name: pc.fill_null(pc.cast(rows[name], pa.string()), "").to_numpy(zero_copy_only=False)
             for name in CONTEXT_FIELDS
