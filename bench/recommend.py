@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from tailor.recommend import InteractionLog
 from tailor.recommend.base import Recommender, distinct_users
+from tailor.recommend.catalog import Catalog
 from tailor.recommend.evaluation import DEFAULT_MODELS, evaluate_recommenders, test_metrics
 from tailor.recommend.interaction_files import read_interactions
 from tailor.recommend.tuning import GRIDS, tune
@@ -42,17 +43,25 @@ from tailor.recommend.tuning import GRIDS, tune
 console = Console(stderr=True)
 
 
-def load_log(args: argparse.Namespace) -> InteractionLog:
+def load_log(args: argparse.Namespace) -> tuple[InteractionLog, Catalog | None]:
+    """The interactions and, for a bundled dataset, its catalog aligned with their item codes
+    (the hybrid's catalog features; None for an interactions file, which has no item table)."""
     if args.protocol == "msr-ml100k":
         from tailor.datasets.movielens import load_movielens_100k
 
-        return InteractionLog.from_events(load_movielens_100k(args.data).events)
+        dataset = load_movielens_100k(args.data)
+        log = InteractionLog.from_events(dataset.events)
+        # MovieLens joins genres with "|": as category levels, the first genre is the top one.
+        return log, Catalog.from_table(dataset.items, log.item_ids, category_separator="|")
     if args.interactions is None:
         from tailor.datasets.online_retail import load_online_retail
 
-        return InteractionLog.from_events(load_online_retail(args.data).events)
+        dataset = load_online_retail(args.data)
+        log = InteractionLog.from_events(dataset.events)
+        items = getattr(dataset, "items", None)
+        return log, None if items is None else Catalog.from_table(items, log.item_ids)
     try:
-        return read_interactions(
+        log = read_interactions(
             args.interactions,
             user_col=args.user_col,
             item_col=args.item_col,
@@ -61,6 +70,7 @@ def load_log(args: argparse.Namespace) -> InteractionLog:
         )
     except ValueError as exc:
         raise SystemExit(f"--interactions {exc}") from exc
+    return log, None
 
 
 def implicit_als(**params: Any):
@@ -100,6 +110,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget", type=int, default=24, help="grid points tried per model")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--context",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give the hybrid's ranker the catalog (price, category, age) and time features",
+    )
     args = parser.parse_args(argv)
     if args.interactions and args.protocol == "msr-ml100k":
         parser.error("--interactions goes with --protocol temporal or leave-last-out")
@@ -110,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(GRIDS)}")
 
-    log = load_log(args)
+    log, catalog = load_log(args)
     protocol = "random" if args.protocol == "msr-ml100k" else args.protocol
     try:
         evaluation = evaluate_recommenders(
@@ -121,6 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
             models=names,
             seed=args.seed,
             progress=lambda message: console.print(f"{message} ..."),
+            catalog=catalog if args.context else None,
+            hybrid_times=args.context,
         )
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
@@ -191,6 +209,10 @@ def main(argv: list[str] | None = None) -> dict:
         else None,
         "als_wrapper_overhead": wrapper_overhead,
         "tuned": tuned,
+        "validation_ndcg": evaluation.figures()["validation_ndcg"],
+        "hybrid_features": evaluation.fitted["hybrid"].feature_names_
+        if "hybrid" in evaluation.fitted
+        else None,
     }
     table = Table(title=f"recommend: {args.protocol}, top {args.k}")
     for column in ("model", "nDCG", "MAP", "precision", "recall", "coverage", "fit s"):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
+from tailor.recommend.catalog import Catalog
 from tailor.recommend.hybrid import Hybrid
 
 from .test_models import two_tastes
@@ -58,3 +60,144 @@ def test_hybrid_saves_its_generators_and_ranker_in_one_file(tmp_path):
     assert isinstance(loaded, Hybrid) and set(loaded.models_) == set(GENERATORS)
     users = np.arange(60)
     np.testing.assert_allclose(loaded.score(full, users), model.score(full, users), rtol=1e-5)
+
+
+# --- context features: catalog and times ----------------------------------------------------
+
+
+def planted_categories(seed: int = 0) -> tuple[sp.csr_matrix, Catalog, sp.csr_matrix]:
+    """200 users × 300 items in 10 categories of 30. Each user has a favourite category and
+    picks 8 of its items plus 4 items anywhere: too sparse for co-occurrence to pin the
+    category down, while the share of history in the candidate's category does.
+
+    Returns the interactions, the catalog and the latest-time matrix (epoch days)."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items, size = 200, 300, 30
+    rows, cols = [], []
+    for user in range(n_users):
+        favourite = user % 10
+        mine = rng.choice(size, 8, replace=False) + favourite * size
+        anywhere = rng.choice(n_items, 4, replace=False)
+        picks = np.unique(np.concatenate([mine, anywhere]))
+        rows += [user] * len(picks)
+        cols += list(picks)
+    x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    ids = np.array([f"i{n:03d}" for n in range(n_items)], dtype=object)
+    category = [f"c{n // size} > s{n % 3}" for n in range(n_items)]
+    price = [np.nan if n % 7 == 0 else 1.0 + n for n in range(n_items)]
+    created = [None if n % 5 == 0 else 1_600_000_000_000 + n * 86_400_000 for n in range(n_items)]
+    table = pa.table(
+        {
+            "item_id": ids,
+            "category": category,
+            "price": price,
+            "created_at": pa.array(created, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    times = x.astype(np.float64)
+    times.data = 19_000.0 + rng.random(times.nnz) * 100
+    return x, Catalog.from_table(table, ids), times
+
+
+def split_cells(x: sp.csr_matrix, share: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(kept, held): ``share`` of the cells of ``x`` held back at random."""
+    rng = np.random.default_rng(seed)
+    held = x.copy()
+    held.data = (rng.random(held.nnz) < share).astype(held.dtype)
+    held.eliminate_zeros()
+    kept = x - held
+    kept.eliminate_zeros()
+    return sp.csr_matrix(kept), sp.csr_matrix(held)
+
+
+def test_category_affinity_lifts_the_hybrid_where_it_decides():
+    from tailor.evaluate import ranking_metrics
+
+    x, catalog, _ = planted_categories()
+    train, test = split_cells(x, 0.25, seed=1)
+    fit_part, held = split_cells(train, 0.25, seed=2)
+    params = dict(generators=GENERATORS, candidates=50, trees=100, leaves=7)
+    users = np.arange(x.shape[0])
+    ndcg = {}
+    for label, context in (("plain", {}), ("catalog", {"catalog": catalog})):
+        model = Hybrid(**params).fit_stages(fit_part, held, train, **context)
+        top = model.recommend(train, k=10, users=users)[0]
+        ndcg[label] = ranking_metrics(top, test, k=10).ndcg
+    assert ndcg["catalog"] > ndcg["plain"] + 0.02, ndcg
+
+
+def fitted_with_context(seed: int = 0) -> tuple[Hybrid, sp.csr_matrix, sp.csr_matrix]:
+    x, catalog, times = planted_categories(seed)
+    fit_part, held = split_cells(x, 0.25, seed=3)
+    fit_times = times.multiply(fit_part > 0).tocsr()
+    model = Hybrid(generators=GENERATORS, candidates=20, trees=10).fit_stages(
+        fit_part, held, x, catalog=catalog, fit_part_times=fit_times, full_times=times
+    )
+    return model, x, times
+
+
+def test_context_features_are_named_finite_or_nan_as_documented():
+    model, x, times = fitted_with_context()
+    names = model.feature_names_
+    assert names[-7:] == [
+        "item_log_price",
+        "price_vs_user_median",
+        "category_share",
+        "category_path_share",
+        "days_since_item_last_seen",
+        "item_age_days",
+        "days_since_category_last",
+    ]
+    users = np.arange(x.shape[0])
+    features, rows, items = model._features(model.models_, x, users, times)
+    assert features.shape == (len(rows), len(names))
+    column = {name: features[:, n] for n, name in enumerate(names)}
+    # Unknown price (every 7th item) and release date (every 5th) are missing, not zero.
+    np.testing.assert_array_equal(np.isnan(column["item_log_price"]), items % 7 == 0)
+    np.testing.assert_array_equal(np.isnan(column["item_age_days"]), items % 5 == 0)
+    share = column["category_share"]
+    assert np.isfinite(share).all() and ((share >= 0) & (share <= 1)).all()
+    assert (column["category_path_share"] <= share + 1e-6).all()
+    # Every user has times, so a category gap is NaN exactly when the user never touched it.
+    gap = column["days_since_category_last"]
+    np.testing.assert_array_equal(np.isnan(gap), share == 0)
+    assert (gap[~np.isnan(gap)] >= 0).all()
+    # An unseen user (-1) without times: every time feature is missing; the rest is known.
+    unseen, _, _ = model._features(model.models_, x[:3], np.full(3, -1))
+    for name in ("days_since_item_last_seen", "item_age_days", "days_since_category_last"):
+        assert np.isnan(unseen[:, names.index(name)]).all()
+    assert np.isfinite(unseen[:, names.index("category_share")]).all()
+    # Stored times stand in for the user's own: the same scores without history_times.
+    np.testing.assert_allclose(
+        model.score(x[:5], users[:5]), model.score(x[:5], users[:5], history_times=times[:5])
+    )
+
+
+def test_context_arguments_are_checked():
+    x, catalog, times = planted_categories()
+    fit_part, held = split_cells(x, 0.25, seed=3)
+    short = Catalog.from_table(pa.table({"item_id": ["a"]}), np.array(["a"], dtype=object))
+    with pytest.raises(ValueError, match="catalog describes 1 items"):
+        Hybrid(generators=GENERATORS).fit_stages(fit_part, held, x, catalog=short)
+    with pytest.raises(ValueError, match="give both or neither"):
+        Hybrid(generators=GENERATORS).fit_stages(fit_part, held, x, full_times=times)
+    model = Hybrid(generators=GENERATORS, candidates=20, trees=5).fit_stages(
+        fit_part, held, x, catalog=catalog
+    )
+    with pytest.raises(ValueError, match="history_times must have"):
+        model.score(x[:2], history_times=times)
+
+
+def test_context_features_survive_save_and_load(tmp_path):
+    from tailor.recommend import load_model
+
+    model, x, times = fitted_with_context(seed=4)
+    loaded = load_model(model.save(tmp_path / "hybrid.npz"))
+    assert loaded.feature_names_ == model.feature_names_
+    users = np.concatenate([np.arange(40), [-1, -1]])
+    history = x[np.maximum(users, 0)]
+    np.testing.assert_allclose(loaded.score(history, users), model.score(history, users))
+    np.testing.assert_allclose(
+        loaded.score(history, users, history_times=times[np.maximum(users, 0)]),
+        model.score(history, users, history_times=times[np.maximum(users, 0)]),
+    )

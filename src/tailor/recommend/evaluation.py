@@ -19,7 +19,8 @@ import scipy.sparse as sp
 
 from tailor.evaluate import leave_last_out, random_per_user, ranking_metrics, temporal
 from tailor.recommend.base import Recommender, distinct_users
-from tailor.recommend.hybrid import HYBRID_GRID, Hybrid
+from tailor.recommend.catalog import Catalog
+from tailor.recommend.hybrid import HYBRID_GRID, MS_PER_DAY, Hybrid
 from tailor.recommend.interactions import InteractionLog
 from tailor.recommend.tuning import GRIDS, Trial, TuningResult, tune, tune_model
 
@@ -43,6 +44,38 @@ def train_mask(log: InteractionLog, protocol: str, seed: int = 42) -> np.ndarray
     if protocol == "leave-last-out":
         return leave_last_out(log.user, log.time)
     raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+
+
+def latest_times(log: InteractionLog, mask: np.ndarray | None = None) -> sp.csr_matrix:
+    """Users × items: the latest time (epoch days, float64) of the rows of ``mask``.
+
+    Parameters
+    ----------
+    log : the interactions.
+    mask : boolean per row of ``log``; all rows when None.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        The shape of ``log.matrix()``; a cell nobody interacted with is not stored. Days, not
+        ms, so the hybrid's gaps read in days; a log without times (all 0) yields an empty
+        matrix, i.e. unknown times.
+    """
+    user, item, when = log.user, log.item, log.time
+    if mask is not None:
+        user, item, when = user[mask], item[mask], when[mask]
+    # Sorted by cell then time, the last row of each cell is its latest.
+    order = np.lexsort((when, item, user))
+    user, item, when = user[order], item[order], when[order]
+    last = np.ones(len(user), bool)
+    last[:-1] = (user[1:] != user[:-1]) | (item[1:] != item[:-1])
+    times = sp.csr_matrix(
+        (when[last] / MS_PER_DAY, (user[last], item[last])),
+        shape=(log.n_users, log.n_items),
+        dtype=np.float64,
+    )
+    times.eliminate_zeros()
+    return times
 
 
 @dataclass
@@ -174,19 +207,24 @@ def tune_hybrid(
     budget: int = 24,
     seed: int = 42,
     grid: dict[str, Sequence[Any]] | None = None,
+    catalog: Catalog | None = None,
+    times: bool = True,
 ) -> TuningResult:
     """Tune the hybrid's own settings without touching the test rows.
 
     ``inner`` holds the training rows, split by ``inner_rows`` into a fit part and the
     validation part every model is tuned on. The hybrid needs one more level: its ranker
     learns on a further split of the fit part (by the same protocol), and each setting is
-    scored on the validation part, exactly as a single model's would be.
+    scored on the validation part, exactly as a single model's would be. ``catalog`` (aligned
+    with the item codes) turns on the catalog features; ``times`` the time features, read
+    from the rows' own times level by level.
     """
     fit_log = inner.subset(inner_rows)
     nested_rows = train_mask(fit_log, protocol, seed + 2)
     nested_fit, nested_held = fit_log.matrix(nested_rows), fit_log.matrix(~nested_rows)
     fit_part = inner.matrix(inner_rows)
     validation = inner.matrix(~inner_rows, binary=True)
+    nested_times, fit_part_times = latest_times(fit_log, nested_rows), latest_times(fit_log)
     if nested_held.nnz == 0 or nested_fit.nnz == 0:
         raise ValueError(
             "too few interactions to tune the hybrid: its ranker needs a held-back part"
@@ -197,7 +235,12 @@ def tune_hybrid(
 
     def build(**params: Any) -> Hybrid:
         return Hybrid(generators=generators, **params).fit_stages(
-            nested_fit, nested_held, fit_part, fit_part_models=on_nested, full_models=on_fit_part
+            nested_fit,
+            nested_held,
+            fit_part,
+            fit_part_models=on_nested,
+            full_models=on_fit_part,
+            **_context(catalog, nested_times, fit_part_times, times=times),
         )
 
     def top_k(model: Hybrid, seen: sp.csr_matrix, k: int) -> np.ndarray:
@@ -206,6 +249,21 @@ def tune_hybrid(
     result = tune(build, top_k, grid or HYBRID_GRID, fit_part, validation, k=k, budget=budget)
     result.best_params = {"generators": generators, **result.best_params}
     return result
+
+
+def _context(
+    catalog: Catalog | None,
+    fit_part_times: sp.csr_matrix,
+    full_times: sp.csr_matrix,
+    *,
+    times: bool = True,
+) -> dict[str, Any]:
+    """The hybrid's context arguments; times only where the log has any (a log without
+    times would feed the ranker columns of NaN)."""
+    context: dict[str, Any] = {"catalog": catalog}
+    if times and full_times.nnz:
+        context |= {"fit_part_times": fit_part_times, "full_times": full_times}
+    return context
 
 
 def evaluate_recommenders(
@@ -218,17 +276,26 @@ def evaluate_recommenders(
     hybrid: bool = True,
     seed: int = 42,
     progress: Callable[[str], None] | None = None,
+    catalog: Catalog | None = None,
+    hybrid_times: bool = True,
 ) -> Evaluation:
     """Tune each of ``models`` on validation, refit on training, score the test once.
 
     With ``hybrid`` and at least two of :data:`HYBRID_GENERATORS` among ``models``, the hybrid
-    reranker over their tuned configurations is tuned (:func:`tune_hybrid`) and scored too.
+    reranker over their tuned configurations is tuned (:func:`tune_hybrid`) and scored too;
+    ``catalog`` (aligned with ``log.item_ids``) gives its ranker the catalog features and
+    ``hybrid_times`` the time features (from the log's times).
     """
     if k < 1 or budget < 1:
         raise ValueError("k and budget must be at least 1")
     unknown = [name for name in models if name not in GRIDS]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(GRIDS)}")
+    if catalog is not None and len(catalog) != log.n_items:
+        raise ValueError(
+            f"catalog describes {len(catalog)} items but the log has {log.n_items}: build it "
+            "with the log's item_ids"
+        )
     say = progress or (lambda message: None)
     splits = Splits.make(log, protocol, seed)
     popularity = distinct_users(splits.train).astype(np.float64)
@@ -264,10 +331,30 @@ def evaluate_recommenders(
     if hybrid and len(generators) >= 2:
         say(f"tuning the hybrid over {', '.join(generators)} on validation")
         tuning = tune_hybrid(
-            generators, splits.inner, splits.inner_rows, protocol, k=k, budget=budget, seed=seed
+            generators,
+            splits.inner,
+            splits.inner_rows,
+            protocol,
+            k=k,
+            budget=budget,
+            seed=seed,
+            catalog=catalog,
+            times=hybrid_times,
         )
         started = time.perf_counter()
         model = Hybrid(**tuning.best_params)
-        model.fit_stages(splits.fit_part, splits.validation, splits.train)
+        # The same two levels one step up: the ranker learns fit part → validation and the
+        # generators are refitted on all training rows; the test rows are only scored.
+        model.fit_stages(
+            splits.fit_part,
+            splits.validation,
+            splits.train,
+            **_context(
+                catalog,
+                latest_times(splits.inner, splits.inner_rows),
+                latest_times(splits.log, splits.train_rows),
+                times=hybrid_times,
+            ),
+        )
         score("hybrid", model, tuning.best_params, time.perf_counter() - started, tuning)
     return Evaluation(protocol, k, splits, reports, fitted)
