@@ -263,5 +263,5 @@ def test_bad_input_is_refused(history, recommended, verbs, message):
 @pytest.mark.parametrize("model", [ItemKNN(shrink=1.0), EASE(l2=10.0), ALS(factors=4)])
 def test_item_similarity_refuses_codes_outside_the_catalog(model):
     model.fit(pairs())
-    with pytest.raises(ValueError, match="drop -1 padding first"):
+    with pytest.raises(ValueError, match="drop the -1 padding first"):
         model.item_similarity(np.array([-1]), np.array([0]))

@@ -270,6 +270,22 @@ def load_model(source: str | Path | bytes) -> Recommender:
     return model
 
 
+def item_codes(values: np.ndarray, n_items: int, name: str = "item codes") -> np.ndarray:
+    """``values`` as int64 item codes, refusing anything but a 1-D integer array of codes in
+    ``[0, n_items)`` (numpy would silently wrap the -1 padding to the last item)."""
+    codes = np.asarray(values)
+    if codes.ndim != 1 or (codes.size and not np.issubdtype(codes.dtype, np.integer)):
+        raise ValueError(f"{name} must be a 1-D array of item codes (integers)")
+    codes = codes.astype(np.int64)
+    bad = (codes < 0) | (codes >= n_items)
+    if bad.any():
+        raise ValueError(
+            f"{name} must hold item codes in [0, {n_items}): item code {codes[bad][0]} is "
+            f"outside 0..{n_items - 1}; drop the -1 padding first"
+        )
+    return codes
+
+
 def distinct_users(interactions: sp.spmatrix) -> np.ndarray:
     """How many users interacted with each item (the popularity every model falls back on)."""
     return np.diff(sp.csc_matrix(interactions).indptr).astype(np.float32)

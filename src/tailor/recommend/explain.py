@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from tailor.recommend.base import item_codes
+
 if TYPE_CHECKING:
     from tailor.recommend.catalog import Catalog
 
@@ -81,8 +83,8 @@ def explain(
         fitted on purchases only), or the names of such models among a hybrid's generators.
     """
     n_items = len(catalog)
-    history = _codes(history_items, n_items, "history_items")
-    items = _codes(recommended, n_items, "recommended")
+    history = item_codes(history_items, n_items, "history_items")
+    items = item_codes(recommended, n_items, "recommended")
     if verbs is None:
         verbs = np.full(len(history), DEFAULT_VERB, dtype=object)
     verbs = np.asarray(verbs, dtype=object)
@@ -201,15 +203,3 @@ def _title(catalog: Catalog, code: int) -> str:
 
 def _name(model: Any) -> str:
     return str(getattr(model, "name", type(model).__name__))
-
-
-def _codes(values: np.ndarray, n_items: int, name: str) -> np.ndarray:
-    codes = np.asarray(values)
-    if codes.ndim != 1 or (codes.size and not np.issubdtype(codes.dtype, np.integer)):
-        raise ValueError(f"{name} must be a 1-D array of item codes (integers)")
-    codes = codes.astype(np.int64)
-    if codes.size and (codes.min() < 0 or codes.max() >= n_items):
-        raise ValueError(
-            f"{name} must hold item codes in [0, {n_items}); drop the -1 padding first"
-        )
-    return codes

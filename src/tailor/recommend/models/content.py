@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from tailor.events.columns import ITEM_CATEGORY_SEPARATOR
-from tailor.recommend.base import Recommender, top_k
+from tailor.recommend.base import Recommender, item_codes, top_k
 
 if TYPE_CHECKING:
     from tailor.recommend.catalog import Catalog
@@ -226,16 +226,7 @@ class ContentSimilarity(Recommender):
         return ids, scores
 
     def _codes(self, codes: np.ndarray, what: str) -> np.ndarray:
-        codes = np.asarray(codes)
-        if codes.ndim != 1 or (codes.size and not np.issubdtype(codes.dtype, np.integer)):
-            raise ValueError(f"{what} must be a 1-D array of item codes (integers)")
-        codes = codes.astype(np.int64)
-        bad = (codes < 0) | (codes >= int(self.n_items_))
-        if bad.any():
-            raise ValueError(
-                f"{what}: item code {codes[bad][0]} is outside 0..{int(self.n_items_) - 1}"
-            )
-        return codes
+        return item_codes(codes, int(self.n_items_), what)
 
 
 def reference_scores(history: np.ndarray, features: np.ndarray) -> np.ndarray:

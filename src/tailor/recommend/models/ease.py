@@ -13,8 +13,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from tailor.recommend.base import Recommender
-from tailor.recommend.models.itemknn import _codes
+from tailor.recommend.base import Recommender, item_codes
 
 MAX_ITEMS = 40_000
 
@@ -63,7 +62,10 @@ class EASE(Recommender):
         """The learned weights B_ij (len(sources) × len(targets)): what history item i adds to
         item j's score. They can be negative (i speaks against j) and are not symmetric."""
         self._check_fitted()
-        sources, targets = _codes(sources, self.n_items_), _codes(targets, self.n_items_)
+        sources, targets = (
+            item_codes(sources, self.n_items_, "sources"),
+            item_codes(targets, self.n_items_, "targets"),
+        )
         return self.weights_[np.ix_(sources, targets)]
 
 

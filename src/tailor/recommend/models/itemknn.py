@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight, tfidf_weight
 
-from tailor.recommend.base import Recommender
+from tailor.recommend.base import Recommender, item_codes
 
 _BLOCK = 1024
 
@@ -105,13 +105,8 @@ class ItemKNN(Recommender):
         """The kept similarities s_ij (len(sources) × len(targets)): what history item i adds
         to item j's score per unit of confidence; 0 where j is not among i's neighbours."""
         self._check_fitted()
-        sources, targets = _codes(sources, self.n_items_), _codes(targets, self.n_items_)
+        sources, targets = (
+            item_codes(sources, self.n_items_, "sources"),
+            item_codes(targets, self.n_items_, "targets"),
+        )
         return self.similarity_[sources][:, targets].toarray()
-
-
-def _codes(items: np.ndarray, n_items: int) -> np.ndarray:
-    """Item codes as int64, refusing -1 padding or codes past the catalog."""
-    codes = np.asarray(items, dtype=np.int64).ravel()
-    if codes.size and (codes.min() < 0 or codes.max() >= n_items):
-        raise ValueError(f"item codes must lie in [0, {n_items}); drop -1 padding first")
-    return codes

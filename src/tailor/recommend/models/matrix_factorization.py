@@ -12,8 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from tailor.recommend.base import Recommender
-from tailor.recommend.models.itemknn import _codes
+from tailor.recommend.base import Recommender, item_codes
 
 
 class _Factorization(Recommender):
@@ -27,7 +26,10 @@ class _Factorization(Recommender):
     def item_similarity(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Cosine of the item factors (len(sources) × len(targets)), in [-1, 1]."""
         self._check_fitted()
-        sources, targets = _codes(sources, self.n_items_), _codes(targets, self.n_items_)
+        sources, targets = (
+            item_codes(sources, self.n_items_, "sources"),
+            item_codes(targets, self.n_items_, "targets"),
+        )
         factors = self._taste_factors()
         a, b = factors[sources], factors[targets]
         norms = np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
