@@ -221,7 +221,7 @@ def test_bad_item_codes_and_k_are_refused():
         model.similar_items(np.array([0]), k=0)
     with pytest.raises(ValueError, match="targets must be a 1-D array of item codes"):
         model.item_similarity(np.array([0]), np.array([0.5]))
-    with pytest.raises(ValueError, match="sources must hold item codes .*item code -1"):
+    with pytest.raises(ValueError, match=r"sources must hold item codes .*item code -1"):
         model.item_similarity(np.array([-1]), np.array([0]))
     with pytest.raises(RuntimeError, match="not fitted"):
         ContentSimilarity().item_similarity(np.array([0]), np.array([0]))

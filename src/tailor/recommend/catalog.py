@@ -149,12 +149,15 @@ class Catalog:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such item file")
-        if path.suffix.lower() == ".parquet":
-            rows = pq.read_table(path)
-        else:
-            rows = pcsv.read_csv(
-                path, convert_options=pcsv.ConvertOptions(strings_can_be_null=True)
-            )
+        try:
+            if path.suffix.lower() == ".parquet":
+                rows = pq.read_table(path)
+            else:
+                rows = pcsv.read_csv(
+                    path, convert_options=pcsv.ConvertOptions(strings_can_be_null=True)
+                )
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValueError(f"{path}: cannot read it as CSV or Parquet ({exc})") from exc
         return cls.from_table(rows, item_ids)
 
 
