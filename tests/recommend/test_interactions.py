@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tailor.recommend import EventWeights, InteractionLog
+from tailor.recommend.interactions import encode_ids
 
 T0 = datetime(2024, 1, 10, tzinfo=UTC)
 
@@ -98,3 +101,19 @@ def test_missing_ids_and_misaligned_arrays_are_named():
         InteractionLog.from_arrays(np.array(["u1", "u2"], object), np.array(["a", None], object))
     with pytest.raises(ValueError, match="times must have one entry per interaction"):
         InteractionLog.from_arrays(["u1"], ["a"], times=np.array([1, 2]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.text(max_size=4), max_size=30),
+        st.lists(st.integers(-5, 5), max_size=30),
+    )
+)
+def test_encode_ids_agrees_with_numpy_unique(values: list) -> None:
+    # The Arrow path must give NumPy's codes exactly: models and saved files depend on them.
+    array = np.array(values, dtype=object if values and isinstance(values[0], str) else None)
+    ids, codes = encode_ids(array)
+    expected_ids, expected_codes = np.unique(array, return_inverse=True)
+    assert ids.tolist() == expected_ids.tolist()
+    assert codes.tolist() == expected_codes.tolist()

@@ -118,9 +118,9 @@ class InteractionLog:
             raise ValueError("weights must have one entry per interaction")
         if context is not None:
             context = _context_arrays(context, len(users))
-        user_ids, user = np.unique(users, return_inverse=True)
+        user_ids, user = encode_ids(users)
         if item_ids is None:
-            item_ids, item = np.unique(items, return_inverse=True)
+            item_ids, item = encode_ids(items)
         else:
             item_ids = np.asarray(item_ids)
             order = np.argsort(item_ids, kind="stable")
@@ -221,6 +221,27 @@ class InteractionLog:
         if binary:
             matrix.data[:] = 1.0
         return matrix
+
+
+def encode_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``, by hashing in Arrow where it can.
+
+    Sorting millions of Python strings is what made ``np.unique`` slow (8 s for 3 M ids);
+    Arrow hashes the ids and sorts only the distinct ones. UTF-8 byte order is code point
+    order, so the result is the same as NumPy's.
+    """
+    try:
+        encoded = pc.dictionary_encode(pa.array(values))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return np.unique(values, return_inverse=True)
+    distinct = encoded.dictionary
+    order = pc.array_sort_indices(distinct).to_numpy()
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    ids = distinct.to_numpy(zero_copy_only=False)[order]
+    if ids.dtype != values.dtype and values.dtype.kind in "OU":
+        ids = ids.astype(values.dtype)
+    return ids, rank[encoded.indices.to_numpy()]
 
 
 def _context_arrays(context: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
