@@ -140,6 +140,10 @@ def test_demo_smoke_runs_the_main_job(workdir: Path, monkeypatch: pytest.MonkeyP
     assert result.exit_code == 0, result.output
     assert "what the store holds" in result.output
     assert "purchase" in result.output and "view" in result.output
+    # It ends by serving the shop: every printed example was called over HTTP and answered.
+    assert "smoke run: all 8 endpoints answered as expected" in result.output
+    assert "BAD" not in result.output
+    assert result.output.count("curl -s") == 8
     # Idempotent: a second run stores nothing new.
     again = tailor("demo", "--out", str(workdir / "demo"))
     assert again.exit_code == 0, again.output

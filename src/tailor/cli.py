@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tailor.cli_evaluate import app as evaluate_app
-from tailor.config import Settings, get_settings
+from tailor.config import ApiSettings, Settings, get_settings
 from tailor.errors import ImportRejectedError, TailorError
 from tailor.events.erasure import erase, parse_duration, purge
 from tailor.events.importer import ImportReport, import_file, import_table
@@ -42,6 +42,24 @@ def _simulate_app() -> typer.Typer:
 
 app.add_typer(_simulate_app(), name="simulate", help="Generate data with known ground truth.")
 app.add_typer(evaluate_app, name="evaluate", help="Evaluate the engines offline.")
+
+
+def _serve_command():
+    from tailor.cli_serve import SERVE_HELP, serve
+
+    return app.command("serve", help=SERVE_HELP)(serve)
+
+
+_serve_command()
+
+
+def _keys_app() -> typer.Typer:
+    from tailor.cli_keys import app as keys
+
+    return keys
+
+
+app.add_typer(_keys_app(), name="keys", help="Create, list and revoke HTTP API keys.")
 
 
 @contextmanager
@@ -353,15 +371,22 @@ def demo(
         "demo-out"
     ),
 ) -> None:
-    """Import the bundled demo data and show what the store holds.
+    """Import the bundled demo data, show what the store holds, then serve it over HTTP.
 
     The demo data: real Online Retail II rows (CC BY 4.0) and a simulated shop. Running it
-    again imports nothing new: imports are idempotent.
+    again imports nothing new: imports are idempotent. It ends by serving the demo shop on
+    127.0.0.1:8000 (another free port if that one is taken) with a fresh admin key, and
+    prints curl examples that work; Ctrl-C stops it. With TAILOR_DEMO_SMOKE=1 it calls
+    each example once and exits.
     """
     from tailor.demo import run_demo
 
     smoke = os.environ.get("TAILOR_DEMO_SMOKE") == "1"
-    settings = Settings(store=str(out / "tailor.duckdb"), secret_key_file=out / "secret.key")
+    settings = Settings(
+        store=str(out / "tailor.duckdb"),
+        secret_key_file=out / "secret.key",
+        api=ApiSettings(keys_file=out / "api_keys.json"),
+    )
     try:
         run_demo(settings, out, console=console, smoke=smoke)
     except (TailorError, ValueError) as exc:

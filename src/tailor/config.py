@@ -35,6 +35,26 @@ class ImportSettings(BaseModel):
     batch_rows: int = Field(default=500_000, gt=0, description="Rows written per batch.")
 
 
+class ApiSettings(BaseModel):
+    keys_file: Path = Field(
+        default=Path(".tailor/api_keys.json"),
+        description="JSON file of the API keys (hashes only, mode 0600); `tailor keys` edits it.",
+    )
+    max_batch_events: int = Field(
+        default=1000, gt=0, description="Most events one ingest request may carry."
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, gt=0, description="Largest accepted request body, in bytes."
+    )
+    max_k: int = Field(default=100, gt=0, description="Most recommendations one request may ask.")
+    default_rate_per_s: float = Field(
+        default=200.0, gt=0, description="Requests per second a new key may make, sustained."
+    )
+    default_burst: int = Field(
+        default=400, gt=0, description="Requests a new key may make at once before its rate bites."
+    )
+
+
 class Settings(BaseSettings):
     """tailor's configuration.
 
@@ -56,6 +76,7 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(default=None, repr=False)
     privacy: PrivacySettings = PrivacySettings()
     imports: ImportSettings = ImportSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("store")
     @classmethod

@@ -19,8 +19,8 @@ DEMO_SHOP = {"users": 2_000, "items": 400, "events": 60_000, "days": 60, "seed":
 def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = False) -> None:
     """Import the real Online Retail II demo rows and a simulated shop, then report.
 
-    Imports are idempotent, so a second run adds nothing. ``smoke`` runs the same path; once
-    the HTTP API exists it also calls the served endpoints once.
+    Imports are idempotent, so a second run adds nothing. It ends by serving the demo shop
+    over HTTP until Ctrl-C; ``smoke`` calls each served endpoint once instead, then returns.
     """
     from tailor.cli import print_status
     from tailor.datasets.simulate.shop import ShopConfig, simulate_shop
@@ -76,12 +76,25 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
             "(subjects who granted it and did not revoke it; ad data has no subject)"
         )
         console.print(f"store: {settings.store}  key fingerprint: {ws.pseudonymizer.fingerprint}")
-        show_recommendations(ws, console)
-        if smoke:
-            console.print("smoke run: no HTTP API yet, so there are no endpoints to call")
+        service = show_recommendations(ws, console)
+        model_dir = service.save(out / "model")
+        customer, item = _example_ids(dataset.events, ws.pseudonymizer, service)
+        country = _busiest_country(ws.store.read_events(purpose=None, columns=["country"]))
+    # The server opens the store itself: DuckDB lets one connection per process write.
+    from tailor.demo_serve import serve_demo
+
+    serve_demo(
+        settings,
+        model_dir,
+        user_id=customer,
+        item_id=item,
+        country=country,
+        console=console,
+        smoke=smoke,
+    )
 
 
-def show_recommendations(ws, console: Console) -> None:
+def show_recommendations(ws, console: Console):
     """Fit the recommendation service on what may feed personalization and show two answers:
     a customer with history, and a new visitor (trending in their country)."""
     from rich.table import Table
@@ -113,6 +126,26 @@ def show_recommendations(ws, console: Console) -> None:
                 line.reason,
             )
         console.print(table)
+    return service
+
+
+def _example_ids(events, pseudonymizer, service) -> tuple[str, str]:
+    """A simulated customer (their own id, as the shop knows it) whom the model knows well,
+    and the item most of the shop's views went to."""
+    import pyarrow.compute as pc
+
+    interactions = events.filter(pc.equal(events["event_type"], "view"))
+    counts = pc.value_counts(interactions["subject_id"])
+    order = np.argsort(-counts.field("counts").to_numpy(), kind="stable")
+    raw_ids = counts.field("values").to_pylist()
+    known = set(service.user_ids.tolist())
+    customer = next(
+        (raw_ids[i] for i in order if pseudonymizer.pseudonymize("subject", raw_ids[i]) in known),
+        raw_ids[order[0]],
+    )
+    items = pc.value_counts(interactions["item_id"])
+    item = items.field("values")[int(np.argmax(items.field("counts").to_numpy()))].as_py()
+    return str(customer), str(item)
 
 
 def _busiest_country(events) -> str:

@@ -24,3 +24,10 @@ class ImportRejectedError(TailorError):
 
 class ImportFormatError(TailorError):
     """An import file cannot be read at all (format, encoding, mapping)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store failed while writing (e.g. the database went away); nothing is acknowledged.
+
+    Retrying with the same ``event_id``s is safe: each is stored once.
+    """

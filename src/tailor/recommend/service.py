@@ -19,17 +19,25 @@ The order of a request:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
+import json
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from tailor.recommend.base import Recommender
+from tailor.recommend.base import Recommender, load_model
 from tailor.recommend.catalog import Catalog
-from tailor.recommend.explain import EVENT_VERBS, explain
+from tailor.recommend.explain import EVENT_VERBS, Explanation, explain
 from tailor.recommend.interactions import INTERACTION_TYPES, EventWeights, InteractionLog
 from tailor.recommend.models.content import ContentSimilarity
 from tailor.recommend.models.trending import Trending
@@ -58,6 +66,14 @@ class RecommendationService:
 
     Build it with :meth:`build` from events and item rows; ``model`` is any fitted
     :class:`Recommender` whose item columns follow ``catalog`` (a hybrid, EASE, ...).
+
+    ``user_rows`` gives, for each entry of ``user_ids``, its row in ``history``,
+    ``purchased``, ``strongest`` and the model's per-user state (None: the identity, as
+    :meth:`build` makes it); erasure (:meth:`without_user`) removes a user from
+    ``user_ids`` without renumbering the rows. The catalog may grow past the model's item
+    columns (:meth:`with_items`): such items are scored by content similarity only.
+    ``co_purchase`` (items × items, how many users bought or carted both) answers
+    :meth:`bought_together`; ``info`` describes the artifact (version, model, created).
     """
 
     model: Recommender
@@ -70,6 +86,9 @@ class RecommendationService:
     content: ContentSimilarity | None
     rules: BusinessRules
     weights: EventWeights
+    user_rows: np.ndarray | None = None
+    co_purchase: sp.csr_matrix | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -115,6 +134,8 @@ class RecommendationService:
         if catalog.described.any():
             content = ContentSimilarity().fit(history, catalog=catalog)
         purchased, strongest = _event_matrices(events, log)
+        created = datetime.now(UTC)
+        window = [_iso_ms(int(log.time.min())), _iso_ms(int(log.time.max()))] if len(log) else None
         return cls(
             model=personal,
             catalog=catalog,
@@ -126,13 +147,28 @@ class RecommendationService:
             content=content,
             rules=rules or BusinessRules(),
             weights=weights,
+            co_purchase=co_purchases(strongest),
+            info={
+                "version": f"{model}-{created:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
+                "model": model,
+                "params": personal.get_params(),
+                "created": created.isoformat(timespec="seconds"),
+                "data_window": window,
+                "users": int(log.n_users),
+                "items": int(log.n_items),
+            },
         )
+
+    @property
+    def version(self) -> str:
+        """The artifact's version (``info["version"]``), "unversioned" when it has none."""
+        return str(self.info.get("version") or "unversioned")
 
     # --- requests --------------------------------------------------------------------------
 
     def recommend(
         self,
-        user_id: str,
+        user_id: str | None,
         *,
         k: int = 10,
         context: Mapping[str, str] | None = None,
@@ -142,23 +178,32 @@ class RecommendationService:
     ) -> list[RecommendedItem]:
         """The top ``k`` items for ``user_id`` after business rules, each explained.
 
+        ``user_id`` None is a visitor not to be personalized (no consent): trending in the
+        request's context, whatever ``session_events`` say (they must be empty then).
         ``session_events``: ``(item_id, event_type)`` pairs that happened since the models
         were built (this session's views and carts): they count at once, without
         retraining. Unknown items in them are ignored (they cannot be scored yet).
         """
         if not 1 <= k <= 1000:
             raise ValueError(f"k must be between 1 and 1000, got {k}")
+        if user_id is None and session_events:
+            raise ValueError("session_events need a user_id; None is an anonymous visitor")
         context = dict(context or {})
-        user = _position(self.user_ids, user_id)
+        user = -1 if user_id is None else self.user_row(user_id)
         row, purchased, strongest = self._user_rows(user, session_events)
         seen = row.indices
-        if row.nnz == 0:
-            scores = self.trending.score_context(context)
+        n_model = self.n_model_items
+        model_row = row if row.shape[1] == n_model else row[:, :n_model]
+        if model_row.nnz == 0:
+            scores = self._pad(self.trending.score_context(context))
             explainer: Recommender = self.trending
         else:
             # With new session events a known user's learned state is stale: fold them in.
-            scores = self.model.score(row, np.array([-1 if session_events else user]))
+            scores = self._pad(
+                self.model.score(model_row, np.array([-1 if session_events else user]))
+            )
             explainer = self.model
+        if row.nnz:
             scores = self._with_new_items(scores, row)
         # Items the user already met are not shown again; purchases are the rules' to judge.
         not_bought = np.setdiff1d(seen, purchased.indices)
@@ -194,17 +239,17 @@ class RecommendationService:
         and the item has interactions, else by content (so a new item has neighbours too)."""
         if not 1 <= k <= 1000:
             raise ValueError(f"k must be between 1 and 1000, got {k}")
-        code = int(self.catalog.codes([item_id])[0])
-        if code < 0:
-            raise KeyError(f"item {item_id!r} is not in the catalog")
-        everything = np.arange(len(self.catalog))
+        code = self.item_code(item_id)
+        n_model = self.n_model_items
         similarity = None
         source = self.model.name
-        if self.model.item_popularity_[code] > 0:
-            similarity = self.model.item_similarity(np.array([code]), everything)
+        if code < n_model and self.model.item_popularity_[code] > 0:
+            similarity = self.model.item_similarity(np.array([code]), np.arange(n_model))
+            if similarity is not None:
+                similarity = self._pad(np.asarray(similarity, dtype=np.float32).reshape(1, -1))
         if similarity is None and self.content is not None:
             similarity, source = (
-                self.content.item_similarity(np.array([code]), everything),
+                self.content.item_similarity(np.array([code]), np.arange(len(self.catalog))),
                 "content",
             )
         if similarity is None:
@@ -227,7 +272,310 @@ class RecommendationService:
             if item >= 0
         ]
 
+    def bought_together(self, item_id: str, *, k: int = 10) -> list[RecommendedItem]:
+        """Items that customers who bought or carted ``item_id`` also bought or carted, by
+        how many did (:attr:`co_purchase`). An item nobody bought with anything yet falls
+        back to :meth:`similar_items`, and each reason says so."""
+        if not 1 <= k <= 1000:
+            raise ValueError(f"k must be between 1 and 1000, got {k}")
+        code = self.item_code(item_id)
+        matrix = self.co_purchase
+        row = matrix[code] if matrix is not None and code < matrix.shape[0] else None
+        title = self.catalog.title[code] or item_id
+        if row is None or row.nnz == 0:
+            return [
+                dataclasses.replace(
+                    line, reason=f"Not bought with anything yet; similar to {title}"
+                )
+                for line in self.similar_items(item_id, k=k)
+            ]
+        scores = np.full((1, len(self.catalog)), -np.inf, dtype=np.float32)
+        scores[0, row.indices] = row.data
+        scores[0, code] = -np.inf
+        ids, values = apply_rules(scores, catalog=self.catalog, rules=self.rules, k=k)
+        return [
+            RecommendedItem(
+                item_id=str(self.catalog.item_ids[item]),
+                score=float(value),
+                reason=f"Often bought with {title}",
+                kind="often_bought_with",
+                source="co_purchase",
+                evidence_item=item_id,
+            )
+            for item, value in zip(ids[0], values[0], strict=True)
+            if item >= 0
+        ]
+
+    # --- ids -------------------------------------------------------------------------------
+
+    @property
+    def n_model_items(self) -> int:
+        """Item columns the personal model knows (the catalog may have grown since)."""
+        return int(self.model.n_items_)
+
+    def user_row(self, user_id: str) -> int:
+        """``user_id``'s row in the history matrices and the model's user state; -1 for a
+        user the service does not know (or no longer knows, after erasure)."""
+        position = _position(self.user_ids, user_id)
+        if position < 0 or self.user_rows is None:
+            return position
+        return int(self.user_rows[position])
+
+    def item_code(self, item_id: str) -> int:
+        """The catalog code of ``item_id`` (KeyError naming it when the catalog lacks it)."""
+        code = int(self.item_codes([item_id])[0])
+        if code < 0:
+            raise KeyError(f"item {item_id!r} is not in the catalog")
+        return code
+
+    def item_codes(self, item_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Catalog codes of ids, -1 where absent: a binary search on an order computed
+        once per service (not per request)."""
+        keys = self.catalog.item_ids
+        wanted = np.asarray(item_ids, dtype=object)
+        out = np.full(len(wanted), -1, np.int64)
+        if not len(keys) or not len(wanted):
+            return out
+        order = self._item_order
+        position = np.minimum(np.searchsorted(keys, wanted, sorter=order), len(keys) - 1)
+        candidate = order[position]
+        hit = keys[candidate] == wanted
+        out[hit] = candidate[hit]
+        return out
+
+    @cached_property
+    def _item_order(self) -> np.ndarray:
+        return np.argsort(self.catalog.item_ids, kind="stable")
+
+    # --- changes (each returns a new service; the caller swaps the reference) ---------------
+
+    def without_user(self, user_id: str) -> RecommendationService:
+        """A copy that no longer knows ``user_id`` (erasure): their rows of the history
+        matrices and their per-user model state are zeroed, their co-purchases subtracted,
+        and they leave ``user_ids``, so they get cold-start answers from then on. The item
+        aggregates of the trending model keep their (anonymous) share."""
+        position = _position(self.user_ids, user_id)
+        if position < 0:
+            return self
+        rows = self.user_rows if self.user_rows is not None else np.arange(len(self.user_ids))
+        row = int(rows[position])
+        co_purchase = self.co_purchase
+        if co_purchase is not None:
+            mine = self.strongest[row]
+            mine = sp.csr_matrix(
+                (
+                    np.ones(int((mine.data >= _CART).sum()), np.float32),
+                    (
+                        np.zeros(int((mine.data >= _CART).sum()), np.int64),
+                        mine.indices[mine.data >= _CART],
+                    ),
+                ),
+                shape=(1, co_purchase.shape[1]),
+            )
+            if mine.nnz > 1:
+                co_purchase = sp.csr_matrix(co_purchase - mine.T @ mine)
+                co_purchase.setdiag(0)
+                co_purchase.eliminate_zeros()
+        for name in _USER_STATE:
+            state = getattr(self.model, name, None)
+            if isinstance(state, np.ndarray) and row < len(state):
+                state = state.copy()
+                state[row] = 0
+                setattr(self.model, name, state)
+        return dataclasses.replace(
+            self,
+            user_ids=np.delete(self.user_ids, position),
+            user_rows=np.delete(rows, position),
+            history=_zero_row(self.history, row),
+            purchased=_zero_row(self.purchased, row),
+            strongest=_zero_row(self.strongest, row),
+            co_purchase=co_purchase,
+        )
+
+    def with_items(self, rows: pa.Table) -> RecommendationService:
+        """A copy with catalog rows inserted or updated (the columns of ``rows`` only).
+
+        Availability and listing flags take effect at once; items new to the catalog are
+        appended and become recommendable through content similarity (the content model is
+        refitted over the grown catalog when new items or new text arrive).
+        """
+        if "item_id" not in rows.column_names:
+            raise ValueError("item rows need an item_id column")
+        if not rows.num_rows:
+            return self
+        ids = rows["item_id"].to_numpy(zero_copy_only=False).astype(object)
+        # The last row of a repeated id wins, as in the store.
+        _, last = np.unique(ids[::-1], return_index=True)
+        keep = np.sort(len(ids) - 1 - last)
+        rows, ids = rows.take(pa.array(keep)), ids[keep]
+        update = Catalog.from_table(rows, ids)
+        codes = self.item_codes(ids)
+        new = codes < 0
+        old = self.catalog
+        n_old = len(old)
+        grown = {
+            name: np.concatenate([getattr(old, name), getattr(update, name)[new]])
+            for name in _CATALOG_ARRAYS
+        }
+        catalog = Catalog(**grown)
+        codes[new] = n_old + np.arange(int(new.sum()))
+        given = set(rows.column_names)
+        for name in _CATALOG_ARRAYS:
+            if name in given and name != "item_id":
+                getattr(catalog, name)[codes[~new]] = getattr(update, name)[~new]
+        catalog.described[codes] = True
+        n_items = len(catalog)
+        history, purchased, strongest = (
+            _widen(m, m.shape[0], n_items) for m in (self.history, self.purchased, self.strongest)
+        )
+        co_purchase = (
+            None if self.co_purchase is None else _widen(self.co_purchase, n_items, n_items)
+        )
+        content = self.content
+        text_changed = bool(given & {"title", "description", "category", "brand", "price"})
+        if catalog.described.any() and (new.any() or text_changed):
+            params = self.content.get_params() if self.content is not None else {}
+            fit_rows = history if history.nnz else sp.csr_matrix(np.ones((1, n_items), np.float32))
+            content = ContentSimilarity(**params).fit(fit_rows, catalog=catalog)
+        return dataclasses.replace(
+            self,
+            catalog=catalog,
+            history=history,
+            purchased=purchased,
+            strongest=strongest,
+            co_purchase=co_purchase,
+            content=content,
+        )
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the service to the folder ``path``: ``service.json`` (format, version,
+        model, rules, weights, a SHA-256 per file) and ``.npz`` files (the models through
+        their own :meth:`Recommender.to_bytes`, the arrays through :func:`numpy.savez`).
+        No pickle: loading runs no code. ``service.json`` is written last, so a reader that
+        watches it sees a complete artifact (and the digests catch a half-written one)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        blobs: dict[str, bytes] = {
+            "model.npz": self.model.to_bytes(),
+            "trending.npz": self.trending.to_bytes(),
+            "arrays.npz": self._arrays_bytes(),
+        }
+        if self.content is not None:
+            blobs["content.npz"] = self.content.to_bytes()
+        for name, blob in blobs.items():
+            (path / name).write_bytes(blob)
+        header = {
+            "kind": SERVICE_KIND,
+            "format": SERVICE_FORMAT,
+            "info": self.info | {"version": self.version},
+            "rules": self.rules.to_dict(),
+            "weights": dataclasses.asdict(self.weights),
+            "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()},
+        }
+        staging = path / "service.json.tmp"
+        staging.write_text(json.dumps(header, indent=2), encoding="utf-8")
+        staging.replace(path / "service.json")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RecommendationService:
+        """Read a folder written by :meth:`save` (ValueError saying what is wrong)."""
+        path = Path(path)
+        header_path = path / "service.json"
+        if not header_path.is_file():
+            raise ValueError(
+                f"{path}: no service.json (write one with `tailor serve --save-model`)"
+            )
+        try:
+            header = json.loads(header_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{header_path}: not a readable service header ({exc})") from exc
+        if header.get("kind") != SERVICE_KIND or header.get("format") != SERVICE_FORMAT:
+            raise ValueError(
+                f"{header_path}: not a tailor recommendation service of format {SERVICE_FORMAT}"
+            )
+        blobs = {}
+        for name, digest in header["files"].items():
+            blob = (path / name).read_bytes()
+            if hashlib.sha256(blob).hexdigest() != digest:
+                raise ValueError(f"{path / name}: checksum mismatch (corrupt or being rewritten)")
+            blobs[name] = blob
+        with np.load(io.BytesIO(blobs["arrays.npz"]), allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        catalog = Catalog(
+            **{
+                name: arrays[f"catalog_{name}"].astype(object)
+                if arrays[f"catalog_{name}"].dtype.kind == "U"
+                else arrays[f"catalog_{name}"]
+                for name in _CATALOG_ARRAYS
+            }
+        )
+        trending = load_model(blobs["trending.npz"])
+        content = load_model(blobs["content.npz"]) if "content.npz" in blobs else None
+        if not isinstance(trending, Trending) or not (
+            content is None or isinstance(content, ContentSimilarity)
+        ):
+            raise ValueError(f"{path}: trending.npz or content.npz holds the wrong model")
+        service = cls(
+            model=load_model(blobs["model.npz"]),
+            catalog=catalog,
+            user_ids=arrays["user_ids"].astype(object),
+            history=_sparse(arrays, "history"),
+            purchased=_sparse(arrays, "purchased"),
+            strongest=_sparse(arrays, "strongest"),
+            trending=trending,
+            content=content,
+            rules=BusinessRules.from_dict(header["rules"]),
+            weights=EventWeights(**header["weights"]),
+            user_rows=arrays["user_rows"],
+            info=dict(header.get("info") or {}),
+        )
+        service.co_purchase = co_purchases(service.strongest, len(catalog))
+        return service
+
+    def _arrays_bytes(self) -> bytes:
+        arrays: dict[str, np.ndarray] = {
+            "user_ids": np.asarray(self.user_ids, dtype=str),
+            "user_rows": (
+                np.arange(len(self.user_ids))
+                if self.user_rows is None
+                else np.asarray(self.user_rows, np.int64)
+            ),
+        }
+        for name in _CATALOG_ARRAYS:
+            value = getattr(self.catalog, name)
+            arrays[f"catalog_{name}"] = (
+                np.asarray(value, dtype=str) if value.dtype == object else value
+            )
+        for name in ("history", "purchased", "strongest"):
+            matrix = sp.csr_matrix(getattr(self, name))
+            arrays[f"{name}_data"] = matrix.data
+            arrays[f"{name}_indices"] = matrix.indices
+            arrays[f"{name}_indptr"] = matrix.indptr
+            arrays[f"{name}_shape"] = np.asarray(matrix.shape)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
     # --- internals -------------------------------------------------------------------------
+
+    def _pad(self, scores: np.ndarray) -> np.ndarray:
+        """Model scores over the model's items, widened to the catalog with -inf (items
+        added since are scored by content only)."""
+        scores = np.asarray(scores, dtype=np.float32)
+        extra = len(self.catalog) - scores.shape[1]
+        if extra <= 0:
+            return scores
+        return np.hstack([scores, np.full((scores.shape[0], extra), -np.inf, np.float32)])
+
+    def _popularity(self) -> np.ndarray:
+        popularity = np.asarray(self.model.item_popularity_, dtype=np.float32)
+        extra = len(self.catalog) - len(popularity)
+        return (
+            popularity if extra <= 0 else np.concatenate([popularity, np.zeros(extra, np.float32)])
+        )
 
     def _user_rows(
         self, user: int, session_events: Sequence[tuple[str, str]]
@@ -245,7 +593,7 @@ class RecommendationService:
                     f"session event types must be among {', '.join(INTERACTION_TYPES)}; "
                     f"got {', '.join(sorted(unknown_kinds))}"
                 )
-            codes = self.catalog.codes(list(item_ids))
+            codes = self.item_codes(list(item_ids))
             known = codes >= 0
             kinds_arr = np.asarray(kinds, dtype=object)[known]
             codes = codes[known]
@@ -275,7 +623,7 @@ class RecommendationService:
         """Give items nobody has touched a content score next to the personal ones."""
         if self.content is None:
             return scores
-        new = self.model.item_popularity_ == 0
+        new = self._popularity() == 0
         if not new.any():
             return scores
         personal = scores[0, ~new]
@@ -291,6 +639,8 @@ class RecommendationService:
             return None
         if self.content is not None:
             return self.content.item_similarity
+        if len(self.catalog) > self.n_model_items:
+            return None  # the model cannot relate items added since; MMR uses categories
         return self.model.item_similarity
 
     def _explain(
@@ -300,11 +650,25 @@ class RecommendationService:
         chosen: np.ndarray,
         verbs: list[str],
         context: Mapping[str, str],
-    ) -> list:
+    ) -> list[Explanation]:
         if not len(chosen):
             return []
-        new = self.model.item_popularity_[chosen] == 0
-        out = list(explain(explainer, seen, chosen, self.catalog, verbs=verbs, context=context))
+        out = [Explanation("popular", "Popular right now", None, explainer.name) for _ in chosen]
+        # The models know only their own items: explain those with them.
+        n_model = self.n_model_items
+        old, known = chosen < n_model, seen < n_model
+        if old.any():
+            reasons = explain(
+                explainer,
+                seen[known],
+                chosen[old],
+                self.catalog,
+                verbs=np.asarray(verbs, dtype=object)[known],
+                context=context,
+            )
+            for slot, reason in zip(np.flatnonzero(old), reasons, strict=True):
+                out[slot] = reason
+        new = self._popularity()[chosen] == 0
         if new.any() and self.content is not None and len(seen):
             by_content = explain(
                 self.content, seen, chosen[new], self.catalog, verbs=verbs, context=context
@@ -312,6 +676,66 @@ class RecommendationService:
             for slot, reason in zip(np.flatnonzero(new), by_content, strict=True):
                 out[slot] = reason
         return out
+
+
+SERVICE_KIND = "tailor.recommendation_service"
+SERVICE_FORMAT = 1
+_CART = float(INTERACTION_TYPES.index("add_to_cart") + 1)
+"""The strongest-event code of a cart; purchases are above it (co-purchase counts both)."""
+_USER_STATE = ("user_factors_",)
+"""Per-user learned state of the models (rows = training users), zeroed on erasure."""
+_CATALOG_ARRAYS = tuple(f.name for f in dataclasses.fields(Catalog))
+
+
+def co_purchases(strongest: sp.csr_matrix, n_items: int | None = None) -> sp.csr_matrix:
+    """Items × items: how many users bought or carted both items (diagonal zero).
+
+    ``strongest`` holds each user's strongest event type code per item (see
+    :func:`_event_matrices`); carts count with purchases because a basket is evidence of
+    buying together too.
+    """
+    # A copy: eliminate_zeros works in place on the index arrays, which must stay intact.
+    bought = sp.csr_matrix(strongest, dtype=np.float32, copy=True)
+    bought.data = (bought.data >= _CART).astype(np.float32)
+    bought.eliminate_zeros()
+    together = sp.csr_matrix(bought.T @ bought, dtype=np.float32)
+    together.setdiag(0)
+    together.eliminate_zeros()
+    n = n_items or together.shape[0]
+    return _widen(together, n, n)
+
+
+def _widen(matrix: sp.csr_matrix, n_rows: int, n_cols: int) -> sp.csr_matrix:
+    """``matrix`` with empty rows and columns appended up to the given shape (no copy of
+    the stored values)."""
+    matrix = sp.csr_matrix(matrix)
+    if matrix.shape == (n_rows, n_cols):
+        return matrix
+    extra = n_rows - matrix.shape[0]
+    indptr = matrix.indptr
+    if extra > 0:
+        indptr = np.concatenate([indptr, np.full(extra, indptr[-1], indptr.dtype)])
+    return sp.csr_matrix((matrix.data, matrix.indices, indptr), shape=(n_rows, n_cols))
+
+
+def _zero_row(matrix: sp.csr_matrix, row: int) -> sp.csr_matrix:
+    """A copy of ``matrix`` with ``row`` emptied."""
+    matrix = sp.csr_matrix(matrix, copy=True)
+    matrix.data[matrix.indptr[row] : matrix.indptr[row + 1]] = 0
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _sparse(arrays: Mapping[str, np.ndarray], name: str) -> sp.csr_matrix:
+    shape = tuple(int(n) for n in arrays[f"{name}_shape"])
+    return sp.csr_matrix(
+        (arrays[f"{name}_data"], arrays[f"{name}_indices"], arrays[f"{name}_indptr"]),
+        shape=shape,
+    )
+
+
+def _iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
 
 
 def _position(user_ids: np.ndarray, user_id: str) -> int:

@@ -84,8 +84,12 @@ class EventReader(Protocol):
         start: datetime | None = None,
         end: datetime | None = None,
         columns: Sequence[str] | None = None,
+        received_after: datetime | None = None,
     ) -> pa.Table:
-        """Events in ``[start, end)`` ordered by time.
+        """Events in ``[start, end)`` of ``occurred_at``, ordered by time.
+
+        ``received_after`` keeps only rows the store received after that moment (what a
+        serving worker tails to see events other workers stored, whatever their event time).
 
         ``purpose`` keeps only subjects whose latest consent record for it is a grant (or who
         have none, where the purpose defaults to opt-out). Events without a subject (ad

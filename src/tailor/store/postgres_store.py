@@ -57,16 +57,39 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: str, **kwargs: object) -> None:
         super().__init__(url, **kwargs)  # type: ignore[arg-type]
+        self._con = self._connect()
+        self._names = itertools.count()
+        self._create_schema()
+
+    def _connect(self) -> psycopg.Connection:
         try:
-            self._con = psycopg.connect(url, autocommit=True)
+            con = psycopg.connect(self.url, autocommit=True)
         except psycopg.OperationalError as exc:
             raise StoreError(
                 f"cannot connect to PostgreSQL: {str(exc).strip()}. Check the URL in "
                 "TAILOR_STORE and that the server is running."
             ) from exc
-        self._con.execute("SET TimeZone = 'UTC'")
-        self._names = itertools.count()
-        self._create_schema()
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    def _cursor(self) -> psycopg.Cursor:
+        """A cursor on a live connection: one lost between transactions (the server restarted,
+        an idle timeout) is opened again, so a long-running server recovers by itself. Inside
+        a transaction a lost connection is an error: its work is gone."""
+        if self._con.closed or self._con.broken:
+            if self._depth > 0:
+                raise StoreError("the connection to PostgreSQL was lost inside a transaction")
+            self._con = self._connect()
+        return self._con.cursor()
+
+    def _rollback(self) -> None:
+        try:
+            super()._rollback()
+        except psycopg.Error:
+            # With the connection gone the server has rolled back already; keep the error
+            # that caused the rollback instead of this one.
+            if not (self._con.closed or self._con.broken):
+                raise
 
     def _sql_type(self, kind: ColumnKind) -> str:
         return _TYPES[kind]
@@ -74,6 +97,7 @@ class PostgresStore(SqlStore):
     def _create_indexes(self) -> None:
         self._run("CREATE INDEX IF NOT EXISTS events_subject ON events (subject_id)")
         self._run("CREATE INDEX IF NOT EXISTS events_time ON events (occurred_at)")
+        self._run("CREATE INDEX IF NOT EXISTS events_received ON events (received_at)")
         self._run("CREATE INDEX IF NOT EXISTS events_device ON events (device_id)")
         self._run("CREATE INDEX IF NOT EXISTS devices_owner ON devices (owner_id)")
 
@@ -82,12 +106,12 @@ class PostgresStore(SqlStore):
         return sql.replace("?", "%s")
 
     def _run(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
-        with self._lock, self._con.cursor() as cur:
+        with self._lock, self._cursor() as cur:
             cur.execute(self._pg(sql), list(params) or None)
             return cur.fetchall() if cur.description else []
 
     def _insert_count(self, sql: str, params: Sequence[object] = ()) -> int:
-        with self._lock, self._con.cursor() as cur:
+        with self._lock, self._cursor() as cur:
             cur.execute(self._pg(sql), list(params) or None)
             return max(cur.rowcount, 0)
 
@@ -95,7 +119,7 @@ class PostgresStore(SqlStore):
         buffer = io.BytesIO()
         with (
             self._lock,
-            self._con.cursor() as cur,
+            self._cursor() as cur,
             cur.copy(
                 f"COPY ({self._pg(sql)}) TO STDOUT (FORMAT csv)", list(params) or None
             ) as copy,
@@ -130,7 +154,7 @@ class PostgresStore(SqlStore):
             # Dropped at commit, and never created at all if the transaction rolls back.
             self._run(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
             with (
-                self._con.cursor() as cur,
+                self._cursor() as cur,
                 cur.copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy,
             ):
                 view = csv.getbuffer()

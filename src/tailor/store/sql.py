@@ -230,6 +230,7 @@ class SqlStore:
         start: datetime | None = None,
         end: datetime | None = None,
         columns: Sequence[str] | None = None,
+        received_after: datetime | None = None,
     ) -> pa.Table:
         _check_purpose(purpose)
         names = list(columns) if columns else list(COLUMN_NAMES)
@@ -246,6 +247,9 @@ class SqlStore:
         if end is not None:
             where.append("e.occurred_at < ?")
             params.append(end)
+        if received_after is not None:
+            where.append("e.received_at > ?")
+            params.append(received_after)
         sql = ""
         if purpose is not None:
             default = "TRUE" if purpose in self.opt_out_purposes else "FALSE"

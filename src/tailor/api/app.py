@@ -1,0 +1,184 @@
+"""The FastAPI app: ``create_app`` builds one from settings (or from ready-made tenants).
+
+Everything lives under ``/v1``; ``/metrics`` (Prometheus) and ``/openapi.json`` at the root.
+Client mistakes are 4xx with a message naming the field: pydantic's 422 for bodies and
+queries, a ``ValueError`` from the service layer becomes 422 with its message, an unknown
+item 404, a too-large body 413 (checked from Content-Length and while reading). Anything
+else is logged and answered 500 without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tailor.api.ingest import GroupCommitWriter
+from tailor.api.keys import KeyRing
+from tailor.api.limits import RateLimiter
+from tailor.api.metrics import ApiMetrics, MetricsMiddleware
+from tailor.api.routes import events, items, ops, recommend, users
+from tailor.api.state import AppState, NotReady, ServingState, TenantState
+from tailor.config import ApiSettings, Settings, get_settings
+from tailor.workspace import Workspace, open_workspace
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+tailor's personalization API: events in, recommendations out.
+
+Authenticate with an API key (`tailor keys create`) as `Authorization: Bearer tlr_...`.
+Keys carry scopes (`ingest`, `recommend`, `admin`; admin implies the others), may be held to
+one tenant (`X-Tailor-Tenant`, default `default`) and have a rate limit (429 with
+`Retry-After`). User ids are pseudonymized before any lookup and never logged.
+"""
+
+TAGS = [
+    {"name": "events", "description": "Send events (scope `ingest`)."},
+    {"name": "recommendations", "description": "Ask what to show (scope `recommend`)."},
+    {"name": "items", "description": "Catalog changes (scope `admin`)."},
+    {"name": "users", "description": "Consent, erasure and data export."},
+    {"name": "operations", "description": "Health, readiness, metrics, model reloads."},
+]
+
+MODEL_ENV = "TAILOR_SERVE_MODEL"
+WORKERS_ENV = "TAILOR_SERVE_WORKERS"
+
+
+def _version() -> str:
+    try:
+        return package_version("tailor")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+def build_tenant(
+    name: str,
+    workspace: Workspace,
+    api: ApiSettings,
+    *,
+    model_path: str | Path | None = None,
+    workers: int = 1,
+    poll_interval_s: float | None = 1.0,
+) -> TenantState:
+    """A tenant's serving state and ingest writer over ``workspace`` (not started yet).
+
+    With several workers each process tails the store every 250 ms for what the others
+    stored (events for the sessions, catalog changes, erasures).
+    """
+    serving = ServingState(
+        workspace,
+        model_path=model_path,
+        poll_interval_s=poll_interval_s,
+        tail_interval_s=0.25 if workers > 1 else None,
+    )
+    writer = GroupCommitWriter(
+        workspace.store,
+        workspace.pseudonymizer,
+        max_batch_events=max(20_000, api.max_batch_events),
+        on_committed=serving.on_committed,
+    )
+    return TenantState(name, workspace, serving, writer)
+
+
+def create_app(
+    *,
+    settings: Settings | None = None,
+    tenants: Mapping[str, TenantState] | None = None,
+    keys: KeyRing | None = None,
+    limiter: RateLimiter | None = None,
+    model_path: str | Path | None = None,
+    workers: int = 1,
+) -> FastAPI:
+    """The API app.
+
+    Without ``tenants``, the configured workspace (``settings``) is opened as tenant
+    ``default`` with the model at ``model_path`` and closed at shutdown; given tenants are
+    started at startup and closed at shutdown too (tests build several in-process).
+    """
+    settings = settings or get_settings()
+    api = settings.api
+    if tenants is None:
+        workspace = open_workspace(settings)
+        tenants = {
+            "default": build_tenant(
+                "default", workspace, api, model_path=model_path, workers=workers
+            )
+        }
+        owned = [workspace]
+    else:
+        owned = []
+    tenant_map = dict(tenants)
+    metrics = ApiMetrics(lambda: tenant_map)
+    state = AppState(
+        tenants=tenant_map,
+        keys=keys if keys is not None else KeyRing.load(api.keys_file),
+        limiter=limiter or RateLimiter(),
+        api=api,
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for tenant in tenant_map.values():
+            tenant.start()
+        try:
+            yield
+        finally:
+            state.close()
+            for workspace in owned:
+                workspace.close()
+
+    app = FastAPI(
+        title="tailor",
+        version=_version(),
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+        max_body_size=api.max_body_bytes,
+    )
+    app.state.tailor = state
+    for module in (events, recommend, items, users, ops):
+        app.include_router(module.router, prefix="/v1")
+    app.include_router(ops.metrics_router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ValueError)
+    async def value_error(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(NotReady)
+    async def not_ready(request: Request, exc: NotReady) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"no model is loaded yet: {exc}"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.error("unhandled error on %s %s", request.method, route, exc_info=exc)
+        return JSONResponse({"detail": "internal error; it was logged"}, status_code=500)
+
+
+def app_from_env() -> FastAPI:
+    """The app uvicorn's workers build (``tailor serve``): settings from ``tailor.toml`` and
+    the environment, the model path from ``TAILOR_SERVE_MODEL``."""
+    logging.basicConfig(level=os.environ.get("TAILOR_LOG_LEVEL", "WARNING"))
+    return create_app(
+        model_path=os.environ.get(MODEL_ENV) or None,
+        workers=int(os.environ.get(WORKERS_ENV, "1")),
+    )

@@ -1,0 +1,115 @@
+"""What routes declare they need: the caller's key with a scope, their tenant, limits.
+
+``Caller`` resolves, in order: the Bearer key (401 without or with an unknown key), its rate
+limit (429 with ``Retry-After``), the scope (403), the tenant named by ``X-Tailor-Tenant``
+(default ``default``; 404 for a tenant the key may not reach, exactly as for one that does
+not exist, so keys cannot probe for other shops).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from tailor.api.keys import ApiKey, Scope
+from tailor.api.limits import retry_after_header
+from tailor.api.state import AppState, TenantState
+
+TENANT_HEADER = "X-Tailor-Tenant"
+_bearer = HTTPBearer(auto_error=False, description="An API key: `tlr_<id>_<secret>`.")
+
+
+def get_app_state(request: Request) -> AppState:
+    return request.app.state.tailor
+
+
+AppStateDep = Annotated[AppState, Depends(get_app_state)]
+TenantHeader = Annotated[
+    str | None,
+    Header(
+        alias=TENANT_HEADER,
+        description="The tenant (shop) the request is for; default `default`.",
+        max_length=64,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated, authorized request: its key and its tenant's state."""
+
+    key: ApiKey
+    tenant: TenantState
+
+    @property
+    def tenant_name(self) -> str:
+        return self.tenant.name
+
+
+def require(scope: Scope):
+    """A dependency resolving the request's :class:`Caller` for ``scope`` (see the module
+    docstring for the order of checks)."""
+
+    def dependency(
+        state: AppStateDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        tenant: TenantHeader = None,
+    ) -> Caller:
+        keys = state.keys
+        keys.reload_if_changed()
+        key = keys.authenticate(credentials.credentials) if credentials is not None else None
+        if key is None:
+            raise HTTPException(
+                401,
+                "a valid API key is required: send 'Authorization: Bearer tlr_...'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        wait = state.limiter.acquire(key.key_id, key.rate_per_s, key.burst)
+        if wait is not None:
+            raise HTTPException(
+                429,
+                f"rate limit of key {key.key_id} reached ({key.rate_per_s:g}/s, burst "
+                f"{key.burst}); retry later",
+                headers={"Retry-After": retry_after_header(wait)},
+            )
+        if not key.allows(scope):
+            raise HTTPException(403, f"this key lacks the {scope!r} scope")
+        name = tenant or state.default_tenant
+        found = state.tenants.get(name)
+        if found is None or not key.may_access(name):
+            raise HTTPException(404, f"no tenant {name!r} for this key")
+        return Caller(key, found)
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
+
+
+IngestCaller = Annotated[Caller, Depends(require("ingest"))]
+RecommendCaller = Annotated[Caller, Depends(require("recommend"))]
+AdminCaller = Annotated[Caller, Depends(require("admin"))]
+
+
+def tenant_for_probe(state: AppStateDep, tenant: TenantHeader = None) -> TenantState:
+    """The tenant of an unauthenticated probe (``/v1/ready``)."""
+    found = state.tenants.get(tenant or state.default_tenant)
+    if found is None:
+        raise HTTPException(404, f"no tenant {tenant!r}")
+    return found
+
+
+ProbeTenant = Annotated[TenantState, Depends(tenant_for_probe)]
+
+
+def limited_k(
+    state: AppStateDep,
+    k: Annotated[int, Query(ge=1, description="How many items (at most api.max_k).")] = 10,
+) -> int:
+    if k > state.api.max_k:
+        raise HTTPException(422, f"k: at most {state.api.max_k} items per request, got {k}")
+    return k
+
+
+K = Annotated[int, Depends(limited_k)]

@@ -1,0 +1,139 @@
+"""Prometheus metrics of one app: a registry of its own (tests build many apps).
+
+Requests are counted by route template (``/v1/users/{user_id}/recommendations``, never the
+raw path, which would hold user ids), method and status; latency is a histogram per route.
+Model version, fallback flag, session and cache sizes are read from the serving state at
+scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from tailor.api.state import TenantState
+
+API_PREFIX = "/v1"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ApiMetrics:
+    """The app's metrics. ``tenants`` is called at scrape time."""
+
+    def __init__(self, tenants: Callable[[], Mapping[str, TenantState]]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "tailor_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tailor_http_request_duration_seconds",
+            "Time from request to the end of the answer, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "tailor_events",
+            "Events received by outcome: accepted (stored), duplicate, rejected.",
+            ["tenant", "outcome"],
+            registry=self.registry,
+        )
+        self.registry.register(_ServingCollector(tenants))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def count_events(self, tenant: str, accepted: int, duplicates: int, rejected: int) -> None:
+        for outcome, n in (
+            ("accepted", accepted),
+            ("duplicate", duplicates),
+            ("rejected", rejected),
+        ):
+            if n:
+                self.events.labels(tenant, outcome).inc(n)
+
+
+class _ServingCollector(Collector):
+    def __init__(self, tenants: Callable[[], Mapping[str, TenantState]]) -> None:
+        self._tenants = tenants
+
+    def describe(self) -> Iterable:
+        return []
+
+    def collect(self) -> Iterable:
+        info = GaugeMetricFamily(
+            "tailor_model_info", "The served model (value 1).", labels=["tenant", "version"]
+        )
+        fallback = GaugeMetricFamily(
+            "tailor_model_fallback",
+            "1 while the popularity fallback is served (no loadable model), else 0.",
+            labels=["tenant"],
+        )
+        ready = GaugeMetricFamily("tailor_ready", "1 when answering.", labels=["tenant"])
+        sessions = GaugeMetricFamily(
+            "tailor_session_users", "Users with live session state.", labels=["tenant"]
+        )
+        cache = GaugeMetricFamily(
+            "tailor_recommendation_cache_entries", "Cached answers.", labels=["tenant"]
+        )
+        cache_hits = CounterMetricFamily(
+            "tailor_recommendation_cache_hits", "Answers served from the cache.", labels=["tenant"]
+        )
+        reloads = CounterMetricFamily(
+            "tailor_model_loads", "Models loaded (start and hot reloads).", labels=["tenant"]
+        )
+        for name, tenant in self._tenants().items():
+            serving = tenant.serving
+            loaded = serving.loaded
+            if loaded is not None:
+                info.add_metric([name, loaded.version], 1)
+            fallback.add_metric([name], 1 if loaded is None or loaded.fallback else 0)
+            ready.add_metric([name], 1 if loaded is not None else 0)
+            sessions.add_metric([name], len(serving.sessions))
+            cache.add_metric([name], len(serving.cache))
+            cache_hits.add_metric([name], serving.cache.hits)
+            reloads.add_metric([name], serving.reloads)
+        yield from (info, fallback, ready, sessions, cache, cache_hits, reloads)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by route template and status, and times it (pure ASGI:
+    no per-request task or body buffering)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            # A route included with a prefix keeps its own path; the prefix is the API's.
+            if scope["path"].startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX):
+                template = API_PREFIX + template
+            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(template).observe(time.perf_counter() - start)

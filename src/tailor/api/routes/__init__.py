@@ -1,0 +1,1 @@
+"""One router per resource; each route resolves its caller and calls the serving state."""

@@ -1,0 +1,78 @@
+"""Recommendations for a user, similar items and items bought together."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query
+
+from tailor.api.deps import K, RecommendCaller
+from tailor.api.schemas import RecommendationsOut, RecommendedItemOut, RelatedItemsOut
+from tailor.recommend.service import RecommendedItem
+
+router = APIRouter(tags=["recommendations"])
+
+UserId = Annotated[str, Path(min_length=1, max_length=128, description="Your id of the user.")]
+ItemId = Annotated[str, Path(min_length=1, max_length=128)]
+Text = Annotated[str | None, Query(max_length=64)]
+Categories = Annotated[list[str] | None, Query(max_length=20)]
+
+
+@router.get("/users/{user_id}/recommendations", response_model=RecommendationsOut)
+async def recommendations(
+    user_id: UserId,
+    caller: RecommendCaller,
+    k: K,
+    country: Text = None,
+    device: Text = None,
+    source: Annotated[str | None, Query(max_length=64, description="Channel.")] = None,
+    include_category: Categories = None,
+    exclude_category: Categories = None,
+) -> RecommendationsOut:
+    """The user's top ``k`` after business rules, each with its reason. Send the
+    ``recommendation_id`` back with the events it leads to."""
+    served = caller.tenant.serving.recommend(
+        caller.tenant.pseudonym(user_id),
+        k=k,
+        context={"country": country, "device_type": device, "channel": source},
+        include_categories=include_category,
+        exclude_categories=exclude_category,
+    )
+    items = [_line(item) for item in served.items]
+    return RecommendationsOut(
+        recommendation_id=served.recommendation_id, model_version=served.version, items=items
+    )
+
+
+@router.get("/items/{item_id}/similar", response_model=RelatedItemsOut)
+async def similar(item_id: ItemId, caller: RecommendCaller, k: K) -> RelatedItemsOut:
+    """Items like this one (the model's item similarity, or content for new items)."""
+    serving = caller.tenant.serving
+    return _related(item_id, serving.current().version, serving.similar, k)
+
+
+@router.get("/items/{item_id}/bought-together", response_model=RelatedItemsOut)
+async def bought_together(item_id: ItemId, caller: RecommendCaller, k: K) -> RelatedItemsOut:
+    """Items bought or carted by the customers who bought or carted this one; similar
+    items (and a reason that says so) when nobody has yet."""
+    serving = caller.tenant.serving
+    return _related(item_id, serving.current().version, serving.bought_together, k)
+
+
+def _related(item_id: str, version: str, find, k: int) -> RelatedItemsOut:
+    try:
+        items = find(item_id, k)
+    except KeyError:
+        raise HTTPException(404, f"item_id: no item {item_id!r} in the catalog") from None
+    return RelatedItemsOut(item_id=item_id, model_version=version, items=[_line(i) for i in items])
+
+
+def _line(item: RecommendedItem) -> RecommendedItemOut:
+    return RecommendedItemOut(
+        item_id=item.item_id,
+        score=item.score,
+        reason=item.reason,
+        kind=item.kind,
+        source=item.source,
+        evidence_item=item.evidence_item,
+    )

@@ -1,0 +1,697 @@
+"""What a serving process holds in memory, per tenant: the model, live sessions and caches.
+
+:class:`ServingState` answers every read request from memory:
+
+- the current :class:`~tailor.recommend.service.RecommendationService`, swapped atomically (one
+  reference assignment) on a reload, a catalog change or an erasure; readers take the
+  reference once per request and never see a half-made change;
+- **session state**: each user's recent interactions, fed by the ingest writer's commit hook
+  (and, with several worker processes, by a tailer thread reading what other workers
+  stored), passed to the model as ``session_events`` so a view changes the next answer
+  without retraining;
+- a **top-N cache** per (user, context, filters): the first request computes the best
+  :data:`CACHE_DEPTH` items, later ones slice it. An entry is valid only for the
+  generation (model or catalog change, erasure) and the session version it was computed
+  for, so nothing stale is ever served;
+- the consent state for personalization (a user without consent gets the non-personal
+  answer, whatever their history);
+- a ring of served recommendations (``recommendation_id`` → pseudonym and items) so later
+  clicks and purchases can be attributed. It lives in memory only for now; the lifecycle
+  issue moves it to the store.
+
+Ids here are always pseudonyms; the API pseudonymizes the raw id before it calls in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailor.events.erasure import ErasureReport, erase
+from tailor.recommend.interactions import INTERACTION_TYPES, epoch_ms
+from tailor.recommend.service import RecommendationService, RecommendedItem
+from tailor.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+CACHE_DEPTH = 50
+"""Items computed per cache entry; a request for more is computed without the cache."""
+FALLBACK_MODEL = "popularity"
+CATALOG_META = "serving.catalog_version"
+"""Store meta key bumped on every catalog change through the API (other workers follow it)."""
+ERASURE_META = "serving.erasures"
+"""Store meta key: the latest erased pseudonyms, for other workers' memory."""
+_ERASURES_KEPT = 1000
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The service being served and where it came from."""
+
+    service: RecommendationService
+    version: str
+    fallback: bool
+    reason: str | None
+    source: str | None
+    loaded_at: datetime
+    signature: tuple[float, int] | None = None
+
+
+@dataclass(frozen=True)
+class Served:
+    """One answer: its id (for attribution) and its items."""
+
+    recommendation_id: str
+    items: list[RecommendedItem]
+    version: str
+
+
+class SessionStore:
+    """Recent interactions per user: a bounded deque each, least recently active users
+    dropped past ``max_users``. Thread-safe; every change bumps the user's sequence number
+    (what cache entries are checked against)."""
+
+    def __init__(self, *, max_users: int = 100_000, max_events: int = 50) -> None:
+        self.max_users = max_users
+        self.max_events = max_events
+        self._users: OrderedDict[str, tuple[deque, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def add(self, user: str, item: str, kind: str, occurred_ms: int) -> None:
+        with self._lock:
+            self._seq += 1
+            entry = self._users.pop(user, None)
+            events = entry[0] if entry else deque(maxlen=self.max_events)
+            events.append((item, kind, occurred_ms))
+            self._users[user] = (events, self._seq)
+            while len(self._users) > self.max_users:
+                self._users.popitem(last=False)
+
+    def get(self, user: str) -> tuple[tuple[tuple[str, str], ...], int]:
+        """(item, event type) pairs, oldest first, and the session's version (0: none)."""
+        with self._lock:
+            entry = self._users.get(user)
+            if entry is None:
+                return (), 0
+            return tuple((item, kind) for item, kind, _ in entry[0]), entry[1]
+
+    def events(self, user: str) -> list[tuple[str, str, int]]:
+        with self._lock:
+            entry = self._users.get(user)
+            return list(entry[0]) if entry else []
+
+    def drop(self, user: str) -> None:
+        with self._lock:
+            self._users.pop(user, None)
+
+    def prune(self, until_ms: int) -> None:
+        """Forget events at or before ``until_ms`` (a new model already learned them)."""
+        with self._lock:
+            self._seq += 1
+            for user in list(self._users):
+                events, _ = self._users[user]
+                kept = deque((e for e in events if e[2] > until_ms), maxlen=self.max_events)
+                if kept:
+                    self._users[user] = (kept, self._seq)
+                else:
+                    del self._users[user]
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+
+class TopCache:
+    """LRU of precomputed answers; an entry carries the generation and session version it
+    was computed for and is served only while both still hold."""
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple, tuple[int, int, list[RecommendedItem]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple, generation: int, session: int) -> list[RecommendedItem] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != generation or entry[1] != session:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry[2]
+
+    def put(self, key: tuple, generation: int, session: int, items: list[RecommendedItem]):
+        if self.max_entries <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (generation, session, items)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def drop_user(self, user: str) -> None:
+        with self._lock:
+            for key in [key for key in self._entries if key[0] == user]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class NotReady(RuntimeError):
+    """No model is loaded and no fallback could be built (an empty store)."""
+
+
+class ServingState:
+    """One tenant's serving memory (see the module docstring).
+
+    Parameters
+    ----------
+    workspace : the tenant's store and pseudonymizer.
+    model_path : a folder written by ``RecommendationService.save`` (``tailor serve
+        --save-model``); None or an unloadable one serves the popularity fallback built from
+        the store, flagged in ``/v1/ready`` and the metrics.
+    poll_interval_s : how often the background thread looks for a new model at
+        ``model_path`` (None: only on :meth:`reload`).
+    tail_interval_s : with several worker processes, how often to read what the others
+        stored (events, catalog changes, erasures); None in a single process, where the
+        ingest writer's commit hook feeds the sessions directly.
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        model_path: str | Path | None = None,
+        poll_interval_s: float | None = 1.0,
+        tail_interval_s: float | None = None,
+        session_users: int = 100_000,
+        session_events: int = 50,
+        cache_entries: int = 20_000,
+        served_log: int = 10_000,
+    ) -> None:
+        self.workspace = workspace
+        self.model_path = Path(model_path) if model_path else None
+        self.poll_interval_s = poll_interval_s
+        self.tail_interval_s = tail_interval_s
+        self.sessions = SessionStore(max_users=session_users, max_events=session_events)
+        self.cache = TopCache(cache_entries)
+        self.served: deque[tuple[str, float, str | None, tuple[str, ...]]] = deque(
+            maxlen=served_log
+        )
+        self.loaded: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.generation = 0
+        self.reloads = 0
+        self._change = threading.RLock()  # serializes swaps: reload, catalog, erasure
+        self._erased: set[str] = set()
+        self._consent: dict[str, bool] = {}
+        defaults = workspace.settings.privacy.consent_default
+        self._consent_default = defaults.get("personalization", "opt-in") == "opt-out"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._tail_seen: OrderedDict[str, None] = OrderedDict()
+        self._tail_received: datetime | None = None
+        self._tail_meta: dict[str, str | None] = {}
+        self._seen_signature: tuple[float, int] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def store(self):
+        return self.workspace.store
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded is not None
+
+    def start(self) -> None:
+        """Load the consent state and the model, then start the background threads."""
+        self._load_consent()
+        self.reload()
+        if self.poll_interval_s:
+            self._spawn("model-poller", self._poll_loop)
+        if self.tail_interval_s:
+            self._tail_received = datetime.now(UTC)
+            self._tail_meta = {k: self.store.get_meta(k) for k in (CATALOG_META, ERASURE_META)}
+            self._spawn("store-tailer", self._tail_loop)
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"tailor-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # --- models --------------------------------------------------------------------------------
+
+    def reload(self, path: str | Path | None = None) -> LoadedModel | None:
+        """Load the model at ``path`` (default: ``model_path``) and swap it in.
+
+        A model that cannot be loaded never replaces a working one: the error is kept in
+        :attr:`last_error`. With nothing working yet, the popularity fallback is built from
+        the store; with an empty store the state stays not ready.
+        """
+        path = Path(path) if path else self.model_path
+        with self._change:
+            if path is not None and path == self.model_path:
+                self._seen_signature = _signature(path)
+            try:
+                loaded = self._load(path)
+            except Exception as exc:  # any failure: keep serving, say why
+                reason = f"cannot load the model at {path}: {exc}" if path else "no model path"
+                self.last_error = reason
+                log.warning("%s", reason)
+                if self.loaded is not None and not self.loaded.fallback:
+                    return self.loaded
+                loaded = self._fallback(reason)
+                if loaded is None:
+                    return self.loaded
+            self.last_error = None if not loaded.fallback else loaded.reason
+            self._swap(loaded)
+            self.reloads += 1
+            return loaded
+
+    def _load(self, path: Path | None) -> LoadedModel:
+        if path is None:
+            raise ValueError("no --model given")
+        signature = _signature(path)
+        service = RecommendationService.load(path)
+        service = self._catch_up(service)
+        return LoadedModel(
+            service, service.version, False, None, str(path), datetime.now(UTC), signature
+        )
+
+    def _fallback(self, reason: str) -> LoadedModel | None:
+        store = self.store
+        try:
+            service = RecommendationService.build(
+                store.read_events(purpose="personalization"),
+                store.read_entities("items"),
+                model=FALLBACK_MODEL,
+            )
+        except ValueError as exc:
+            self.last_error = f"{reason}; no fallback either: {exc}"
+            log.warning("%s", self.last_error)
+            return None
+        service.info["version"] = f"fallback-{service.version}"
+        service = self._catch_up(service, items=False)
+        return LoadedModel(service, service.version, True, reason, None, datetime.now(UTC))
+
+    def _catch_up(self, service: RecommendationService, *, items: bool = True):
+        """Re-apply what happened since the artifact was written: erasures this process
+        made and the store's catalog (flags, and items new since)."""
+        for user in self._erased:
+            service = service.without_user(user)
+        if items:
+            service = _apply_catalog(service, self.store.read_entities("items"))
+        return service
+
+    def _swap(self, loaded: LoadedModel) -> None:
+        previous = self.loaded
+        self.loaded = loaded  # the one assignment readers see
+        self.generation += 1
+        self.cache.clear()
+        window = loaded.service.info.get("data_window")
+        if previous is not None and window:
+            self.sessions.prune(int(datetime.fromisoformat(window[1]).timestamp() * 1000))
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_interval_s):
+            try:
+                self.reload_if_changed()
+            except Exception:  # the poller must survive anything
+                log.exception("model poller failed")
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the artifact at ``model_path`` changed since the last attempt (a
+        broken file is tried once, not every poll; fixing it changes it again)."""
+        if self.model_path is None:
+            return False
+        signature = _signature(self.model_path)
+        if signature is None or signature == self._seen_signature:
+            return False
+        before = self.loaded
+        return self.reload() is not before
+
+    # --- requests --------------------------------------------------------------------------------
+
+    def current(self) -> LoadedModel:
+        loaded = self.loaded
+        if loaded is None:
+            raise NotReady(self.last_error or "no model loaded yet")
+        return loaded
+
+    def personalizes(self, user: str) -> bool:
+        """Whether ``user`` (a pseudonym) may get personal answers (consent)."""
+        return user not in self._erased and self._consent.get(user, self._consent_default)
+
+    def recommend(
+        self,
+        user: str,
+        *,
+        k: int,
+        context: Mapping[str, str] | None = None,
+        include_categories: Sequence[str] | None = None,
+        exclude_categories: Sequence[str] | None = None,
+    ) -> Served:
+        loaded = self.current()
+        generation = self.generation
+        personal = self.personalizes(user)
+        session, version = self.sessions.get(user) if personal else ((), 0)
+        context = {k_: v for k_, v in (context or {}).items() if v}
+        key = (
+            user if personal else None,
+            tuple(sorted(context.items())),
+            tuple(include_categories) if include_categories is not None else None,
+            tuple(exclude_categories) if exclude_categories is not None else None,
+        )
+        items = self.cache.get(key, generation, version) if k <= CACHE_DEPTH else None
+        if items is None:
+            items = loaded.service.recommend(
+                user if personal else None,
+                k=max(k, CACHE_DEPTH),
+                context=context,
+                session_events=session,
+                include_categories=include_categories,
+                exclude_categories=exclude_categories,
+            )
+            if k <= CACHE_DEPTH:
+                self.cache.put(key, generation, version, items)
+        items = items[:k]
+        served = Served(uuid.uuid4().hex, items, loaded.version)
+        who = None if user in self._erased else user  # nothing kept of an erased user
+        self.served.append(
+            (served.recommendation_id, time.time(), who, tuple(i.item_id for i in items))
+        )
+        log.debug("served %s: %s", served.recommendation_id, [i.item_id for i in items])
+        return served
+
+    def similar(self, item_id: str, k: int) -> list[RecommendedItem]:
+        return self.current().service.similar_items(item_id, k=k)
+
+    def bought_together(self, item_id: str, k: int) -> list[RecommendedItem]:
+        return self.current().service.bought_together(item_id, k=k)
+
+    # --- live updates ----------------------------------------------------------------------------
+
+    def on_committed(self, table: pa.Table) -> None:
+        """The ingest writer's hook: stored (pseudonymized) events feed the sessions and
+        the consent state. Called after the commit, never before."""
+        if not table.num_rows:
+            return
+        columns = {
+            name: table[name].to_pylist()
+            for name in (
+                "event_id",
+                "line",
+                "subject_id",
+                "item_id",
+                "event_type",
+                "purpose",
+                "granted",
+            )
+            if name in table.column_names
+        }
+        times = (
+            epoch_ms(table["occurred_at"]).to_pylist()
+            if "occurred_at" in table.column_names
+            else [0] * table.num_rows
+        )
+        ids = columns.get("event_id", [None] * table.num_rows)
+        lines = columns.get("line", [0] * table.num_rows)
+        tailing = self.tail_interval_s is not None
+        for row in range(table.num_rows):
+            subject = columns["subject_id"][row]
+            if subject is None or subject in self._erased:
+                continue
+            if tailing and ids[row] is not None:
+                # The writer's hook and the tailer meet the same rows: one key for both.
+                marker = f"{ids[row]}/{lines[row]}"
+                if marker in self._tail_seen:
+                    continue
+                self._tail_seen[marker] = None
+                while len(self._tail_seen) > 200_000:
+                    self._tail_seen.popitem(last=False)
+            kind = columns["event_type"][row]
+            if kind == "consent" and columns.get("purpose", [None])[row] == "personalization":
+                self.set_consent(subject, bool(columns["granted"][row]))
+            elif kind in INTERACTION_TYPES and columns.get("item_id", [None])[row] is not None:
+                self.sessions.add(subject, columns["item_id"][row], kind, times[row] or 0)
+
+    def set_consent(self, user: str, granted: bool) -> None:
+        self._consent[user] = granted
+        if not granted:
+            self.sessions.drop(user)
+            self.cache.drop_user(user)
+
+    def upsert_items(self, rows: pa.Table) -> int:
+        """Write item rows to the store, then to the served catalog (one swap)."""
+        result = self.store.upsert_entities("items", rows)
+        self.apply_items(rows)
+        self.store.set_meta(CATALOG_META, uuid.uuid4().hex)
+        return result.upserted
+
+    def apply_items(self, rows: pa.Table) -> None:
+        with self._change:
+            loaded = self.loaded
+            if loaded is None:
+                return
+            service = loaded.service.with_items(rows)
+            self._swap(_replace(loaded, service))
+
+    def erase_user(self, user: str) -> ErasureReport:
+        """Erase ``user`` (pseudonym) from the store (with every registered hook), then
+        from memory: sessions, caches, consent state and the loaded model."""
+        report = erase(self.store, user)
+        self.forget_user(user)
+        report.hooks["serving"] = "ok"
+        erased = (self.store.get_meta(ERASURE_META) or "").split()
+        self.store.set_meta(ERASURE_META, " ".join([*erased[-_ERASURES_KEPT + 1 :], user]))
+        return report
+
+    def forget_user(self, user: str) -> None:
+        self._erased.add(user)
+        self._consent.pop(user, None)
+        self.sessions.drop(user)
+        self.cache.drop_user(user)
+        with self._change:
+            loaded = self.loaded
+            if loaded is not None:
+                self._swap(_replace(loaded, loaded.service.without_user(user)))
+        for index, entry in enumerate(self.served):
+            if entry[2] == user:
+                self.served[index] = (entry[0], entry[1], None, entry[3])
+
+    def export_user(self, user: str) -> dict[str, Any]:
+        """What is held about ``user`` (pseudonym): stored events, consent records, the
+        user row, and what this process holds in memory."""
+        store = self.store
+        events = list(store.iter_subject_events(user))
+        consent = [
+            {
+                "purpose": r.purpose,
+                "granted": r.granted,
+                "occurred_at": r.occurred_at,
+                "policy_version": r.policy_version,
+            }
+            for r in store.consent_records(user)
+        ]
+        users = store.read_entities("users")
+        rows = users.filter(pc.equal(users["user_id"], user)).to_pylist()
+        loaded = self.loaded
+        in_model = loaded is not None and loaded.service.user_row(user) >= 0
+        return {
+            "subject": user,
+            "erased": store.is_erased(user),
+            "events": events,
+            "consent": consent,
+            "user": rows[0] if rows else None,
+            "in_memory": {
+                "in_model": in_model,
+                "session_events": [
+                    {"item_id": item, "event_type": kind}
+                    for item, kind, _ in self.sessions.events(user)
+                ],
+                "recommendations": [
+                    {"recommendation_id": rid, "items": list(items)}
+                    for rid, _, who, items in self.served
+                    if who == user
+                ],
+            },
+        }
+
+    # --- several workers: follow the store ---------------------------------------------------
+
+    def _tail_loop(self) -> None:
+        while not self._stop.wait(self.tail_interval_s):
+            try:
+                self.tail_once()
+            except Exception:  # a store hiccup must not end the thread
+                log.exception("store tailer failed")
+
+    def tail_once(self) -> None:
+        """Read what other workers stored since the last look: events (into the sessions),
+        catalog changes and erasures.
+
+        Rows are read by the time the store received them, with :data:`TAIL_OVERLAP` of
+        slack: a group commit stamps its rows before it commits, so a row may become visible
+        after a later-stamped one. Rows met twice are skipped by event id and line.
+        """
+        since = self._tail_received or datetime.now(UTC)
+        table = self.store.read_events(
+            purpose=None,
+            event_types=[*INTERACTION_TYPES, "consent"],
+            received_after=since - TAIL_OVERLAP,
+            columns=[
+                "event_id",
+                "line",
+                "subject_id",
+                "item_id",
+                "event_type",
+                "purpose",
+                "granted",
+                "occurred_at",
+                "received_at",
+            ],
+        )
+        if table.num_rows:
+            self.on_committed(table)
+            self._tail_received = max(since, pc.max(table["received_at"]).as_py())
+        for key in (CATALOG_META, ERASURE_META):
+            value = self.store.get_meta(key)
+            if value == self._tail_meta.get(key):
+                continue
+            self._tail_meta[key] = value
+            if key == CATALOG_META and self.loaded is not None:
+                with self._change:
+                    loaded = self.loaded
+                    service = _apply_catalog(loaded.service, self.store.read_entities("items"))
+                    self._swap(_replace(loaded, service))
+            elif key == ERASURE_META:
+                for user in (value or "").split():
+                    if user not in self._erased:
+                        self.forget_user(user)
+
+    def _load_consent(self) -> None:
+        """The latest personalization consent per subject, from the store's ledger."""
+        table = self.store.read_events(
+            purpose=None,
+            event_types=["consent"],
+            columns=["subject_id", "purpose", "granted"],
+        )
+        table = table.filter(pc.equal(table["purpose"], "personalization"))
+        if not table.num_rows:
+            return
+        subjects = table["subject_id"].to_numpy(zero_copy_only=False)[::-1]
+        granted = table["granted"].to_numpy(zero_copy_only=False)[::-1]
+        # Rows come oldest first: the first of each subject in reverse order is the latest.
+        unique, first = np.unique(subjects.astype(str), return_index=True)
+        self._consent.update(
+            zip(unique.tolist(), granted[first].astype(bool).tolist(), strict=True)
+        )
+
+
+TAIL_OVERLAP = timedelta(seconds=2)
+
+
+def _replace(loaded: LoadedModel, service: RecommendationService) -> LoadedModel:
+    return LoadedModel(
+        service,
+        loaded.version,
+        loaded.fallback,
+        loaded.reason,
+        loaded.source,
+        loaded.loaded_at,
+        loaded.signature,
+    )
+
+
+def _apply_catalog(service: RecommendationService, items: pa.Table) -> RecommendationService:
+    """The store's item rows applied to a service: new items in full, flags for all."""
+    if not items.num_rows:
+        return service
+    codes = service.item_codes(items["item_id"].to_numpy(zero_copy_only=False))
+    new = codes < 0
+    if new.any():
+        service = service.with_items(items.filter(pa.array(new)))
+    flags = [c for c in ("item_id", "available", "active") if c in items.column_names]
+    return service.with_items(items.filter(pa.array(~new)).select(flags))
+
+
+def _signature(path: Path) -> tuple[float, int] | None:
+    """(mtime, size) of the artifact's header (a folder's service.json, or the file)."""
+    target = path / "service.json" if path.is_dir() else path
+    try:
+        stat = os.stat(target)
+    except OSError:
+        return None
+    return (stat.st_mtime, stat.st_size)
+
+
+@dataclass
+class TenantState:
+    """One tenant: its workspace, serving state and ingest writer."""
+
+    name: str
+    workspace: Workspace
+    serving: ServingState
+    writer: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def pseudonym(self, raw_user_id: str) -> str:
+        """The stored pseudonym of a raw user id (the only form used past the route)."""
+        return self.workspace.pseudonymizer.pseudonymize("subject", raw_user_id)
+
+    def start(self) -> None:
+        self.serving.start()
+        if self.writer is not None:
+            self.writer.start()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.serving.close()
+
+
+def iter_tenants(tenants: Mapping[str, TenantState]) -> Iterable[TenantState]:
+    return tenants.values()
+
+
+@dataclass
+class AppState:
+    """Everything one app holds: its tenants, keys, rate limiter, limits and metrics."""
+
+    tenants: dict[str, TenantState]
+    keys: Any  # tailor.api.keys.KeyRing
+    limiter: Any  # tailor.api.limits.RateLimiter
+    api: Any  # tailor.config.ApiSettings
+    metrics: Any  # tailor.api.metrics.ApiMetrics
+    default_tenant: str = "default"
+
+    def close(self) -> None:
+        for tenant in self.tenants.values():
+            tenant.close()

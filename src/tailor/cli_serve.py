@@ -1,0 +1,132 @@
+"""``tailor serve``: the HTTP API (uvicorn running :func:`tailor.api.app.app_from_env`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tailor.errors import TailorError
+
+err = Console(stderr=True)
+console = Console()
+
+SERVE_HELP = (
+    "Serve the HTTP API (/v1/..., OpenAPI at /openapi.json, Prometheus at /metrics).\n\n"
+    "Locally: `tailor serve --model models/shop` answers on 127.0.0.1:8000 with the embedded "
+    "DuckDB store (one process: DuckDB allows one writer). Create a key first with "
+    "`tailor keys create`.\n\n"
+    "Production: a PostgreSQL store (TAILOR_STORE=postgresql://...), --workers set to the "
+    "number of cores, listening on 127.0.0.1 behind a TLS-terminating proxy (nginx, Caddy) "
+    "that also keeps /metrics internal. Each worker holds the model in memory and follows "
+    "the others' events, catalog changes and erasures through the store.\n\n"
+    "--save-model DIR builds the recommendation service from the store (events of users who "
+    "consented to personalization, and the items) and saves it for --model, then exits; a "
+    "running server picks a rewritten DIR up within a second."
+)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (PostgreSQL only for more than 1).")
+    ] = 1,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="A folder written by --save-model. Without one (or if it cannot be loaded) "
+            "a popularity fallback is built from the store and flagged in /v1/ready.",
+        ),
+    ] = None,
+    save_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-model",
+            help="Build the service from the store, save it to this folder and exit.",
+            rich_help_panel="Model",
+        ),
+    ] = None,
+    algorithm: Annotated[
+        str,
+        typer.Option(
+            "--algorithm",
+            help="Personal model for --save-model (ease, itemknn, als, bpr, popularity).",
+            rich_help_panel="Model",
+        ),
+    ] = "ease",
+    params: Annotated[
+        str | None,
+        typer.Option(
+            "--params",
+            help="Its tuned settings as JSON, e.g. '{\"l2\": 500}' (see tailor evaluate).",
+            rich_help_panel="Model",
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
+) -> None:
+    if save_model is not None:
+        _save(save_model, algorithm, params)
+        return
+    from tailor.config import get_settings
+    from tailor.store import is_postgres_url
+
+    settings = get_settings()
+    if workers > 1 and not is_postgres_url(settings.store):
+        err.print(
+            f"[red]error:[/red] --workers {workers} needs a PostgreSQL store: the DuckDB store "
+            f"{settings.store} may be written by one process only. Use --workers 1, or set "
+            "TAILOR_STORE=postgresql://... for production."
+        )
+        raise typer.Exit(1)
+    import uvicorn
+
+    from tailor.api.app import MODEL_ENV, WORKERS_ENV
+
+    if model is not None:
+        os.environ[MODEL_ENV] = str(model)
+    os.environ[WORKERS_ENV] = str(workers)
+    console.print(f"serving on http://{host}:{port}/v1 (OpenAPI: /openapi.json, docs: /docs)")
+    uvicorn.run(
+        "tailor.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,  # paths hold raw user ids: never log them
+    )
+
+
+serve.__doc__ = SERVE_HELP
+
+
+def _save(path: Path, algorithm: str, params: str | None) -> None:
+    from tailor.config import get_settings
+    from tailor.recommend.service import RecommendationService
+    from tailor.workspace import open_workspace
+
+    try:
+        parsed = json.loads(params) if params else None
+        if parsed is not None and not isinstance(parsed, dict):
+            raise ValueError("--params must be a JSON object")
+        with open_workspace(get_settings()) as ws:
+            service = RecommendationService.build(
+                ws.store.read_events(purpose="personalization"),
+                ws.store.read_entities("items"),
+                model=algorithm,
+                params=parsed,
+            )
+        service.save(path)
+    except (TailorError, ValueError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"model {service.version}: {len(service.user_ids):,} users, {len(service.catalog):,} "
+        f"items → {path} (serve it with `tailor serve --model {path}`)"
+    )

@@ -1,0 +1,169 @@
+"""The serving layer beneath the routes: artifacts, erasure and catalog changes in memory,
+the CLI, PostgreSQL, and generated requests against the OpenAPI spec."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from tailor.recommend.service import RecommendationService
+from tests.api._serving import KEY, OPT_OUT, auth, close, save_model, serve, workspace
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def shop(tmp_path):
+    ws = workspace(tmp_path)
+    yield ws
+    ws.close()
+
+
+def test_saved_service_loads_and_answers_the_same(shop, tmp_path):
+    service = save_model(shop, tmp_path / "m", model="ease")
+    loaded = RecommendationService.load(tmp_path / "m")
+    user = str(service.user_ids[3])
+    assert loaded.version == service.version
+    assert [(r.item_id, r.reason) for r in loaded.recommend(user, k=5)] == [
+        (r.item_id, r.reason) for r in service.recommend(user, k=5)
+    ]
+    assert loaded.bought_together("coffee-1", k=2) == service.bought_together("coffee-1", k=2)
+    header = json.loads((tmp_path / "m" / "service.json").read_text())
+    assert set(header["files"]) == {"model.npz", "trending.npz", "content.npz", "arrays.npz"}
+    (tmp_path / "m" / "arrays.npz").write_bytes(b"x")
+    with pytest.raises(ValueError, match="checksum"):
+        RecommendationService.load(tmp_path / "m")
+    with pytest.raises(ValueError, match=r"service\.json"):
+        RecommendationService.load(tmp_path / "nothing")
+
+
+def test_without_user_forgets_history_and_co_purchases(shop, tmp_path):
+    service = save_model(shop, tmp_path / "m")
+    buyers = [shop.pseudonymizer.pseudonymize("subject", f"buyer{u}") for u in range(5)]
+    for buyer in buyers[:4]:
+        service = service.without_user(buyer)
+    assert service.bought_together("coffee-1", k=1)[0].score == 1.0
+    service = service.without_user(buyers[4])
+    assert "Not bought with anything yet" in service.bought_together("coffee-1", k=1)[0].reason
+    user = shop.pseudonymizer.pseudonymize("subject", "t2")
+    row = service.user_row(user)
+    assert service.history[row].nnz > 0
+    forgotten = service.without_user(user)
+    assert forgotten.user_row(user) == -1 and forgotten.history[row].nnz == 0
+    assert len(forgotten.user_ids) == len(service.user_ids) - 1
+    # Every other user keeps their own row.
+    other = str(forgotten.user_ids[0])
+    assert forgotten.user_row(other) == service.user_row(other)
+    assert [r.item_id for r in forgotten.recommend(other, k=3)] == [
+        r.item_id for r in service.recommend(other, k=3)
+    ]
+
+
+def test_with_items_flags_and_new_items(shop, tmp_path):
+    service = save_model(shop, tmp_path / "m")
+    user = shop.pseudonymizer.pseudonymize("subject", "t2")
+    top = service.recommend(user, k=1)[0].item_id
+    hidden = service.with_items(pa.table({"item_id": [top], "active": [False]}))
+    assert top not in [r.item_id for r in hidden.recommend(user, k=10)]
+    assert (
+        hidden.catalog.title[hidden.item_code(top)] == service.catalog.title[service.item_code(top)]
+    )  # fields not given keep their values
+    grown = service.with_items(
+        pa.table(
+            {"item_id": ["tea-xl"], "title": ["green leaf tea xl"], "category": ["Drinks > Tea"]}
+        )
+    )
+    assert len(grown.catalog) == len(service.catalog) + 1
+    answer = grown.recommend(user, k=10, session_events=[("tea-xl", "view")])
+    assert all(r.item_id != "tea-xl" for r in answer)  # seen items are not shown again
+    assert any(r.item_id.startswith("tea") for r in answer)
+    assert grown.similar_items("tea-xl", k=3)[0].item_id.startswith("tea")
+    new_user = grown.recommend(None, k=3)
+    assert len(new_user) == 3
+
+
+def test_session_cache_is_invalidated_by_new_events(tmp_path):
+    s = serve(tmp_path)
+    tenant = s.tenants["default"]
+    with TestClient(s.app):
+        serving = tenant.serving
+        user = tenant.pseudonym("walk-in")
+        first = serving.recommend(user, k=5)
+        assert serving.recommend(user, k=5).items is not None and serving.cache.hits == 1
+        serving.on_committed(
+            pa.table(
+                {
+                    "event_id": ["s1"],
+                    "subject_id": [user],
+                    "item_id": ["coffee-3"],
+                    "event_type": ["view"],
+                }
+            )
+        )
+        after = serving.recommend(user, k=5)
+        assert [i.item_id for i in after.items] != [i.item_id for i in first.items]
+    close(s)
+
+
+def test_cli_save_model_and_worker_check(tmp_path, monkeypatch):
+    from tailor.cli import app
+    from tailor.config import get_settings
+
+    workspace(tmp_path).close()
+    monkeypatch.setenv("TAILOR_STORE", str(tmp_path / "tailor.duckdb"))
+    monkeypatch.setenv("TAILOR_SECRET_KEY", KEY)
+    monkeypatch.setenv("TAILOR_PRIVACY__CONSENT_DEFAULT", json.dumps(OPT_OUT))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        out = tmp_path / "served"
+        result = runner.invoke(
+            app,
+            [
+                "serve",
+                "--save-model",
+                str(out),
+                "--algorithm",
+                "itemknn",
+                "--params",
+                '{"neighbors": 10}',
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert RecommendationService.load(out).info["model"] == "itemknn"
+        result = runner.invoke(app, ["serve", "--workers", "2"])
+        assert result.exit_code == 1 and "PostgreSQL" in result.output
+        result = runner.invoke(app, ["serve", "--save-model", str(out), "--params", "[1]"])
+        assert result.exit_code == 1 and "--params" in result.output
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.postgres
+def test_serving_on_postgresql(tmp_path, postgres_schema_url):
+    s = serve(tmp_path, store=postgres_schema_url)
+    with TestClient(s.app) as c:
+        h = auth(s.tokens["admin"])
+        assert c.get("/v1/users/c1/recommendations?k=3", headers=h).status_code == 200
+        event = {
+            "event_id": "pg1",
+            "event_type": "view",
+            "subject_id": "walk-in",
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "item_id": "tea-3",
+        }
+        assert c.post("/v1/events", json=event, headers=h).json()["accepted"] == 1
+        answer = c.get("/v1/users/walk-in/recommendations?k=3", headers=h).json()["items"]
+        assert all(line["item_id"].startswith("tea") for line in answer)
+        assert c.put("/v1/items/tea-4", json={"available": False}, headers=h).status_code == 200
+        assert c.delete("/v1/users/walk-in", headers=h).json()["events"] == 1
+        # A second worker's view of the same store follows the catalog and the erasure.
+        tail = s.tenants["default"].serving
+        tail.tail_interval_s = 0.25
+        tail._tail_meta = {}
+        tail.tail_once()
+    close(s)
