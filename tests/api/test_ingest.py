@@ -21,6 +21,7 @@ from tailor.api.ingest import (
     ingest_batch,
     to_event_table,
     validate_batch,
+    validate_batch_json,
 )
 from tailor.errors import StoreUnavailable
 from tailor.events.columns import PSEUDONYMIZED_EVENT_COLUMNS
@@ -467,3 +468,33 @@ def test_a_request_after_the_connection_was_killed_is_retried_safely(killable, p
             writer.submit(request).result(WAIT)
         assert counts(writer.submit(request).result(WAIT)) == (1, 1, [])  # the client's retry
     assert stored_ids(store) == [("e1", 0), ("e2", 0)]
+
+
+def test_one_pass_json_validation_agrees_with_the_per_event_path() -> None:
+    import json
+
+    raw = [
+        view("j1", "u1"),
+        purchase("j2", "u2"),
+        consent("j3", "u3", True, "2024-05-01T10:00:00Z"),
+    ]
+    body = json.dumps({"events": raw}).encode()
+    fast = validate_batch_json(body, max_events=10)
+    slow, rejected = validate_batch(raw, max_events=10)
+    assert rejected == [] and fast == slow
+    with pytest.raises(BatchTooLarge):
+        validate_batch_json(body, max_events=2)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"events": [{"event_type": "view", "event_id": "x"}]}',  # a field missing
+        b'{"events": [], "extra": 1}',  # an unknown top-level field
+        b'{"event_type": "view"}',  # one event, not a batch
+        b'{"events": [',  # not JSON
+        b"[]",
+    ],
+)
+def test_one_pass_json_validation_hands_anything_wrong_to_the_per_event_path(body) -> None:
+    assert validate_batch_json(body, max_events=10) is None

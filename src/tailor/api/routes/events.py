@@ -11,7 +11,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from tailor.api.deps import AppStateDep, IngestCaller
-from tailor.api.ingest import BatchTooLarge, IngestResult, validate_batch
+from tailor.api.ingest import (
+    BatchTooLarge,
+    IngestResult,
+    validate_batch,
+    validate_batch_json,
+)
 from tailor.api.schemas import EVENTS_BODY_SCHEMA, IngestOut, Rejection
 from tailor.api.state import TenantState
 from tailor.errors import StoreUnavailable
@@ -38,8 +43,8 @@ RETRY_AFTER_S = "1"
 async def post_events(request: Request, caller: IngestCaller, state: AppStateDep) -> Any:
     """Validate, pseudonymize and store events; answer after the commit. Duplicate
     ``event_id``s are acknowledged once (``duplicates``)."""
-    raw = _events_of(await read_json(request))
-    result = await ingest(caller.tenant, raw, state.api.max_batch_events)
+    body = await request.body()
+    result, sent = await ingest(caller.tenant, body, state.api.max_batch_events)
     state.metrics.count_events(
         caller.tenant_name, result.accepted, result.duplicates, len(result.rejected)
     )
@@ -50,13 +55,12 @@ async def post_events(request: Request, caller: IngestCaller, state: AppStateDep
             Rejection(index=r.index, event_id=r.event_id, reason=r.reason) for r in result.rejected
         ],
     )
-    nothing_valid = raw and len(result.rejected) == len(raw)
+    nothing_valid = sent and len(result.rejected) == sent
     return JSONResponse(body.model_dump(), status_code=422 if nothing_valid else 200)
 
 
-async def read_json(request: Request) -> Any:
+def parse_json(body: bytes) -> Any:
     """The request body as JSON (400 naming the problem); the app's body limit applies."""
-    body = await request.body()
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -76,13 +80,14 @@ def _events_of(body: Any) -> list[Any]:
     raise HTTPException(422, "body: send one event object or {'events': [...]}")
 
 
-async def ingest(tenant: TenantState, raw: list[Any], max_events: int) -> IngestResult:
-    """Validate and submit in a worker thread, then wait for the durable commit."""
+async def ingest(tenant: TenantState, body: bytes, max_events: int) -> tuple[IngestResult, int]:
+    """Validate and submit in a worker thread, then wait for the durable commit. Returns the
+    result and the number of events the body held."""
     if tenant.writer is None:
         raise HTTPException(503, "ingestion is not running", headers={"Retry-After": "5"})
     try:
-        future = await run_in_threadpool(_submit, tenant, raw, max_events)
-        return await asyncio.wrap_future(future)
+        future, sent = await run_in_threadpool(_submit, tenant, body, max_events)
+        return await asyncio.wrap_future(future), sent
     except BatchTooLarge as exc:
         raise HTTPException(413, f"events: {exc}") from None
     except StoreUnavailable:
@@ -93,6 +98,10 @@ async def ingest(tenant: TenantState, raw: list[Any], max_events: int) -> Ingest
         ) from None
 
 
-def _submit(tenant: TenantState, raw: list[Any], max_events: int):
-    events, rejected = validate_batch(raw, max_events=max_events)
-    return tenant.writer.submit(events, rejected=rejected)
+def _submit(tenant: TenantState, body: bytes, max_events: int):
+    events = validate_batch_json(body, max_events=max_events)
+    rejected = []
+    if events is None:  # something is wrong: the per-event path names every problem
+        raw = _events_of(parse_json(body))
+        events, rejected = validate_batch(raw, max_events=max_events)
+    return tenant.writer.submit(events, rejected=rejected), len(events) + len(rejected)
