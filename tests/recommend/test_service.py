@@ -115,6 +115,18 @@ def test_new_item_is_recommended_through_content_before_any_interaction(service)
     assert similar and all(s.item_id.startswith("tea-") for s in similar)
 
 
+def test_new_item_content_scores_agree_with_the_content_model(service):
+    # The fast path scores the new items only; the reference scores the whole catalog.
+    new = service._popularity() == 0
+    assert new.any()
+    for user in ("t4", "c2"):
+        row, _, _ = service._user_rows(service.user_row(user), [("tea-5", "view")])
+        reference = service.content.score(row)[0, new]
+        np.testing.assert_allclose(service._new_item_content(row), reference, rtol=1e-6)
+    empty, _, _ = service._user_rows(-1, ())
+    assert not service._new_item_content(empty).any()
+
+
 def test_purchases_are_excluded_unless_the_category_is_repurchasable():
     events, items = shop()
     strict = RecommendationService.build(events, items, model="itemknn")

@@ -3,14 +3,16 @@
 Everything lives under ``/v1``; ``/metrics`` (Prometheus) and ``/openapi.json`` at the root.
 Client mistakes are 4xx with a message naming the field: pydantic's 422 for bodies and
 queries, a ``ValueError`` from the service layer becomes 422 with its message, an unknown
-item 404, a too-large body 413 (checked from Content-Length and while reading). Anything
-else is logged and answered 500 without internals.
+item 404, a too-large body 413 (checked from Content-Length and while reading). A lost or
+refused database connection is 503 with ``Retry-After`` (nothing was changed; retry the
+request). Anything else is logged and answered 500 without internals.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError
@@ -27,6 +29,7 @@ from tailor.api.metrics import ApiMetrics, MetricsMiddleware
 from tailor.api.routes import events, items, ops, recommend, users
 from tailor.api.state import AppState, NotReady, ServingState, TenantState
 from tailor.config import ApiSettings, Settings, get_settings
+from tailor.errors import StoreError, StoreUnavailable
 from tailor.workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)
@@ -167,11 +170,46 @@ def _add_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not _store_outage(exc):
+            raise exc  # a real bug: the 500 handler below logs it
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.warning("store unavailable on %s %s: %s", request.method, route, type(exc).__name__)
+        return JSONResponse(
+            {"detail": "the store is unavailable, nothing was changed; retry the request"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    app.add_exception_handler(StoreError, store_unavailable)
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - without the postgres extra
+        pass
+    else:
+        app.add_exception_handler(psycopg.OperationalError, store_unavailable)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         route = getattr(request.scope.get("route"), "path", "unmatched")
         log.error("unhandled error on %s %s", request.method, route, exc_info=exc)
         return JSONResponse({"detail": "internal error; it was logged"}, status_code=500)
+
+
+def _store_outage(exc: BaseException | None) -> bool:
+    """Whether ``exc`` or its cause is a lost or refused database connection: the
+    PostgreSQL store raises psycopg's ``OperationalError``, or a ``StoreError`` caused by
+    one when it cannot reconnect."""
+    psycopg = sys.modules.get("psycopg")
+    for _ in range(5):
+        if exc is None:
+            return False
+        if isinstance(exc, StoreUnavailable) or (
+            psycopg is not None and isinstance(exc, psycopg.OperationalError)
+        ):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def app_from_env() -> FastAPI:

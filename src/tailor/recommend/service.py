@@ -623,16 +623,41 @@ class RecommendationService:
         """Give items nobody has touched a content score next to the personal ones."""
         if self.content is None:
             return scores
-        new = self._popularity() == 0
+        new = self._new_items
         if not new.any():
             return scores
         personal = scores[0, ~new]
         finite = personal[np.isfinite(personal)]
         best = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-        similar = self.content.score(row)[0, new]
+        similar = self._new_item_content(row)
         scores = scores.copy()
         scores[0, new] = np.where(similar > 0, similar * best * NEW_ITEM_WEIGHT, -np.inf)
         return scores
+
+    @cached_property
+    def _new_items(self) -> np.ndarray:
+        """Catalog mask of the items without interactions (scored by content)."""
+        return self._popularity() == 0
+
+    @cached_property
+    def _new_item_features_t(self) -> sp.csr_matrix:
+        """The content features of the new items, transposed (features × new items) as CSR
+        once per service: the product per request then touches only those columns."""
+        features = self.content.item_features_[np.flatnonzero(self._new_items)]
+        return sp.csr_matrix(features.T)
+
+    def _new_item_content(self, row: sp.csr_matrix) -> np.ndarray:
+        """``self.content.score(row)[0, new items]``, computed over the new items only
+        (scoring the whole catalog and transposing its features cost ~10 ms a request at
+        100,000 items). The content profile is the L1-normalized history times the item
+        features, as in :meth:`ContentSimilarity.score`."""
+        row = sp.csr_matrix(row, dtype=np.float32)
+        total = np.abs(row.data).sum(dtype=np.float32)
+        if total <= 0:
+            return np.zeros(int(self._new_items.sum()), np.float32)
+        profile = (row * (np.float32(1.0) / total)) @ self.content.item_features_
+        product = sp.csr_matrix(profile, dtype=np.float32) @ self._new_item_features_t
+        return np.asarray(product.todense(), dtype=np.float32).ravel()
 
     def _similarity(self):
         if self.rules.diversity != "mmr":
@@ -668,7 +693,7 @@ class RecommendationService:
             )
             for slot, reason in zip(np.flatnonzero(old), reasons, strict=True):
                 out[slot] = reason
-        new = self._popularity()[chosen] == 0
+        new = self._new_items[chosen]
         if new.any() and self.content is not None and len(seen):
             by_content = explain(
                 self.content, seen, chosen[new], self.catalog, verbs=verbs, context=context

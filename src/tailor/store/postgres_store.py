@@ -63,7 +63,17 @@ class PostgresStore(SqlStore):
 
     def _connect(self) -> psycopg.Connection:
         try:
-            con = psycopg.connect(self.url, autocommit=True)
+            # Bounded waits: a silent network (dropped packets, not refusals) must surface as an
+            # error the API answers 503 to, not hang the writer and every request behind it.
+            con = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=5,
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+            )
         except psycopg.OperationalError as exc:
             raise StoreError(
                 f"cannot connect to PostgreSQL: {str(exc).strip()}. Check the URL in "

@@ -107,8 +107,7 @@ class ALS(_Factorization):
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """The ALS user step (Hu et al. eq. 4) for each history row, items held fixed."""
-        y = self.item_factors_.astype(np.float64)
-        yty = y.T @ y
+        y, yty = self._gram()
         eye = self.regularization * np.eye(y.shape[1])
         out = np.zeros((history.shape[0], y.shape[1]), np.float32)
         for row in range(history.shape[0]):
@@ -122,6 +121,16 @@ class ALS(_Factorization):
             b = (yi.T * (1.0 + confidence)).sum(axis=1)
             out[row] = np.linalg.solve(a, b)
         return out
+
+    def _gram(self) -> tuple[np.ndarray, np.ndarray]:
+        """Y (float64) and YᵀY, computed once per item-factor array: YᵀY costs
+        n_items·f² (0.4 GFLOP at 100,000 items), far more than one user's solve."""
+        cached = getattr(self, "_gram_cache", None)
+        if cached is None or cached[0] is not self.item_factors_:
+            y = self.item_factors_.astype(np.float64)
+            cached = (self.item_factors_, y, y.T @ y)
+            self._gram_cache = cached
+        return cached[1], cached[2]
 
 
 class BPR(_Factorization):
