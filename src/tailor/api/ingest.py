@@ -10,7 +10,7 @@ acknowledged; the client retries with the same ``event_id``s, which are stored o
 
 Examples
 --------
->>> from tailor.events.privacy import Pseudonymizer
+>>> from tailor.events.privacy import Pseudonymizer, pseudonymize_column
 >>> from tailor.store import open_store
 >>> store = open_store(":memory:")
 >>> raw = [{"event_id": "e1", "event_type": "view", "subject_id": "u1",
@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tailor.errors import StoreUnavailable
@@ -53,7 +52,7 @@ from tailor.events.columns import (
     ID_LENGTH,
     PSEUDONYMIZED_EVENT_COLUMNS,
 )
-from tailor.events.privacy import Pseudonymizer
+from tailor.events.privacy import Pseudonymizer, pseudonymize_column
 from tailor.events.schema import EVENT_ADAPTER, Context, Event, EventBase, to_flat_rows
 from tailor.store.base import AppendResult, Store
 
@@ -374,14 +373,7 @@ class PseudonymCache:
 
     def pseudonymize_array(self, namespace: str, values: pa.Array | pa.ChunkedArray) -> pa.Array:
         """:meth:`Pseudonymizer.pseudonymize_array` through the cache."""
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        if values.null_count == len(values):
-            return pa.nulls(len(values), pa.string())
-        encoded = pc.dictionary_encode(values)
-        distinct = encoded.dictionary.to_pylist()
-        mapped = pa.array(self.pseudonymize_many(namespace, distinct), pa.string())
-        return pc.take(mapped, encoded.indices)
+        return pseudonymize_column(self.pseudonymize_many, namespace, values)
 
 
 def _stamp(table: pa.Table, received_at: datetime) -> pa.Table:

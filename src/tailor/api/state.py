@@ -424,17 +424,7 @@ class ServingState:
         if not table.num_rows:
             return
         columns = {
-            name: table[name].to_pylist()
-            for name in (
-                "event_id",
-                "line",
-                "subject_id",
-                "item_id",
-                "event_type",
-                "purpose",
-                "granted",
-            )
-            if name in table.column_names
+            name: table[name].to_pylist() for name in SESSION_COLUMNS if name in table.column_names
         }
         times = (
             epoch_ms(table["occurred_at"]).to_pylist()
@@ -566,17 +556,7 @@ class ServingState:
             purpose=None,
             event_types=[*INTERACTION_TYPES, "consent"],
             received_after=since - TAIL_OVERLAP,
-            columns=[
-                "event_id",
-                "line",
-                "subject_id",
-                "item_id",
-                "event_type",
-                "purpose",
-                "granted",
-                "occurred_at",
-                "received_at",
-            ],
+            columns=[*SESSION_COLUMNS, "occurred_at", "received_at"],
         )
         if table.num_rows:
             self.on_committed(table)
@@ -616,6 +596,8 @@ class ServingState:
 
 
 TAIL_OVERLAP = timedelta(seconds=2)
+SESSION_COLUMNS = ("event_id", "line", "subject_id", "item_id", "event_type", "purpose", "granted")
+"""The event columns the sessions and the consent state read (from the writer or the tailer)."""
 
 
 def _replace(loaded: LoadedModel, service: RecommendationService) -> LoadedModel:

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -78,15 +78,23 @@ class Pseudonymizer:
 
     def pseudonymize_array(self, namespace: str, values: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Pseudonymize a string column, hashing each distinct value once (nulls stay null)."""
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        if values.null_count == len(values):
-            return pa.nulls(len(values), pa.string())
-        encoded = pc.dictionary_encode(values)
-        mapped = pa.array(
-            self.pseudonymize_many(namespace, encoded.dictionary.to_pylist()), pa.string()
-        )
-        return pc.take(mapped, encoded.indices)
+        return pseudonymize_column(self.pseudonymize_many, namespace, values)
+
+
+def pseudonymize_column(
+    pseudonymize_many: Callable[[str, list[str]], list[str]],
+    namespace: str,
+    values: pa.Array | pa.ChunkedArray,
+) -> pa.Array:
+    """A string column through ``pseudonymize_many``, each distinct value once (nulls stay
+    null); shared by :class:`Pseudonymizer` and the API's cache in front of it."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if values.null_count == len(values):
+        return pa.nulls(len(values), pa.string())
+    encoded = pc.dictionary_encode(values)
+    mapped = pa.array(pseudonymize_many(namespace, encoded.dictionary.to_pylist()), pa.string())
+    return pc.take(mapped, encoded.indices)
 
 
 def generate_key() -> str:
