@@ -112,7 +112,12 @@ def _save(path: Path, algorithm: str, params: str | None) -> None:
     from tailor.workspace import open_workspace
 
     try:
-        parsed = json.loads(params) if params else None
+        try:
+            parsed = json.loads(params) if params else None
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"--params is not valid JSON ({exc}); e.g. '{{\"l2\": 500}}'"
+            ) from None
         if parsed is not None and not isinstance(parsed, dict):
             raise ValueError("--params must be a JSON object")
         with open_workspace(get_settings()) as ws:
