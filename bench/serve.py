@@ -173,6 +173,8 @@ def prepare(args: argparse.Namespace, work: Path, store_url: str, timings: dict)
                 train, catalog, model="als", params={"factors": 64, "iterations": 15}
             )
         del train
+        with phase(f"precompute candidates for {len(service.user_ids):,} users", timings):
+            service = service.with_candidates()
         with phase("save the model", timings):
             service.save(work / "model")
         model_users = len(service.user_ids)

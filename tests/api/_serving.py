@@ -105,7 +105,7 @@ def save_model(ws: Workspace, path: Path, model: str = "itemknn") -> Recommendat
         ws.store.read_entities("items"),
         model=model,
         params={"neighbors": 20} if model == "itemknn" else None,
-    )
+    ).with_candidates()  # as `tailor serve --save-model` saves it
     service.save(path)
     return service
 

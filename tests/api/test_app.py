@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
+from tailor.api.schemas import RecommendationsOut
 from tests.api._serving import auth, close, save_model, serve
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -57,6 +58,9 @@ def test_recommendations_have_reasons_ids_and_respect_filters(client):
     assert r.status_code == 200 and len(body["items"]) == 5
     assert len(body["recommendation_id"]) == 32
     assert all(line["reason"] for line in body["items"])
+    # The route writes its JSON by hand: it must be exactly what the published schema says.
+    assert RecommendationsOut.model_validate(body).model_dump() == body
+    assert r.headers["content-type"] == "application/json"
     assert all(i.startswith("coffee") for i in ids(r)[:3])
     again = get(client, "/v1/users/c3/recommendations?k=5&country=DE").json()
     assert again["recommendation_id"] != body["recommendation_id"]  # one id per answer
@@ -315,7 +319,8 @@ def test_hot_reload_swaps_the_version_without_failing_requests(tmp_path):
             t.start()
         staging = tmp_path / "staging"
         save_model(tenant.workspace, staging, model="ease")
-        for name in ("model.npz", "trending.npz", "content.npz", "arrays.npz", "service.json"):
+        # The header last, as RecommendationService.save writes it.
+        for name in [*sorted(p.name for p in staging.glob("*.npz")), "service.json"]:
             shutil.copy(staging / name, s.model_path / name)
         deadline = threading.Event()
         for _ in range(100):

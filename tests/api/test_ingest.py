@@ -498,3 +498,58 @@ def test_one_pass_json_validation_agrees_with_the_per_event_path() -> None:
 )
 def test_one_pass_json_validation_hands_anything_wrong_to_the_per_event_path(body) -> None:
     assert validate_batch_json(body, max_events=10) is None
+
+
+# --- the commit hook's bulk path ------------------------------------------------------------
+
+
+def test_session_add_many_agrees_with_add():
+    from tailor.api.state import SessionStore
+
+    rows = [(f"u{i % 7}", f"i{i}", "view" if i % 3 else "add_to_cart", i) for i in range(40)]
+    one, bulk = SessionStore(max_events=4), SessionStore(max_events=4)
+    for row in rows:
+        one.add(*row)
+    bulk.add_many(*map(list, zip(*rows, strict=True)))
+    assert len(one) == len(bulk) == 7
+    for user in {u for u, *_ in rows}:
+        assert one.events(user) == bulk.events(user)
+    few = SessionStore(max_users=5)  # past the limit, the least recently active go
+    few.add_many(*map(list, zip(*rows, strict=True)))
+    assert {u for u in map("u{}".format, range(7)) if few.events(u)} == {
+        "u0",
+        "u1",
+        "u2",
+        "u3",
+        "u4",
+    }
+    version = bulk.get("u0")[1]
+    bulk.add_many(["u0"], ["i99"], ["view"], [99])
+    assert bulk.get("u0")[1] > version  # a change invalidates cached answers
+
+
+def test_on_committed_keeps_consent_and_interactions_in_order(tmp_path):
+    from tailor.api.state import ServingState, SessionStore
+
+    state = ServingState.__new__(ServingState)  # only what the hook touches
+    state._erased, state.tail_interval_s, state._tail_seen = {"gone"}, None, None
+    state.sessions, state._consent = SessionStore(), {}
+    state.cache = type("NoCache", (), {"drop_user": lambda self, user: None})()
+    at = pa.array([1_700_000_000_000_000] * 5, pa.timestamp("us", tz="UTC"))
+    table = pa.table(
+        {
+            "event_id": ["a", "b", "c", "d", "e"],
+            "subject_id": ["u1", "u1", "u2", "gone", None],
+            "event_type": ["view", "consent", "view", "view", "view"],
+            "item_id": ["i1", None, "i2", "i3", "i4"],
+            "purpose": [None, "personalization", None, None, None],
+            "granted": [None, False, None, None, None],
+            "occurred_at": at,
+        }
+    )
+    state.on_committed(table)  # u1's view, then its consent withdrawn: nothing kept of u1
+    assert state.sessions.events("u1") == [] and state._consent == {"u1": False}
+    assert [i for i, *_ in state.sessions.events("u2")] == ["i2"]
+    assert state.sessions.events("gone") == []
+    state.on_committed(table.filter(pa.array([False, False, True, True, True])))
+    assert [i for i, *_ in state.sessions.events("u2")] == ["i2", "i2"]

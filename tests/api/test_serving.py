@@ -33,7 +33,13 @@ def test_saved_service_loads_and_answers_the_same(shop, tmp_path):
     ]
     assert loaded.bought_together("coffee-1", k=2) == service.bought_together("coffee-1", k=2)
     header = json.loads((tmp_path / "m" / "service.json").read_text())
-    assert set(header["files"]) == {"model.npz", "trending.npz", "content.npz", "arrays.npz"}
+    assert set(header["files"]) == {
+        "model.npz",
+        "trending.npz",
+        "content.npz",
+        "arrays.npz",
+        "candidates.npz",
+    }
     (tmp_path / "m" / "arrays.npz").write_bytes(b"x")
     with pytest.raises(ValueError, match="checksum"):
         RecommendationService.load(tmp_path / "m")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 import pytest
+import scipy.sparse as sp
 
 from tailor.recommend.rules import BusinessRules
 from tailor.recommend.service import RecommendationService
@@ -119,12 +120,19 @@ def test_new_item_content_scores_agree_with_the_content_model(service):
     # The fast path scores the new items only; the reference scores the whole catalog.
     new = service._popularity() == 0
     assert new.any()
+    codes = np.flatnonzero(new)
+    rows = []
     for user in ("t4", "c2"):
         row, _, _ = service._user_rows(service.user_row(user), [("tea-5", "view")])
         reference = service.content.score(row)[0, new]
-        np.testing.assert_allclose(service._new_item_content(row), reference, rtol=1e-6)
+        np.testing.assert_allclose(service._new_item_content(row, codes)[0], reference, rtol=1e-6)
+        rows.append(row)
+    # Several rows at once (the candidates' blocks) give each row's answer.
+    both = service._new_item_content(sp.vstack(rows), codes)
+    for index, row in enumerate(rows):
+        np.testing.assert_allclose(both[index], service._new_item_content(row, codes)[0])
     empty, _, _ = service._user_rows(-1, ())
-    assert not service._new_item_content(empty).any()
+    assert not service._new_item_content(empty, codes).any()
 
 
 def test_purchases_are_excluded_unless_the_category_is_repurchasable():

@@ -9,10 +9,12 @@
   (and, with several worker processes, by a tailer thread reading what other workers
   stored), passed to the model as ``session_events`` so a view changes the next answer
   without retraining;
-- a **top-N cache** per (user, context, filters): the first request computes the best
-  :data:`CACHE_DEPTH` items, later ones slice it. An entry is valid only for the
-  generation (model or catalog change, erasure) and the session version it was computed
-  for, so nothing stale is ever served;
+- a **top-N cache** per (user, context, filters): the first request computes its ``k``
+  items (at least :data:`CACHE_MIN_K`), later ones with that ``k`` or less slice them. An
+  entry is valid only for the generation (model or catalog change, erasure) and the
+  session version it was computed for, so nothing stale is ever served. A miss for a user
+  the model knows is cheap too: the model's precomputed candidates
+  (:mod:`tailor.recommend.candidates`) spare the scoring pass;
 - the consent state for personalization (a user without consent gets the non-personal
   answer, whatever their history);
 - a ring of served recommendations (``recommendation_id`` → pseudonym and items) so later
@@ -47,8 +49,8 @@ from tailor.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-CACHE_DEPTH = 50
-"""Items computed per cache entry; a request for more is computed without the cache."""
+CACHE_MIN_K = 10
+"""Items computed per cache entry at least (a page); a request for more computes its k."""
 FALLBACK_MODEL = "popularity"
 CATALOG_META = "serving.catalog_version"
 """Store meta key bumped on every catalog change through the API (other workers follow it)."""
@@ -101,6 +103,33 @@ class SessionStore:
             while len(self._users) > self.max_users:
                 self._users.popitem(last=False)
 
+    def add_many(
+        self,
+        users: Sequence[str],
+        items: Sequence[str],
+        kinds: Sequence[str],
+        occurred_ms: Sequence[int],
+    ) -> None:
+        """:meth:`add` for many interactions in order, under one lock and one sequence
+        number: the ingest writer's hook calls this once per commit, and a lock round and a
+        pop/re-insert per event cost more than the events' own work there."""
+        with self._lock:
+            self._seq += 1
+            seq, users_map, max_events = self._seq, self._users, self.max_events
+            touched: dict[str, deque] = {}
+            for user, item, kind, ms in zip(users, items, kinds, occurred_ms, strict=True):
+                events = touched.get(user)
+                if events is None:
+                    entry = users_map.get(user)
+                    events = touched[user] = entry[0] if entry else deque(maxlen=max_events)
+                events.append((item, kind, ms))
+            # Most recently active last, as add() leaves them: by each user's last event.
+            for user in reversed(dict.fromkeys(reversed(users))):
+                users_map[user] = (touched[user], seq)
+                users_map.move_to_end(user)
+            while len(users_map) > self.max_users:
+                users_map.popitem(last=False)
+
     def get(self, user: str) -> tuple[tuple[tuple[str, str], ...], int]:
         """(item, event type) pairs, oldest first, and the session's version (0: none)."""
         with self._lock:
@@ -140,26 +169,34 @@ class TopCache:
 
     def __init__(self, max_entries: int = 20_000) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple, tuple[int, int, list[RecommendedItem]]] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[int, int, int, list[RecommendedItem]]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple, generation: int, session: int) -> list[RecommendedItem] | None:
+    def get(
+        self, key: tuple, generation: int, session: int, k: int
+    ) -> list[RecommendedItem] | None:
+        """The entry's items when it is current and was computed for ``k`` or more."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or entry[0] != generation or entry[1] != session:
+            if entry is None or entry[0] != generation or entry[1] != session or entry[2] < k:
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return entry[2]
+            return entry[3]
 
-    def put(self, key: tuple, generation: int, session: int, items: list[RecommendedItem]):
+    def put(
+        self, key: tuple, generation: int, session: int, k: int, items: list[RecommendedItem]
+    ) -> None:
+        """Keep ``items``, the answer for ``k`` (fewer when the rules allow fewer)."""
         if self.max_entries <= 0:
             return
         with self._lock:
-            self._entries[key] = (generation, session, items)
+            self._entries[key] = (generation, session, k, items)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -383,24 +420,27 @@ class ServingState:
         personal = self.personalizes(user)
         session, version = self.sessions.get(user) if personal else ((), 0)
         context = {k_: v for k_, v in (context or {}).items() if v}
+        # A user the model does not know, without a session, gets the answer of an
+        # anonymous visitor in the same context: they share its cache entry.
+        own = personal and (bool(session) or loaded.service.user_row(user) >= 0)
         key = (
-            user if personal else None,
+            user if own else None,
             tuple(sorted(context.items())),
             tuple(include_categories) if include_categories is not None else None,
             tuple(exclude_categories) if exclude_categories is not None else None,
         )
-        items = self.cache.get(key, generation, version) if k <= CACHE_DEPTH else None
+        items = self.cache.get(key, generation, version, k)
         if items is None:
+            depth = max(k, CACHE_MIN_K)
             items = loaded.service.recommend(
                 user if personal else None,
-                k=max(k, CACHE_DEPTH),
+                k=depth,
                 context=context,
                 session_events=session,
                 include_categories=include_categories,
                 exclude_categories=exclude_categories,
             )
-            if k <= CACHE_DEPTH:
-                self.cache.put(key, generation, version, items)
+            self.cache.put(key, generation, version, depth, items)
         items = items[:k]
         served = Served(uuid.uuid4().hex, items, loaded.version)
         who = None if user in self._erased else user  # nothing kept of an erased user
@@ -420,9 +460,64 @@ class ServingState:
 
     def on_committed(self, table: pa.Table) -> None:
         """The ingest writer's hook: stored (pseudonymized) events feed the sessions and
-        the consent state. Called after the commit, never before."""
+        the consent state. Called after the commit, never before.
+
+        It runs in the writer thread before the acknowledgements, so the rows are filtered
+        with Arrow and handed to the sessions in one call; only a table with consent rows,
+        whose order against the interactions matters, takes the row-by-row path.
+        """
+        if not table.num_rows or "subject_id" not in table.column_names:
+            return
+        kinds = table["event_type"]
+        fed = pc.and_(pc.is_valid(table["subject_id"]), pc.is_in(kinds, value_set=_FED_TYPES))
+        table = table.filter(fed)
         if not table.num_rows:
             return
+        if pc.any(pc.equal(table["event_type"], "consent")).as_py():
+            self._feed_rows(table)
+            return
+        if "item_id" in table.column_names:
+            table = table.filter(pc.is_valid(table["item_id"]))
+        else:
+            return
+        subjects = table["subject_id"].to_pylist()
+        if self.tail_interval_s is not None or self._erased:
+            keep = self._unseen(table, subjects)
+            if not keep.all():
+                table = table.filter(pa.array(keep))
+                subjects = [s for s, k in zip(subjects, keep, strict=True) if k]
+        if not subjects:
+            return
+        times = (
+            pc.fill_null(epoch_ms(table["occurred_at"]), 0).to_pylist()
+            if "occurred_at" in table.column_names
+            else [0] * table.num_rows
+        )
+        self.sessions.add_many(
+            subjects, table["item_id"].to_pylist(), table["event_type"].to_pylist(), times
+        )
+
+    def _unseen(self, table: pa.Table, subjects: list[str]) -> np.ndarray:
+        """Which rows to feed: not of an erased subject and, when tailing, not met before
+        (the writer's hook and the tailer meet the same rows: one key for both)."""
+        keep = np.fromiter((s not in self._erased for s in subjects), bool, len(subjects))
+        if self.tail_interval_s is None or "event_id" not in table.column_names:
+            return keep
+        lines = table["line"].to_pylist() if "line" in table.column_names else [0] * len(keep)
+        for row, event_id in enumerate(table["event_id"].to_pylist()):
+            if not keep[row] or event_id is None:
+                continue
+            marker = f"{event_id}/{lines[row]}"
+            if marker in self._tail_seen:
+                keep[row] = False
+                continue
+            self._tail_seen[marker] = None
+        while len(self._tail_seen) > 200_000:
+            self._tail_seen.popitem(last=False)
+        return keep
+
+    def _feed_rows(self, table: pa.Table) -> None:
+        """Row by row, in order: consent changes and interactions interleaved."""
         columns = {
             name: table[name].to_pylist() for name in SESSION_COLUMNS if name in table.column_names
         }
@@ -431,21 +526,9 @@ class ServingState:
             if "occurred_at" in table.column_names
             else [0] * table.num_rows
         )
-        ids = columns.get("event_id", [None] * table.num_rows)
-        lines = columns.get("line", [0] * table.num_rows)
-        tailing = self.tail_interval_s is not None
-        for row in range(table.num_rows):
+        keep = self._unseen(table, columns["subject_id"])
+        for row in np.flatnonzero(keep).tolist():
             subject = columns["subject_id"][row]
-            if subject is None or subject in self._erased:
-                continue
-            if tailing and ids[row] is not None:
-                # The writer's hook and the tailer meet the same rows: one key for both.
-                marker = f"{ids[row]}/{lines[row]}"
-                if marker in self._tail_seen:
-                    continue
-                self._tail_seen[marker] = None
-                while len(self._tail_seen) > 200_000:
-                    self._tail_seen.popitem(last=False)
             kind = columns["event_type"][row]
             if kind == "consent" and columns.get("purpose", [None])[row] == "personalization":
                 self.set_consent(subject, bool(columns["granted"][row]))
@@ -598,6 +681,8 @@ class ServingState:
 TAIL_OVERLAP = timedelta(seconds=2)
 SESSION_COLUMNS = ("event_id", "line", "subject_id", "item_id", "event_type", "purpose", "granted")
 """The event columns the sessions and the consent state read (from the writer or the tailer)."""
+_FED_TYPES = pa.array([*INTERACTION_TYPES, "consent"], pa.string())
+"""Event types :meth:`ServingState.on_committed` feeds to the sessions or the consent state."""
 
 
 def _replace(loaded: LoadedModel, service: RecommendationService) -> LoadedModel:

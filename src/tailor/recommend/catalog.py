@@ -8,7 +8,7 @@ rules and explanations look attributes up with numpy indexing, never by id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,10 @@ class Catalog:
             ],
             dtype=object,
         )
+
+    def take(self, codes: np.ndarray) -> Catalog:
+        """The catalog of the items ``codes``, in that order (rules over a few candidates)."""
+        return Catalog(**{f.name: getattr(self, f.name)[codes] for f in fields(self)})
 
     def codes(self, item_ids: np.ndarray | list) -> np.ndarray:
         """Item codes of ids; -1 for an id the catalog does not hold."""

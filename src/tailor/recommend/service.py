@@ -24,7 +24,7 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -36,12 +36,13 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from tailor.recommend.base import Recommender, load_model
+from tailor.recommend.candidates import DEFAULT_DEPTH, TopCandidates, compute_top_candidates
 from tailor.recommend.catalog import Catalog
 from tailor.recommend.explain import EVENT_VERBS, Explanation, explain
 from tailor.recommend.interactions import INTERACTION_TYPES, EventWeights, InteractionLog
 from tailor.recommend.models.content import ContentSimilarity
 from tailor.recommend.models.trending import Trending
-from tailor.recommend.rules import BusinessRules, apply_rules
+from tailor.recommend.rules import MMR_POOL, BusinessRules, apply_rules
 
 NEW_ITEM_WEIGHT = 0.9
 """A new item's content score, as a share of the user's best personal score: a perfect
@@ -74,6 +75,8 @@ class RecommendationService:
     columns (:meth:`with_items`): such items are scored by content similarity only.
     ``co_purchase`` (items × items, how many users bought or carted both) answers
     :meth:`bought_together`; ``info`` describes the artifact (version, model, created).
+    ``candidates``: each known user's best items before the rules
+    (:meth:`with_candidates`), the fast path of :meth:`recommend`.
     """
 
     model: Recommender
@@ -89,6 +92,7 @@ class RecommendationService:
     user_rows: np.ndarray | None = None
     co_purchase: sp.csr_matrix | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    candidates: TopCandidates | None = None
 
     @classmethod
     def build(
@@ -192,34 +196,25 @@ class RecommendationService:
         user = -1 if user_id is None else self.user_row(user_id)
         row, purchased, strongest = self._user_rows(user, session_events)
         seen = row.indices
-        n_model = self.n_model_items
-        model_row = row if row.shape[1] == n_model else row[:, :n_model]
-        if model_row.nnz == 0:
-            scores = self._pad(self.trending.score_context(context))
-            explainer: Recommender = self.trending
-        else:
-            # With new session events a known user's learned state is stale: fold them in.
-            scores = self._pad(
-                self.model.score(model_row, np.array([-1 if session_events else user]))
+        found = None
+        if user >= 0 and not session_events:
+            found = self._from_candidates(
+                user, row, purchased, k, include_categories, exclude_categories
             )
-            explainer = self.model
-        if row.nnz:
-            scores = self._with_new_items(scores, row)
-        # Items the user already met are not shown again; purchases are the rules' to judge.
-        not_bought = np.setdiff1d(seen, purchased.indices)
-        scores[0, not_bought] = -np.inf
-        ids, values = apply_rules(
-            scores,
-            catalog=self.catalog,
-            rules=self.rules,
-            k=k,
-            purchased=purchased,
-            item_similarity=self._similarity(),
-            include_categories=include_categories,
-            exclude_categories=exclude_categories,
-        )
-        chosen = ids[0][ids[0] >= 0]
-        values = values[0][: len(chosen)]
+        if found is not None:
+            chosen, values = found
+            explainer: Recommender = self.model
+        else:
+            chosen, values, explainer = self._full_pass(
+                user,
+                row,
+                purchased,
+                k,
+                context,
+                bool(session_events),
+                include_categories,
+                exclude_categories,
+            )
         verbs = [EVENT_VERBS.get(INTERACTION_TYPES[c - 1], "interacted with") for c in strongest]
         reasons = self._explain(explainer, seen, chosen, verbs, context)
         return [
@@ -233,6 +228,131 @@ class RecommendationService:
             )
             for item, value, reason in zip(chosen, values, reasons, strict=True)
         ]
+
+    def _full_pass(
+        self,
+        user: int,
+        row: sp.csr_matrix,
+        purchased: sp.csr_matrix,
+        k: int,
+        context: Mapping[str, str],
+        folded: bool,
+        include_categories: Sequence[str] | None,
+        exclude_categories: Sequence[str] | None,
+    ) -> tuple[np.ndarray, np.ndarray, Recommender]:
+        """Score the whole catalog for one user, then the rules: (codes, scores, the model
+        that explains them). ``folded``: the row holds session events the model has not
+        learned (a known user's learned state is stale then: fold them in)."""
+        n_model = self.n_model_items
+        model_row = row if row.shape[1] == n_model else row[:, :n_model]
+        if model_row.nnz == 0:
+            scores = self._pad(self.trending.score_context(context))
+            explainer: Recommender = self.trending
+            if row.nnz:
+                scores, _ = self._with_new_items(scores.copy(), row)
+            _hide_seen(scores, row, purchased)
+        else:
+            scores, _ = self._pre_rule_scores(row, purchased, np.array([-1 if folded else user]))
+            explainer = self.model
+        ids, values = apply_rules(
+            scores,
+            catalog=self.catalog,
+            rules=self.rules,
+            k=k,
+            purchased=purchased,
+            item_similarity=self._similarity(),
+            include_categories=include_categories,
+            exclude_categories=exclude_categories,
+        )
+        chosen = ids[0][ids[0] >= 0]
+        return chosen, values[0][: len(chosen)], explainer
+
+    def _pre_rule_scores(
+        self, rows: sp.csr_matrix, purchased: sp.csr_matrix, users: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Personal scores of history ``rows`` over the catalog before the rules: the
+        model's, content scores for items without interactions, seen items (but purchases)
+        at -inf; and each row's best personal score. One code for requests and for the
+        precomputed candidates, so both give the same answer."""
+        n_model = self.n_model_items
+        model_rows = rows if rows.shape[1] == n_model else rows[:, :n_model]
+        scores = self._pad(self.model.score(model_rows, users))
+        scores, best = self._with_new_items(scores, rows)
+        _hide_seen(scores, rows, purchased)
+        return scores, best
+
+    def _from_candidates(
+        self,
+        user: int,
+        row: sp.csr_matrix,
+        purchased: sp.csr_matrix,
+        k: int,
+        include_categories: Sequence[str] | None,
+        exclude_categories: Sequence[str] | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rules over the user's precomputed candidates; None where only a full pass
+        gives the exact answer (see :mod:`tailor.recommend.candidates`)."""
+        candidates = self.candidates
+        if candidates is None or self.rules.boosts or user >= len(candidates.items):
+            return None
+        codes, scores = candidates.of(user)
+        if not len(codes):
+            return None
+        complete = len(codes) < candidates.depth  # every finite score is among them
+        added = np.arange(candidates.n_items, len(self.catalog))
+        if len(added) and self.content is not None and row.nnz:
+            similar = self._new_item_content(row, added)[0]
+            best = candidates.best[user]
+            keep = similar > 0
+            codes = np.concatenate([codes, added[keep]])
+            scores = np.concatenate(
+                [scores, (similar[keep] * best * NEW_ITEM_WEIGHT).astype(np.float32)]
+            )
+        local = {int(code): slot for slot, code in enumerate(codes)}
+        bought = [local[c] for c in purchased.indices.tolist() if c in local]
+        ids, values = apply_rules(
+            scores[None, :],
+            catalog=self.catalog.take(codes),
+            rules=self.rules,
+            k=k,
+            purchased=sp.csr_matrix(
+                (np.ones(len(bought), np.float32), (np.zeros(len(bought), np.int64), bought)),
+                shape=(1, len(codes)),
+            ),
+            item_similarity=_remapped(self._similarity(), codes),
+            include_categories=include_categories,
+            exclude_categories=exclude_categories,
+        )
+        chosen = ids[0][ids[0] >= 0]
+        if not complete and (len(chosen) < k or self._mmr_pool_short(len(codes), k)):
+            return None
+        return codes[chosen], values[0][: len(chosen)]
+
+    def _mmr_pool_short(self, n_candidates: int, k: int) -> bool:
+        """Whether MMR would draw its pool from further down than the candidates reach."""
+        return self.rules.diversity == "mmr" and n_candidates < MMR_POOL * k
+
+    def with_candidates(
+        self, depth: int = DEFAULT_DEPTH, *, progress: Callable[[int], None] | None = None
+    ) -> RecommendationService:
+        """A copy holding every known user's best ``depth`` items before the rules (see
+        :mod:`tailor.recommend.candidates`); ``progress(n)`` after each block of users.
+        Costs one scoring pass over users × items, once per model."""
+        history, purchased = self.history, self.purchased
+
+        n_model = self.n_model_items
+
+        def pre_rule_scores(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            block = history[rows]
+            scores, best = self._pre_rule_scores(block, purchased[rows], rows)
+            # A row the model knows nothing of is answered by trending: no candidates.
+            scores[np.diff(block[:, :n_model].indptr) == 0] = -np.inf
+            return scores, best
+
+        candidates = compute_top_candidates(
+            pre_rule_scores, history.shape[0], len(self.catalog), depth=depth, progress=progress
+        )
+        return dataclasses.replace(self, candidates=candidates)
 
     def similar_items(self, item_id: str, *, k: int = 10) -> list[RecommendedItem]:
         """Items like ``item_id``: by the personal model's item similarity where it has one
@@ -376,6 +496,8 @@ class RecommendationService:
                 co_purchase = sp.csr_matrix(co_purchase - mine.T @ mine)
                 co_purchase.setdiag(0)
                 co_purchase.eliminate_zeros()
+        if self.candidates is not None and row < len(self.candidates.items):
+            self.candidates.forget(row)
         for name in _USER_STATE:
             state = getattr(self.model, name, None)
             if isinstance(state, np.ndarray) and row < len(state):
@@ -464,6 +586,10 @@ class RecommendationService:
         }
         if self.content is not None:
             blobs["content.npz"] = self.content.to_bytes()
+        if self.candidates is not None:
+            buffer = io.BytesIO()
+            np.savez(buffer, **self.candidates.to_arrays())
+            blobs["candidates.npz"] = buffer.getvalue()
         for name, blob in blobs.items():
             (path / name).write_bytes(blob)
         header = {
@@ -533,6 +659,11 @@ class RecommendationService:
             info=dict(header.get("info") or {}),
         )
         service.co_purchase = co_purchases(service.strongest, len(catalog))
+        if "candidates.npz" in blobs:
+            with np.load(io.BytesIO(blobs["candidates.npz"]), allow_pickle=False) as data:
+                service.candidates = TopCandidates.from_arrays({n: data[n] for n in data.files})
+            if service.candidates.items.shape[0] != service.history.shape[0]:
+                raise ValueError(f"{path}: candidates.npz does not match the users' rows")
         return service
 
     def _arrays_bytes(self) -> bytes:
@@ -580,11 +711,12 @@ class RecommendationService:
     def _user_rows(
         self, user: int, session_events: Sequence[tuple[str, str]]
     ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+        """The user's history, purchases (1 × catalog, sorted indices) and the strongest
+        event-type code per history item, with ``session_events`` added."""
         n_items = len(self.catalog)
-        empty = sp.csr_matrix((1, n_items), dtype=np.float32)
-        row = self.history[user] if user >= 0 else empty
-        purchased = self.purchased[user] if user >= 0 else empty
-        strength = self.strongest[user] if user >= 0 else empty
+        row, purchased, strength = (
+            _row_of(m, user, n_items) for m in (self.history, self.purchased, self.strongest)
+        )
         if session_events:
             item_ids, kinds = zip(*session_events, strict=True)
             unknown_kinds = set(kinds) - set(INTERACTION_TYPES)
@@ -609,55 +741,61 @@ class RecommendationService:
             strength = strength.maximum(
                 sp.csr_matrix((rank.astype(np.float32), (cols, codes)), shape=(1, n_items))
             )
-        row, purchased, strength = (sp.csr_matrix(m) for m in (row, purchased, strength))
-        for matrix in (row, purchased, strength):
-            matrix.eliminate_zeros()
-            matrix.sort_indices()
+            # New matrices (the stored rows are views and must stay untouched).
+            row, purchased, strength = (sp.csr_matrix(m) for m in (row, purchased, strength))
+            for matrix in (row, purchased, strength):
+                matrix.eliminate_zeros()
+                matrix.sort_indices()
         # One event-type code per history item, in the order of row.indices.
-        codes_by_item = np.zeros(n_items, np.int64)
-        codes_by_item[strength.indices] = strength.data.astype(np.int64)
-        strongest = np.maximum(codes_by_item[row.indices], 1)
+        at = np.minimum(np.searchsorted(strength.indices, row.indices), strength.nnz - 1)
+        found = strength.indices[at] == row.indices if strength.nnz else np.zeros(row.nnz, bool)
+        codes = np.where(found, strength.data[at] if strength.nnz else 0, 0).astype(np.int64)
+        strongest = np.maximum(codes, 1)
         return row, purchased, strongest
 
-    def _with_new_items(self, scores: np.ndarray, row: sp.csr_matrix) -> np.ndarray:
-        """Give items nobody has touched a content score next to the personal ones."""
-        if self.content is None:
-            return scores
+    def _with_new_items(
+        self, scores: np.ndarray, rows: sp.csr_matrix
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Give items nobody has touched a content score next to the personal ones, on the
+        scale of each row's best personal score; (scores, those best scores). Changes
+        ``scores`` in place (NaN-free: -inf marks what never shows)."""
         new = self._new_items
-        if not new.any():
-            return scores
-        personal = scores[0, ~new]
-        finite = personal[np.isfinite(personal)]
-        best = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-        similar = self._new_item_content(row)
-        scores = scores.copy()
-        scores[0, new] = np.where(similar > 0, similar * best * NEW_ITEM_WEIGHT, -np.inf)
-        return scores
+        by_content = self.content is not None and bool(new.any())
+        if by_content:
+            scores[:, new] = -np.inf  # (a max with where= is ten times slower than this)
+        top = scores.max(axis=1, initial=-np.inf)
+        best = np.where(np.isfinite(top) & (top > 0), top, 1.0).astype(np.float32)
+        if not by_content:
+            return scores, best
+        similar = self._new_item_content(rows, np.flatnonzero(new))
+        scores[:, new] = np.where(similar > 0, similar * best[:, None] * NEW_ITEM_WEIGHT, -np.inf)
+        return scores, best
 
     @cached_property
     def _new_items(self) -> np.ndarray:
         """Catalog mask of the items without interactions (scored by content)."""
         return self._popularity() == 0
 
-    @cached_property
-    def _new_item_features_t(self) -> sp.csr_matrix:
-        """The content features of the new items, transposed (features × new items) as CSR
-        once per service: the product per request then touches only those columns."""
-        features = self.content.item_features_[np.flatnonzero(self._new_items)]
-        return sp.csr_matrix(features.T)
+    def _new_item_content(self, rows: sp.csr_matrix, codes: np.ndarray) -> np.ndarray:
+        """``self.content.score(rows)[:, codes]``, computed over ``codes`` only (scoring the
+        whole catalog cost ~10 ms a request at 100,000 items). The content profile is the
+        L1-normalized history times the item features, as in
+        :meth:`ContentSimilarity.score`."""
+        rows = sp.csr_matrix(rows, dtype=np.float32)
+        totals = np.asarray(abs(rows).sum(axis=1), dtype=np.float32).ravel()
+        scale = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)
+        profile = (sp.diags(scale) @ rows @ self.content.item_features_).toarray()
+        # Sparse items × features times the dense profiles: no sparse × sparse product.
+        return np.asarray(self._features_of(codes) @ profile.T, dtype=np.float32).T
 
-    def _new_item_content(self, row: sp.csr_matrix) -> np.ndarray:
-        """``self.content.score(row)[0, new items]``, computed over the new items only
-        (scoring the whole catalog and transposing its features cost ~10 ms a request at
-        100,000 items). The content profile is the L1-normalized history times the item
-        features, as in :meth:`ContentSimilarity.score`."""
-        row = sp.csr_matrix(row, dtype=np.float32)
-        total = np.abs(row.data).sum(dtype=np.float32)
-        if total <= 0:
-            return np.zeros(int(self._new_items.sum()), np.float32)
-        profile = (row * (np.float32(1.0) / total)) @ self.content.item_features_
-        product = sp.csr_matrix(profile, dtype=np.float32) @ self._new_item_features_t
-        return np.asarray(product.todense(), dtype=np.float32).ravel()
+    def _features_of(self, codes: np.ndarray) -> sp.csr_matrix:
+        """The content features of ``codes`` (items × features), kept per service for the
+        sets requests use (the new items, the items added since the candidates)."""
+        cache = self.__dict__.setdefault("_features_cache", {})
+        key = (len(codes), int(codes[0]), int(codes[-1])) if len(codes) else (0, -1, -1)
+        if key not in cache:
+            cache[key] = sp.csr_matrix(self.content.item_features_[codes], dtype=np.float32)
+        return cache[key]
 
     def _similarity(self):
         if self.rules.diversity != "mmr":
@@ -741,6 +879,37 @@ def _widen(matrix: sp.csr_matrix, n_rows: int, n_cols: int) -> sp.csr_matrix:
     if extra > 0:
         indptr = np.concatenate([indptr, np.full(extra, indptr[-1], indptr.dtype)])
     return sp.csr_matrix((matrix.data, matrix.indices, indptr), shape=(n_rows, n_cols))
+
+
+def _row_of(matrix: sp.csr_matrix, user: int, n_items: int) -> sp.csr_matrix:
+    """Row ``user`` of a CSR matrix as 1 × ``n_items``, sharing its arrays (no scipy
+    indexing: ~20 times faster per request); empty for -1. Never modify it in place."""
+    if user < 0:
+        return sp.csr_matrix((1, n_items), dtype=matrix.dtype)
+    start, stop = matrix.indptr[user], matrix.indptr[user + 1]
+    return sp.csr_matrix(
+        (matrix.data[start:stop], matrix.indices[start:stop], np.array([0, stop - start])),
+        shape=(1, n_items),
+    )
+
+
+def _hide_seen(scores: np.ndarray, rows: sp.csr_matrix, purchased: sp.csr_matrix) -> None:
+    """Items a row met are not shown again (-inf), except purchases: the rules judge those
+    (consumables may come back)."""
+    seen = sp.coo_matrix(rows)
+    if not seen.nnz:
+        return
+    bought = sp.coo_matrix(purchased)
+    kept = scores[bought.row, bought.col]
+    scores[seen.row, seen.col] = -np.inf
+    scores[bought.row, bought.col] = kept
+
+
+def _remapped(similarity, codes: np.ndarray):
+    """An item similarity over positions in ``codes`` (MMR over the candidates)."""
+    if similarity is None:
+        return None
+    return lambda sources, targets: similarity(codes[sources], codes[targets])
 
 
 def _zero_row(matrix: sp.csr_matrix, row: int) -> sp.csr_matrix:

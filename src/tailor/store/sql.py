@@ -199,23 +199,30 @@ class SqlStore:
             filters.append(
                 "(s.subject_id IS NULL OR s.subject_id NOT IN (SELECT subject_id FROM tombstones))"
             )
-        # Only stored ids that occur in the new rows matter, so the cost follows the new rows,
-        # not the size of the whole log; with none (a first import) there is nothing to filter.
-        stored = self._run(
-            "SELECT count(*) FROM events e WHERE e.event_id IN "
-            f"(SELECT event_id FROM {ids_relation or relation})"
-        )[0][0]
-        if stored:
-            filters.append(
-                "s.event_id NOT IN (SELECT e.event_id FROM events e WHERE e.event_id IN "
-                f"(SELECT event_id FROM {ids_relation or relation}))"
-            )
+        conflict = ""
+        if self._events_primary_key:
+            # The key skips stored rows in the insert itself: no probe, whose plan over an
+            # unanalyzed staging table may scan the whole log, and a concurrent writer (another
+            # worker) storing the same id waits for it instead of failing.
+            conflict = " ON CONFLICT (event_id, line) DO NOTHING"
+        else:
+            # Only stored ids that occur in the new rows matter, so the cost follows the new
+            # rows, not the size of the whole log; with none (a first import) nothing to filter.
+            stored = self._run(
+                "SELECT count(*) FROM events e WHERE e.event_id IN "
+                f"(SELECT event_id FROM {ids_relation or relation})"
+            )[0][0]
+            if stored:
+                filters.append(
+                    "s.event_id NOT IN (SELECT e.event_id FROM events e WHERE e.event_id IN "
+                    f"(SELECT event_id FROM {ids_relation or relation}))"
+                )
         distinct = "" if unique else "DISTINCT ON (s.event_id, s.line) "
         order = "" if unique else "ORDER BY s.event_id, s.line"
         where = ("WHERE " + " AND ".join(filters)) if filters else ""
         inserted = self._insert_count(
             f"INSERT INTO events ({_EVENT_COLS}) SELECT {distinct}{_sel('s')} FROM {relation} s "
-            f"{where} {order}"
+            f"{where} {order}{conflict}"
         )
         return AppendResult(rows, inserted, rows - inserted - erased, erased)
 

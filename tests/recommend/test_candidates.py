@@ -1,0 +1,185 @@
+"""Precomputed candidates (the serving fast path) give the answers of a full pass."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tailor.datasets.simulate.shop import ShopConfig, simulate_shop
+from tailor.recommend.base import top_k
+from tailor.recommend.candidates import TopCandidates, block_top_k, compute_top_candidates
+from tailor.recommend.rules import Boost, BusinessRules
+from tailor.recommend.service import RecommendationService
+
+
+@pytest.fixture(scope="module")
+def shop() -> tuple[pa.Table, pa.Table]:
+    data = simulate_shop(ShopConfig(users=1500, items=400, events=30_000, seed=3))
+    return data.events, data.items
+
+
+@pytest.fixture(scope="module")
+def plain(shop) -> RecommendationService:
+    events, items = shop
+    return RecommendationService.build(events, items, model="als", params={"iterations": 5})
+
+
+@pytest.fixture(scope="module")
+def fast(plain) -> RecommendationService:
+    return plain.with_candidates(depth=40)
+
+
+def same_answer(got, expected) -> None:
+    """Equal items in equal order, but where two scores tie (float32 sums of a block and
+    of one row may order equal scores differently)."""
+    assert len(got) == len(expected)
+    got_scores = np.array([line.score for line in got])
+    np.testing.assert_allclose(got_scores, [line.score for line in expected], rtol=1e-4)
+    for position, (a, b) in enumerate(zip(got, expected, strict=True)):
+        if a.item_id != b.item_id:
+            ties = np.isclose(got_scores, got_scores[position], rtol=1e-4)
+            assert ties.sum() > 1, f"position {position}: {a.item_id} != {b.item_id}"
+        else:
+            assert a.reason == b.reason
+
+
+def users_of(service: RecommendationService, n: int = 150) -> list[str]:
+    rng = np.random.default_rng(0)
+    return rng.choice(service.user_ids, size=min(n, len(service.user_ids)), replace=False).tolist()
+
+
+def count_full_passes(monkeypatch, service_type=RecommendationService) -> list[int]:
+    calls = [0]
+    original = service_type._full_pass
+
+    def counting(self, *args, **kwargs):
+        calls[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(service_type, "_full_pass", counting)
+    return calls
+
+
+def test_candidates_answer_as_a_full_pass_does_and_spare_it(plain, fast, monkeypatch):
+    users = users_of(fast)
+    expected = {user: plain.recommend(user, k=10) for user in users}
+    calls = count_full_passes(monkeypatch)
+    for user in users:
+        same_answer(fast.recommend(user, k=10), expected[user])
+    # Most known users are answered from their candidates alone.
+    assert calls[0] < len(users) * 0.2, calls[0]
+
+
+def test_filters_and_short_candidate_lists_fall_back_to_the_exact_answer(plain, fast):
+    categories = sorted({str(c).split(" > ")[0] for c in plain.catalog.category if c})
+    narrow = categories[-1]
+    for user in users_of(fast, 60):
+        same_answer(
+            fast.recommend(user, k=10, include_categories=[narrow]),
+            plain.recommend(user, k=10, include_categories=[narrow]),
+        )
+        same_answer(fast.recommend(user, k=60), plain.recommend(user, k=60))
+
+
+def test_session_events_take_the_full_pass(plain, fast, monkeypatch):
+    user = users_of(fast, 1)[0]
+    item = str(fast.catalog.item_ids[0])
+    calls = count_full_passes(monkeypatch)
+    answer = fast.recommend(user, k=10, session_events=[(item, "view")])
+    assert calls[0] == 1
+    same_answer(answer, plain.recommend(user, k=10, session_events=[(item, "view")]))
+
+
+def test_catalog_changes_reach_answers_from_candidates(plain, fast):
+    users = users_of(fast, 40)
+    gone = {line.item_id for user in users for line in fast.recommend(user, k=3)}
+    flags = pa.table({"item_id": sorted(gone), "available": [False] * len(gone)})
+    new = pa.table(
+        {
+            "item_id": ["brand-new-1", "brand-new-2"],
+            "title": [str(fast.catalog.title[0]), str(fast.catalog.title[1])],
+            "category": [str(fast.catalog.category[0]), str(fast.catalog.category[1])],
+        }
+    )
+    changed_fast = fast.with_items(flags).with_items(new)
+    changed_plain = plain.with_items(flags).with_items(new)
+    assert changed_fast.candidates is fast.candidates
+    for user in users:
+        answer = changed_fast.recommend(user, k=10)
+        assert not gone & {line.item_id for line in answer}
+        same_answer(answer, changed_plain.recommend(user, k=10))
+
+
+def test_boosts_and_diversity_still_answer_exactly(plain, fast):
+    mmr = BusinessRules(diversity="mmr", mmr_lambda=0.5)
+    category = str(plain.catalog.category[0]).split(" > ")[0]
+    boosted = BusinessRules(boosts=(Boost(factor=3.0, category=category),))
+    for rules in (mmr, boosted):
+        with_rules = dataclasses.replace(fast, rules=rules)
+        without = dataclasses.replace(plain, rules=rules)
+        for user in users_of(fast, 30):
+            same_answer(with_rules.recommend(user, k=5), without.recommend(user, k=5))
+
+
+def test_candidates_survive_save_and_load(fast, tmp_path):
+    loaded = RecommendationService.load(fast.save(tmp_path / "model"))
+    assert loaded.candidates is not None
+    np.testing.assert_array_equal(loaded.candidates.items, fast.candidates.items)
+    for user in users_of(fast, 20):
+        same_answer(loaded.recommend(user, k=10), fast.recommend(user, k=10))
+
+
+def test_erasure_forgets_the_users_candidates(shop):
+    events, items = shop
+    service = RecommendationService.build(
+        events, items, model="als", params={"iterations": 2}
+    ).with_candidates(depth=10)
+    user = users_of(service, 1)[0]
+    row = service.user_row(user)
+    assert (service.candidates.items[row] >= 0).any()
+    erased = service.without_user(user)
+    assert (service.candidates.items[row] == -1).all()
+    assert erased.user_row(user) == -1
+
+
+def test_compute_top_candidates_orders_and_pads():
+    scores = np.array([[0.1, 0.9, -np.inf, 0.5], [-np.inf] * 4], np.float32)
+
+    def pre_rule_scores(rows):
+        return scores[rows], np.ones(len(rows), np.float32)
+
+    found = compute_top_candidates(pre_rule_scores, 2, 4, depth=3, block=1)
+    np.testing.assert_array_equal(found.items, [[1, 3, 0], [-1, -1, -1]])
+    codes, values = found.of(0)
+    np.testing.assert_array_equal(codes, [1, 3, 0])
+    np.testing.assert_allclose(values, [0.9, 0.5, 0.1])
+    assert not len(found.of(1)[0])
+    with pytest.raises(ValueError, match="depth and block"):
+        compute_top_candidates(pre_rule_scores, 2, 4, depth=0)
+    with pytest.raises(ValueError, match="inconsistent"):
+        TopCandidates.from_arrays(
+            {
+                "top_items": np.zeros((2, 3)),
+                "top_scores": np.zeros((2, 2)),
+                "top_best": np.zeros(2),
+                "top_n_items": np.asarray(4),
+            }
+        )
+
+
+def test_block_top_k_matches_the_exact_partition():
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=(64, 5000)).astype(np.float32)
+    scores[3, :4990] = -np.inf  # fewer finite scores than k
+    scores[4] = 1.0  # all tied
+    scores[5, ::2] = -np.inf
+    ids, values = block_top_k(scores, 30)
+    ref_ids, ref_values = top_k(scores, 30)
+    np.testing.assert_array_equal(values, ref_values)
+    np.testing.assert_array_equal(ids[values > -np.inf] >= 0, True)
+    np.testing.assert_array_equal(ids[3, 10:], -1)
+    rows = [r for r in range(64) if r != 4]
+    np.testing.assert_array_equal(ids[rows], ref_ids[rows])
