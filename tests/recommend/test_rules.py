@@ -96,6 +96,10 @@ def test_purchased_items_are_excluded_unless_repurchasable():
         descending(), purchased=purchased, rules=BusinessRules(exclude_purchased=False), k=8
     )
     assert {0, 5} <= set(anything)
+    # A dense mask (what a request over its few candidates passes) means the same.
+    mask = purchased.toarray() > 0
+    assert ranked(descending(), purchased=mask, k=8) == plain
+    assert ranked(descending(), purchased=mask, rules=consumables, k=8) == again
 
 
 def test_purchases_apply_to_their_own_row_only():
@@ -262,7 +266,8 @@ def test_k_larger_than_the_catalog_pads_to_k():
         ({"scores": np.ones((1, 7))}, "7 item columns; the catalog has 8"),
         ({"k": 0}, "k must be a positive integer"),
         ({"purchased": sp.csr_matrix((2, 8))}, "purchased has shape"),
-        ({"purchased": np.zeros((1, 8))}, "purchased must be a scipy.sparse"),
+        ({"purchased": [[0] * 8]}, "purchased must be a scipy.sparse matrix or an array"),
+        ({"purchased": np.zeros((2, 8))}, "purchased has shape"),
         ({"include_categories": "Home"}, "include_categories must be a list"),
         ({"scores": np.full((1, 8), np.inf)}, r"\+inf"),
     ],

@@ -291,6 +291,19 @@ def distinct_users(interactions: sp.spmatrix) -> np.ndarray:
     return np.diff(sp.csc_matrix(interactions).indptr).astype(np.float32)
 
 
+def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """``matrix[rows]`` as a dense float32 array, gathered from the CSR arrays directly
+    (scipy's row indexing costs ~0.1 ms a call, too much for a request's few rows)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts, stops = matrix.indptr[rows], matrix.indptr[rows + 1]
+    lengths = stops - starts
+    out = np.zeros((len(rows), matrix.shape[1]), np.float32)
+    if lengths.sum():
+        at = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        out[np.repeat(np.arange(len(rows)), lengths), matrix.indices[at]] = matrix.data[at]
+    return out
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest scores per row, best first; -inf → -1."""
     k = min(k, scores.shape[1])

@@ -210,7 +210,7 @@ def apply_rules(
     catalog : the item attributes, aligned with the score columns.
     rules : the shop's rules (defaults: :class:`BusinessRules`).
     k : items per row.
-    purchased : rows × items, > 0 where the row's user bought the item.
+    purchased : rows × items (sparse or an array), > 0 where the row's user bought the item.
     unclicked_impressions : rows × items, how often the item was shown to the user since
         their last click on it (counts); read when ``rules.impression_cap`` is set.
     item_similarity : ``f(sources, targets) -> len(sources) × len(targets)`` similarities in
@@ -436,11 +436,15 @@ def _entries(
     name: str,
     keep: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, columns) of the stored entries of ``matrix`` whose value passes ``keep``."""
-    if not sp.issparse(matrix):
-        raise ValueError(f"{name} must be a scipy.sparse matrix (rows × items)")
+    """(rows, columns) of the stored entries of ``matrix`` (sparse, or a dense array of
+    the scores' shape) whose value passes ``keep``."""
+    if not (sp.issparse(matrix) or isinstance(matrix, np.ndarray)):
+        raise ValueError(f"{name} must be a scipy.sparse matrix or an array (rows × items)")
     if matrix.shape != shape:
         raise ValueError(f"{name} has shape {matrix.shape}; the scores have {shape}")
+    if isinstance(matrix, np.ndarray):
+        rows, cols = np.nonzero(keep(matrix))
+        return rows.astype(np.int64), cols.astype(np.int64)
     coo = sp.coo_matrix(matrix)
     hit = keep(coo.data)
     return coo.row[hit].astype(np.int64), coo.col[hit].astype(np.int64)

@@ -194,17 +194,16 @@ class RecommendationService:
             raise ValueError("session_events need a user_id; None is an anonymous visitor")
         context = dict(context or {})
         user = -1 if user_id is None else self.user_row(user_id)
-        row, purchased, strongest = self._user_rows(user, session_events)
-        seen = row.indices
         found = None
-        if user >= 0 and not session_events:
-            found = self._from_candidates(
-                user, row, purchased, k, include_categories, exclude_categories
-            )
+        if user >= 0 and not session_events and self.candidates is not None:
+            seen, strongest = self._seen_of(user)
+            found = self._from_candidates(user, k, include_categories, exclude_categories)
         if found is not None:
             chosen, values = found
             explainer: Recommender = self.model
         else:
+            row, purchased, strongest = self._user_rows(user, session_events)
+            seen = row.indices
             chosen, values, explainer = self._full_pass(
                 user,
                 row,
@@ -284,8 +283,6 @@ class RecommendationService:
     def _from_candidates(
         self,
         user: int,
-        row: sp.csr_matrix,
-        purchased: sp.csr_matrix,
         k: int,
         include_categories: Sequence[str] | None,
         exclude_categories: Sequence[str] | None,
@@ -300,7 +297,8 @@ class RecommendationService:
             return None
         complete = len(codes) < candidates.depth  # every finite score is among them
         added = np.arange(candidates.n_items, len(self.catalog))
-        if len(added) and self.content is not None and row.nnz:
+        if len(added) and self.content is not None:
+            row = _row_of(self.history, user, len(self.catalog))
             similar = self._new_item_content(row, added)[0]
             best = candidates.best[user]
             keep = similar > 0
@@ -308,17 +306,14 @@ class RecommendationService:
             scores = np.concatenate(
                 [scores, (similar[keep] * best * NEW_ITEM_WEIGHT).astype(np.float32)]
             )
-        local = {int(code): slot for slot, code in enumerate(codes)}
-        bought = [local[c] for c in purchased.indices.tolist() if c in local]
+        start, stop = self.purchased.indptr[user], self.purchased.indptr[user + 1]
+        bought = np.isin(codes, self.purchased.indices[start:stop])
         ids, values = apply_rules(
             scores[None, :],
             catalog=self.catalog.take(codes),
             rules=self.rules,
             k=k,
-            purchased=sp.csr_matrix(
-                (np.ones(len(bought), np.float32), (np.zeros(len(bought), np.int64), bought)),
-                shape=(1, len(codes)),
-            ),
+            purchased=bought[None, :],
             item_similarity=_remapped(self._similarity(), codes),
             include_categories=include_categories,
             exclude_categories=exclude_categories,
@@ -746,12 +741,15 @@ class RecommendationService:
             for matrix in (row, purchased, strength):
                 matrix.eliminate_zeros()
                 matrix.sort_indices()
-        # One event-type code per history item, in the order of row.indices.
-        at = np.minimum(np.searchsorted(strength.indices, row.indices), strength.nnz - 1)
-        found = strength.indices[at] == row.indices if strength.nnz else np.zeros(row.nnz, bool)
-        codes = np.where(found, strength.data[at] if strength.nnz else 0, 0).astype(np.int64)
-        strongest = np.maximum(codes, 1)
-        return row, purchased, strongest
+        return row, purchased, _strongest_codes(row.indices, strength.indices, strength.data)
+
+    def _seen_of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
+        """A known user's history items and the strongest event-type code of each, read
+        straight from the CSR arrays (what a request from the candidates needs)."""
+        history, strength = self.history, self.strongest
+        seen = history.indices[history.indptr[user] : history.indptr[user + 1]]
+        start, stop = strength.indptr[user], strength.indptr[user + 1]
+        return seen, _strongest_codes(seen, strength.indices[start:stop], strength.data[start:stop])
 
     def _with_new_items(
         self, scores: np.ndarray, rows: sp.csr_matrix
@@ -891,6 +889,16 @@ def _row_of(matrix: sp.csr_matrix, user: int, n_items: int) -> sp.csr_matrix:
         (matrix.data[start:stop], matrix.indices[start:stop], np.array([0, stop - start])),
         shape=(1, n_items),
     )
+
+
+def _strongest_codes(seen: np.ndarray, indices: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The strongest event-type code (at least 1, a view) of each of ``seen``, from one row
+    of the strongest matrix (``indices`` sorted, ``codes`` aligned)."""
+    if not len(indices):
+        return np.ones(len(seen), np.int64)
+    at = np.minimum(np.searchsorted(indices, seen), len(indices) - 1)
+    found = np.where(indices[at] == seen, codes[at], 0).astype(np.int64)
+    return np.maximum(found, 1)
 
 
 def _hide_seen(scores: np.ndarray, rows: sp.csr_matrix, purchased: sp.csr_matrix) -> None:

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from tailor.events.columns import ITEM_CATEGORY_SEPARATOR
-from tailor.recommend.base import Recommender, item_codes, top_k
+from tailor.recommend.base import Recommender, dense_rows, item_codes, top_k
 
 if TYPE_CHECKING:
     from tailor.recommend.catalog import Catalog
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 _CATEGORY_MODES = ("path", "labels")
 _BATCH = 2048  # source items per block in similar_items: memory is block × items
+_DENSE_PAIRS = 20_000  # item pairs up to which item_similarity works on dense rows
 
 
 class ContentSimilarity(Recommender):
@@ -178,6 +179,9 @@ class ContentSimilarity(Recommender):
         sources = self._codes(sources, "sources")
         targets = self._codes(targets, "targets")
         features = self.item_features_
+        if len(sources) * len(targets) <= _DENSE_PAIRS:
+            # A request's few pairs: dense rows cost less than scipy's indexing machinery.
+            return dense_rows(features, sources) @ dense_rows(features, targets).T
         product = features[sources] @ features[targets].T
         return np.asarray(product.todense(), dtype=np.float32)
 
