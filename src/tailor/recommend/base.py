@@ -276,9 +276,9 @@ def item_codes(values: np.ndarray, n_items: int, name: str = "item codes") -> np
     codes = np.asarray(values)
     if codes.ndim != 1 or (codes.size and not np.issubdtype(codes.dtype, np.integer)):
         raise ValueError(f"{name} must be a 1-D array of item codes (integers)")
-    codes = codes.astype(np.int64)
-    bad = (codes < 0) | (codes >= n_items)
-    if bad.any():
+    codes = codes.astype(np.int64, copy=False)
+    if codes.size and (codes.min() < 0 or codes.max() >= n_items):  # (cheaper than a mask)
+        bad = (codes < 0) | (codes >= n_items)
         raise ValueError(
             f"{name} must hold item codes in [0, {n_items}): item code {codes[bad][0]} is "
             f"outside 0..{n_items - 1}; drop the -1 padding first"

@@ -41,12 +41,14 @@ class TopCandidates:
     """Per history row of the service: the best item codes (``items``, best first, -1 past
     the last finite score) and their pre-rule scores; ``best``: the user's best personal
     score (what content scores of new items are scaled by); ``n_items``: the catalog's size
-    when they were computed."""
+    when they were computed; ``evidence``: per candidate, the history item that explains
+    it (-1: none), so a request words its reasons without a similarity computation."""
 
     items: np.ndarray
     scores: np.ndarray
     best: np.ndarray
     n_items: int
+    evidence: np.ndarray | None = None
 
     @property
     def depth(self) -> int:
@@ -65,23 +67,40 @@ class TopCandidates:
         self.items[row] = -1
         self.scores[row] = -np.inf
         self.best[row] = 0.0
+        if self.evidence is not None:
+            self.evidence[row] = -1
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {
+        arrays = {
             "top_items": self.items,
             "top_scores": self.scores,
             "top_best": self.best,
             "top_n_items": np.asarray(self.n_items),
         }
+        if self.evidence is not None:
+            arrays["top_evidence"] = self.evidence
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TopCandidates | None:
         if "top_items" not in arrays:
             return None
         items, scores, best = arrays["top_items"], arrays["top_scores"], arrays["top_best"]
-        if items.ndim != 2 or items.shape != scores.shape or len(best) != len(items):
+        evidence = arrays.get("top_evidence")
+        if (
+            items.ndim != 2
+            or items.shape != scores.shape
+            or len(best) != len(items)
+            or (evidence is not None and evidence.shape != items.shape)
+        ):
             raise ValueError("the candidate arrays have inconsistent shapes")
-        return cls(np.array(items), np.array(scores), np.array(best), int(arrays["top_n_items"]))
+        return cls(
+            np.array(items),
+            np.array(scores),
+            np.array(best),
+            int(arrays["top_n_items"]),
+            None if evidence is None else np.array(evidence),
+        )
 
 
 def compute_top_candidates(
@@ -92,12 +111,14 @@ def compute_top_candidates(
     depth: int = DEFAULT_DEPTH,
     block: int = 512,
     progress: Callable[[int], None] | None = None,
+    evidence_of: Callable[[int, np.ndarray], np.ndarray] | None = None,
 ) -> TopCandidates:
     """The best ``depth`` items of each of ``n_rows`` rows, in blocks of ``block`` rows.
 
     ``pre_rule_scores(rows)`` gives those rows' scores over the catalog (-inf: never) and
     their best personal scores, exactly as a request computes them before the rules.
-    ``progress(n)`` is called with the rows done after each block.
+    ``progress(n)`` is called with the rows done after each block. ``evidence_of(row,
+    codes)``: the history item explaining each candidate of a row (kept as ``evidence``).
     """
     if depth < 1 or block < 1:
         raise ValueError(f"depth and block must be >= 1, got {depth} and {block}")
@@ -105,12 +126,17 @@ def compute_top_candidates(
     items = np.full((n_rows, depth), -1, np.int32)
     scores = np.full((n_rows, depth), -np.inf, np.float32)
     best = np.zeros(n_rows, np.float32)
+    evidence = None if evidence_of is None else np.full((n_rows, depth), -1, np.int32)
 
     def one_block(start: int) -> int:
         rows = np.arange(start, min(start + block, n_rows))
         block_scores, block_best = pre_rule_scores(rows)
         ids, values = block_top_k(block_scores, depth)
         items[rows], scores[rows], best[rows] = ids, values, block_best
+        if evidence is not None:
+            for row, codes in zip(rows, ids, strict=True):
+                found = codes[codes >= 0]
+                evidence[row, : len(found)] = evidence_of(int(row), found)
         return len(rows)
 
     # numpy and BLAS release the GIL: blocks on every core.
@@ -118,7 +144,7 @@ def compute_top_candidates(
         for done in pool.map(one_block, range(0, n_rows, block)):
             if progress is not None:
                 progress(done)
-    return TopCandidates(items, scores, best, n_items)
+    return TopCandidates(items, scores, best, n_items, evidence)
 
 
 def block_top_k(scores: np.ndarray, k: int, *, stride: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -122,27 +122,18 @@ def _explain_with(
     context: Mapping[str, Any] | None,
     bought_together: bool | Collection[str],
 ) -> list[Explanation]:
-    out = [Explanation("popular", "Popular right now", None, source) for _ in items]
+    # One shared (frozen) default: the list is rebuilt per request, thousands a second.
+    out = [Explanation("popular", "Popular right now", None, source)] * len(items)
     if not len(items):
         return out
-    similarity = getattr(model, "item_similarity", None)
-    links = similarity(history, items) if callable(similarity) and len(history) else None
+    strongest = strongest_links(model, history, items)
     explained = np.zeros(len(items), dtype=bool)
-    if links is not None:
-        links = np.asarray(links, dtype=np.float64)
-        strongest = np.argmax(links, axis=0)
-        strength = links[strongest, np.arange(len(items))]
-        # A zero or negative link explains nothing: the item came from elsewhere in the model.
-        explained = strength > 0
-        kind = _similarity_kind(model, source, bought_together)
+    if strongest is not None:
+        explained = strongest >= 0
+        kind = similarity_kind(model, source, bought_together)
         for j in np.flatnonzero(explained):
-            evidence = history[strongest[j]]
-            out[j] = Explanation(
-                kind,
-                _sentence(kind, _title(catalog, evidence), str(verbs[strongest[j]])),
-                str(catalog.item_ids[evidence]),
-                source,
-            )
+            position = strongest[j]
+            out[j] = because(kind, source, history[position], catalog, str(verbs[position]))
     best_context = getattr(model, "best_context", None)
     rest = np.flatnonzero(~explained)
     if callable(best_context) and context and rest.size:
@@ -178,7 +169,35 @@ def _best_generator(
     return np.argmin(ranks, axis=0)
 
 
-def _similarity_kind(model: Any, source: str, bought_together: bool | Collection[str]) -> str:
+def strongest_links(model: Any, history: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+    """For each of ``items``, the position in ``history`` of the item that speaks most for
+    it by the model's ``item_similarity`` (-1 where no link is positive: the item came from
+    elsewhere in the model); None when the model does not relate items."""
+    similarity = getattr(model, "item_similarity", None)
+    links = similarity(history, items) if callable(similarity) and len(history) else None
+    if links is None:
+        return None
+    links = np.asarray(links, dtype=np.float64)
+    strongest = np.argmax(links, axis=0)
+    strength = links[strongest, np.arange(len(items))]
+    # A zero or negative link explains nothing.
+    return np.where(strength > 0, strongest, -1)
+
+
+def because(kind: str, source: str, evidence: int, catalog: Catalog, verb: str) -> Explanation:
+    """The explanation naming history item ``evidence`` (a code), of a similarity ``kind``
+    (see :func:`similarity_kind`)."""
+    return Explanation(
+        kind,
+        _sentence(kind, _title(catalog, evidence), verb),
+        str(catalog.item_ids[evidence]),
+        source,
+    )
+
+
+def similarity_kind(model: Any, source: str, bought_together: bool | Collection[str]) -> str:
+    """What an item-to-item link of this model means: similar content, bought together, or
+    "because you ..." (collaborative)."""
     if _name(model) in _CONTENT_MODELS:
         return "similar_content"
     if bought_together is True or (

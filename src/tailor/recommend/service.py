@@ -38,7 +38,14 @@ import scipy.sparse as sp
 from tailor.recommend.base import Recommender, load_model
 from tailor.recommend.candidates import DEFAULT_DEPTH, TopCandidates, compute_top_candidates
 from tailor.recommend.catalog import Catalog
-from tailor.recommend.explain import EVENT_VERBS, Explanation, explain
+from tailor.recommend.explain import (
+    EVENT_VERBS,
+    Explanation,
+    because,
+    explain,
+    similarity_kind,
+    strongest_links,
+)
 from tailor.recommend.interactions import INTERACTION_TYPES, EventWeights, InteractionLog
 from tailor.recommend.models.content import ContentSimilarity
 from tailor.recommend.models.trending import Trending
@@ -199,8 +206,8 @@ class RecommendationService:
             seen, strongest = self._seen_of(user)
             found = self._from_candidates(user, k, include_categories, exclude_categories)
         if found is not None:
-            chosen, values = found
-            explainer: Recommender = self.model
+            chosen, values, evidence = found
+            reasons = self._explanations(seen, chosen, evidence, _VERB_OF_CODE[strongest])
         else:
             row, purchased, strongest = self._user_rows(user, session_events)
             seen = row.indices
@@ -214,8 +221,7 @@ class RecommendationService:
                 include_categories,
                 exclude_categories,
             )
-        verbs = [EVENT_VERBS.get(INTERACTION_TYPES[c - 1], "interacted with") for c in strongest]
-        reasons = self._explain(explainer, seen, chosen, verbs, context)
+            reasons = self._explain(explainer, seen, chosen, _VERB_OF_CODE[strongest], context)
         return [
             RecommendedItem(
                 item_id=str(self.catalog.item_ids[item]),
@@ -286,9 +292,10 @@ class RecommendationService:
         k: int,
         include_categories: Sequence[str] | None,
         exclude_categories: Sequence[str] | None,
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The rules over the user's precomputed candidates; None where only a full pass
-        gives the exact answer (see :mod:`tailor.recommend.candidates`)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The rules over the user's precomputed candidates: (codes, scores, the history
+        item explaining each or -1); None where only a full pass gives the exact answer
+        (see :mod:`tailor.recommend.candidates`)."""
         candidates = self.candidates
         if candidates is None or self.rules.boosts or user >= len(candidates.items):
             return None
@@ -321,7 +328,16 @@ class RecommendationService:
         chosen = ids[0][ids[0] >= 0]
         if not complete and (len(chosen) < k or self._mmr_pool_short(len(codes), k)):
             return None
-        return codes[chosen], values[0][: len(chosen)]
+        evidence = np.full(len(chosen), -1, np.int64)
+        ready = chosen < candidates.depth
+        if candidates.evidence is not None:
+            evidence[ready] = candidates.evidence[user, chosen[ready]]
+        else:
+            ready[:] = False
+        if not ready.all():  # items added since, or no evidence kept: look it up now
+            seen = self.history.indices[self.history.indptr[user] : self.history.indptr[user + 1]]
+            evidence[~ready] = self._evidence(seen, codes[chosen[~ready]])
+        return codes[chosen], values[0][: len(chosen)], evidence
 
     def _mmr_pool_short(self, n_candidates: int, k: int) -> bool:
         """Whether MMR would draw its pool from further down than the candidates reach."""
@@ -344,8 +360,18 @@ class RecommendationService:
             scores[np.diff(block[:, :n_model].indptr) == 0] = -np.inf
             return scores, best
 
+        def evidence_of(row: int, codes: np.ndarray) -> np.ndarray:
+            return self._evidence(
+                history.indices[history.indptr[row] : history.indptr[row + 1]], codes
+            )
+
         candidates = compute_top_candidates(
-            pre_rule_scores, history.shape[0], len(self.catalog), depth=depth, progress=progress
+            pre_rule_scores,
+            history.shape[0],
+            len(self.catalog),
+            depth=depth,
+            progress=progress,
+            evidence_of=None if self._hybrid else evidence_of,
         )
         return dataclasses.replace(self, candidates=candidates)
 
@@ -743,6 +769,47 @@ class RecommendationService:
                 matrix.sort_indices()
         return row, purchased, _strongest_codes(row.indices, strength.indices, strength.data)
 
+    @property
+    def _hybrid(self) -> bool:
+        """Whether the personal model is a hybrid (explained generator by generator)."""
+        return isinstance(getattr(self.model, "models_", None), dict)
+
+    def _evidence(self, seen: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """The history item (a code; -1: none) that speaks most for each of ``codes`` by the
+        personal model (a plain one, not a hybrid), or, for items without interactions, by
+        content. What :meth:`_explanations` words; the candidates keep it precomputed."""
+        out = np.full(len(codes), -1, np.int64)
+        if not len(seen) or not len(codes):
+            return out
+        new = self._new_items[codes] & (self.content is not None)
+        by_model = (codes < self.n_model_items) & ~new
+        known = seen[seen < self.n_model_items]
+        for mask, model, history in ((by_model, self.model, known), (new, self.content, seen)):
+            if mask.any() and len(history):
+                strongest = strongest_links(model, history, codes[mask])
+                if strongest is not None:
+                    out[mask] = np.where(strongest >= 0, history[strongest], -1)
+        return out
+
+    def _explanations(
+        self, seen: np.ndarray, chosen: np.ndarray, evidence: np.ndarray, verbs: np.ndarray
+    ) -> list[Explanation]:
+        """The personal model's reasons for ``chosen`` from their ``evidence`` (see
+        :meth:`_evidence`): "Because you viewed ...", "Similar to ... you bought"."""
+        model = self.model.name
+        new = self._new_items[chosen] & (self.content is not None) & (len(seen) > 0)
+        kinds = {False: similarity_kind(self.model, model, False), True: "similar_content"}
+        sources = {False: model, True: "content"}
+        out = []
+        for code, item_is_new in zip(evidence.tolist(), new.tolist(), strict=True):
+            source = sources[item_is_new]
+            if code < 0:
+                out.append(Explanation("popular", "Popular right now", None, source))
+                continue
+            verb = str(verbs[int(np.flatnonzero(seen == code)[0])])
+            out.append(because(kinds[item_is_new], source, code, self.catalog, verb))
+        return out
+
     def _seen_of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
         """A known user's history items and the strongest event-type code of each, read
         straight from the CSR arrays (what a request from the candidates needs)."""
@@ -809,28 +876,32 @@ class RecommendationService:
         explainer: Recommender,
         seen: np.ndarray,
         chosen: np.ndarray,
-        verbs: list[str],
+        verbs: np.ndarray,
         context: Mapping[str, str],
     ) -> list[Explanation]:
         if not len(chosen):
             return []
-        out = [Explanation("popular", "Popular right now", None, explainer.name) for _ in chosen]
-        # The models know only their own items: explain those with them.
+        if explainer is self.model and not self._hybrid:
+            return self._explanations(seen, chosen, self._evidence(seen, chosen), verbs)
+        out = [Explanation("popular", "Popular right now", None, explainer.name)] * len(chosen)
+        # Items without interactions are explained by content where it can; the models know
+        # only their own items: explain those with them.
+        new = self._new_items[chosen]
+        by_content = self.content is not None and len(seen) > 0
         n_model = self.n_model_items
-        old, known = chosen < n_model, seen < n_model
+        old, known = (chosen < n_model) & ~(new & by_content), seen < n_model
         if old.any():
             reasons = explain(
                 explainer,
                 seen[known],
                 chosen[old],
                 self.catalog,
-                verbs=np.asarray(verbs, dtype=object)[known],
+                verbs=verbs[known],
                 context=context,
             )
             for slot, reason in zip(np.flatnonzero(old), reasons, strict=True):
                 out[slot] = reason
-        new = self._new_items[chosen]
-        if new.any() and self.content is not None and len(seen):
+        if new.any() and by_content:
             by_content = explain(
                 self.content, seen, chosen[new], self.catalog, verbs=verbs, context=context
             )
@@ -846,6 +917,11 @@ _CART = float(INTERACTION_TYPES.index("add_to_cart") + 1)
 _USER_STATE = ("user_factors_",)
 """Per-user learned state of the models (rows = training users), zeroed on erasure."""
 _CATALOG_ARRAYS = tuple(f.name for f in dataclasses.fields(Catalog))
+_VERB_OF_CODE = np.array(
+    ["interacted with", *(EVENT_VERBS.get(kind, "interacted with") for kind in INTERACTION_TYPES)],
+    dtype=object,
+)
+"""The verb of each strongest-event code (0: none known, 1: the first interaction type)."""
 
 
 def co_purchases(strongest: sp.csr_matrix, n_items: int | None = None) -> sp.csr_matrix:
