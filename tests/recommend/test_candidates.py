@@ -10,7 +10,12 @@ import pytest
 
 from tailor.datasets.simulate.shop import ShopConfig, simulate_shop
 from tailor.recommend.base import top_k
-from tailor.recommend.candidates import TopCandidates, block_top_k, compute_top_candidates
+from tailor.recommend.candidates import (
+    EVIDENCE_DEPTH,
+    TopCandidates,
+    block_top_k,
+    compute_top_candidates,
+)
 from tailor.recommend.rules import Boost, BusinessRules
 from tailor.recommend.service import RecommendationService
 
@@ -128,6 +133,7 @@ def test_candidates_survive_save_and_load(fast, tmp_path):
     loaded = RecommendationService.load(fast.save(tmp_path / "model"))
     assert loaded.candidates is not None
     np.testing.assert_array_equal(loaded.candidates.items, fast.candidates.items)
+    np.testing.assert_array_equal(loaded.candidates.evidence, fast.candidates.evidence)
     for user in users_of(fast, 20):
         same_answer(loaded.recommend(user, k=10), fast.recommend(user, k=10))
 
@@ -140,9 +146,22 @@ def test_erasure_forgets_the_users_candidates(shop):
     user = users_of(service, 1)[0]
     row = service.user_row(user)
     assert (service.candidates.items[row] >= 0).any()
+    assert (service.candidates.evidence[row] >= 0).any()
     erased = service.without_user(user)
     assert (service.candidates.items[row] == -1).all()
+    assert (service.candidates.evidence[row] == -1).all()
     assert erased.user_row(user) == -1
+
+
+def test_evidence_names_a_history_item_of_the_user(fast):
+    for user in users_of(fast, 30):
+        row = fast.user_row(user)
+        codes, _ = fast.candidates.of(row)
+        evidence = fast.candidates.evidence[row]
+        assert len(evidence) == min(fast.candidates.depth, EVIDENCE_DEPTH)
+        seen = fast.history[row].indices
+        assert np.isin(evidence[evidence >= 0], seen).all()
+        assert (evidence[len(codes) :] == -1).all()
 
 
 def test_compute_top_candidates_orders_and_pads():

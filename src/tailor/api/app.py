@@ -10,6 +10,7 @@ request). Anything else is logged and answered 500 without internals.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -132,9 +133,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for tenant in tenant_map.values():
             tenant.start()
+        thresholds = _settle_gc()
         try:
             yield
         finally:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
             state.close()
             for workspace in owned:
                 workspace.close()
@@ -155,6 +159,27 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app)
     return app
+
+
+GC_GEN0_THRESHOLD = 20_000
+
+
+def _settle_gc() -> tuple[int, int, int]:
+    """Keep the cyclic garbage collector off the loaded state; returns the old thresholds.
+
+    What start-up loaded (models, candidates, catalog) lives as long as the process, yet every
+    full collection walked all of it, and ingestion makes full collections frequent: each
+    request's events live until their group commit, so thousands reach the oldest generation
+    per commit. Frozen, the loaded state is never walked again; a generation-0 threshold of
+    20,000 (not 700) lets most of a request's objects die before a collection sees them.
+    Measured over a ``bench.serve --quick`` server's life: 1.5 s in the collector unfrozen,
+    0.9 s frozen, 0.5 s frozen with the larger threshold (full collections 12 -> 4).
+    """
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], GC_GEN0_THRESHOLD), *thresholds[1:])
+    return thresholds
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -42,12 +42,32 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 
 
 def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("timestamp needs a time zone (e.g. 2024-05-01T10:00:00Z)")
-    value = value.astimezone(UTC)
-    if value < EARLIEST:
+    """``value`` in UTC (on ``datetime.UTC``), refusing a naive one and one before 1970.
+
+    On the ingest hot path: pydantic parses ``...Z`` into its own ``TzInfo``, on which
+    ``astimezone``, ``replace`` and comparisons go through slow offset calls (about 0.7 us
+    each). So the offset is read once, subtracted from the wall time, and the result rebuilt on
+    ``datetime.UTC`` with ``combine`` (about 0.25 us); the 1970 check is then the UTC year, with
+    no aware comparison. The result equals ``astimezone(UTC)``.
+    """
+    tz = value.tzinfo
+    if tz is not UTC:
+        offset = None if tz is None else tz.utcoffset(value)
+        if offset is None:  # naive, or a tzinfo that does not know its offset (naive too)
+            raise ValueError("timestamp needs a time zone (e.g. 2024-05-01T10:00:00Z)")
+        try:
+            value = value - offset  # wall-time arithmetic; fold resets to 0 as in astimezone
+        except OverflowError:  # beyond year 1 or 9999 once in UTC
+            if value.year < 1970:
+                raise ValueError("timestamp is before 1970-01-01") from None
+            raise ValueError("timestamp is after 9999-12-31 in UTC") from None
+        value = _combine(value.date(), value.time(), UTC)
+    if value.year < 1970:
         raise ValueError("timestamp is before 1970-01-01")
     return value
+
+
+_combine = datetime.combine  # bound once: the attribute lookup is a third of its cost
 
 
 def _finite(value: float) -> float:

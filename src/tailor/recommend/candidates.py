@@ -29,11 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from tailor.recommend.base import top_k
 
 DEFAULT_DEPTH = 100
 """Candidates kept per user: 10 times a typical page, 2 times MMR's pool for k = 10."""
+EVIDENCE_DEPTH = 20
+"""Candidates whose explaining history item is kept (a page after the rules nearly always
+comes from these; a request looks up the others)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,9 @@ class TopCandidates:
     """Per history row of the service: the best item codes (``items``, best first, -1 past
     the last finite score) and their pre-rule scores; ``best``: the user's best personal
     score (what content scores of new items are scaled by); ``n_items``: the catalog's size
-    when they were computed; ``evidence``: per candidate, the history item that explains
-    it (-1: none), so a request words its reasons without a similarity computation."""
+    when they were computed; ``evidence``: for the first :data:`EVIDENCE_DEPTH` candidates,
+    the history item that explains each (-1: none), so a request words its reasons without
+    a similarity computation."""
 
     items: np.ndarray
     scores: np.ndarray
@@ -91,7 +96,7 @@ class TopCandidates:
             items.ndim != 2
             or items.shape != scores.shape
             or len(best) != len(items)
-            or (evidence is not None and evidence.shape != items.shape)
+            or (evidence is not None and len(evidence) != len(items))
         ):
             raise ValueError("the candidate arrays have inconsistent shapes")
         return cls(
@@ -126,7 +131,8 @@ def compute_top_candidates(
     items = np.full((n_rows, depth), -1, np.int32)
     scores = np.full((n_rows, depth), -np.inf, np.float32)
     best = np.zeros(n_rows, np.float32)
-    evidence = None if evidence_of is None else np.full((n_rows, depth), -1, np.int32)
+    explained = min(depth, EVIDENCE_DEPTH)
+    evidence = None if evidence_of is None else np.full((n_rows, explained), -1, np.int32)
 
     def one_block(start: int) -> int:
         rows = np.arange(start, min(start + block, n_rows))
@@ -134,13 +140,15 @@ def compute_top_candidates(
         ids, values = block_top_k(block_scores, depth)
         items[rows], scores[rows], best[rows] = ids, values, block_best
         if evidence is not None:
-            for row, codes in zip(rows, ids, strict=True):
+            for row, codes in zip(rows, ids[:, :explained], strict=True):
                 found = codes[codes >= 0]
                 evidence[row, : len(found)] = evidence_of(int(row), found)
         return len(rows)
 
-    # numpy and BLAS release the GIL: blocks on every core.
-    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, 4))) as pool:
+    # numpy and BLAS release the GIL: blocks on every core, each with a one-thread BLAS (BLAS
+    # threads of their own would fight the blocks for the cores).
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    with threadpool_limits(1), ThreadPoolExecutor(max_workers=workers) as pool:
         for done in pool.map(one_block, range(0, n_rows, block)):
             if progress is not None:
                 progress(done)

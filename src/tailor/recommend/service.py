@@ -329,7 +329,8 @@ class RecommendationService:
         if not complete and (len(chosen) < k or self._mmr_pool_short(len(codes), k)):
             return None
         evidence = np.full(len(chosen), -1, np.int64)
-        ready = chosen < candidates.depth
+        explained = 0 if candidates.evidence is None else candidates.evidence.shape[1]
+        ready = chosen < explained
         if candidates.evidence is not None:
             evidence[ready] = candidates.evidence[user, chosen[ready]]
         else:

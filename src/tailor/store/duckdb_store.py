@@ -24,6 +24,17 @@ _TYPES: dict[ColumnKind, str] = {
     "json": "JSON",
 }
 
+CHECKPOINT_THRESHOLD = "64MB"
+"""WAL size at which a commit also checkpoints (DuckDB's default is 16 MB, about 80,000 events).
+
+A checkpoint recompresses what the WAL holds, 2 to 3 us per event, and the commit that
+triggers it waits for it; at 16 MB the last, partly filled row group is recompressed at every
+checkpoint. Measured on 1.28 M appended events in groups of 20,000 (2 cores): 16 MB 6.0 us
+per event (stall 0.3 s), 64 MB 5.4 (stall 0.65 to 1.1 s), 128 MB 4.6 (stall 0.9 s);
+``bench.serve --quick`` ingests 42,000 events/s at 16 MB and 47,800 at 64 MB. The price is
+the WAL replayed when a crashed process reopens the store: 0.1 s at 16 MB, 0.3 s at 64 MB
+(1.1 s at 256 MB). 64 MB keeps both the stall and the replay well under a second."""
+
 
 class DuckDBStore(SqlStore):
     """A DuckDB file (or ``:memory:``). One process writes at a time, as DuckDB requires."""
@@ -42,6 +53,7 @@ class DuckDBStore(SqlStore):
                 "open; stop it or point TAILOR_STORE elsewhere."
             ) from exc
         self._con.execute("SET TimeZone = 'UTC'").fetchall()
+        self._con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'").fetchall()
         self._names = itertools.count()
         self._create_schema()
 
