@@ -553,3 +553,20 @@ def test_on_committed_keeps_consent_and_interactions_in_order(tmp_path):
     assert state.sessions.events("gone") == []
     state.on_committed(table.filter(pa.array([False, False, True, True, True])))
     assert [i for i, *_ in state.sessions.events("u2")] == ["i2", "i2"]
+
+
+def test_start_up_freezes_the_loaded_state_and_shutdown_restores_the_collector():
+    import gc
+
+    from tailor.api.app import GC_GEN0_THRESHOLD, _settle_gc
+
+    before = gc.get_threshold()
+    old = _settle_gc()
+    try:
+        assert old == before
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == max(before[0], GC_GEN0_THRESHOLD)
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+    assert gc.get_threshold() == before

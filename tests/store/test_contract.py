@@ -234,3 +234,30 @@ def test_empty_store_reads_empty_tables(store):
     assert store.read_events(purpose="personalization").num_rows == 0
     assert store.read_entities("devices").num_rows == 0
     assert store.count_events() == 0
+
+
+def test_sparse_batches_keep_every_value_and_null(store):
+    """PostgreSQL stages only the columns that hold a value: what is absent stays NULL and
+    what is present (in a few rows only) arrives intact; the erasure finds device events."""
+    telemetry = {
+        "event_id": "t1",
+        "event_type": "telemetry",
+        "subject_id": "c",  # the erasure below reaches it through the device only
+        "occurred_at": "2024-05-01T10:00:00Z",
+        "device_id": "d1",
+        "metric": "temp",
+        "value": 21.5,
+    }
+    store.append_events(events_table(view("v1", "a"), view("v2", "b"), telemetry))
+    rows = {r["event_id"]: r for r in store.read_events(purpose=None).to_pylist()}
+    assert rows["t1"]["device_id"] == "d1" and rows["t1"]["value"] == 21.5
+    assert rows["v1"]["device_id"] is None and rows["v1"]["item_id"] == "i1"
+    assert all(rows[e]["price"] is None and rows[e]["properties"] is None for e in rows)
+    store.upsert_entities("devices", pa.table({"device_id": ["d1"], "owner_id": ["a"]}))
+    store.erase_subject("a", erased_at=T0)
+    assert ids(store.read_events(purpose=None)) == [("v2", 0)]
+
+
+def test_rows_whose_only_value_is_the_key_are_staged(store):
+    store.upsert_entities("items", pa.table({"item_id": ["x", "y"], "title": [None, None]}))
+    assert store.count_entities("items") == 2

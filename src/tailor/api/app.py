@@ -54,6 +54,9 @@ TAGS = [
 
 MODEL_ENV = "TAILOR_SERVE_MODEL"
 WORKERS_ENV = "TAILOR_SERVE_WORKERS"
+TAIL_INTERVAL_S = 0.5
+"""With several workers, how often each reads what the others stored (a view reaches the
+other workers' sessions within about this much)."""
 
 
 def _version() -> str:
@@ -74,14 +77,14 @@ def build_tenant(
 ) -> TenantState:
     """A tenant's serving state and ingest writer over ``workspace`` (not started yet).
 
-    With several workers each process tails the store every 250 ms for what the others
+    With several workers each process tails the store every 500 ms for what the others
     stored (events for the sessions, catalog changes, erasures).
     """
     serving = ServingState(
         workspace,
         model_path=model_path,
         poll_interval_s=poll_interval_s,
-        tail_interval_s=0.25 if workers > 1 else None,
+        tail_interval_s=TAIL_INTERVAL_S if workers > 1 else None,
     )
     writer = GroupCommitWriter(
         workspace.store,
