@@ -4,14 +4,16 @@ Set-up (each phase printed with its time):
 
 1. simulate a shop (:func:`~tailor.datasets.simulate.shop.simulate_shop`): 1,000,000 users,
    100,000 items and ``--events`` rows (default 6 million, which gives about 440,000 users
-   with history; measured: the set-up then takes about 4 minutes, 3 of them fitting ALS, so
-   more rows would only lengthen the set-up; ``--quick``: 20,000 users, 5,000 items, 300,000
+   with history; measured: the set-up then takes about 6 minutes, 1.5 of them fitting ALS
+   and 3.5 computing the candidates of 430,000 users, so more rows would only lengthen the
+   set-up; ``--quick``: 20,000 users, 5,000 items, 300,000
    rows);
 2. import items and events into a fresh store: a DuckDB file in a temporary folder (default)
    or, with ``--store postgres``, a fresh schema of the local PostgreSQL server
    (``$TAILOR_BENCH_POSTGRES_URL``, default the tests' server), dropped at the end;
 3. build the recommendation service with ALS (64 factors; EASE's dense item × item matrix
-   does not fit 100,000 items) and save it for ``--model``;
+   does not fit 100,000 items), precompute every known user's candidates as ``tailor serve
+   --save-model`` does (:mod:`tailor.recommend.candidates`), and save it for ``--model``;
 4. create an admin key with a rate limit far above the load (the limiter is not what is
    measured) and start ``tailor serve`` as a subprocess, with the workers the README
    documents for production: one for DuckDB (the server refuses more), one per core for
