@@ -77,6 +77,7 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
         )
         console.print(f"store: {settings.store}  key fingerprint: {ws.pseudonymizer.fingerprint}")
         service = show_recommendations(ws, console)
+        service = service.with_candidates()  # as `tailor serve --save-model` saves it
         model_dir = service.save(out / "model")
         customer, item = _example_ids(dataset.events, ws.pseudonymizer, service)
         country = _busiest_country(ws.store.read_events(purpose=None, columns=["country"]))
