@@ -136,6 +136,11 @@ def test_candidates_survive_save_and_load(fast, tmp_path):
     np.testing.assert_array_equal(loaded.candidates.evidence, fast.candidates.evidence)
     for user in users_of(fast, 20):
         same_answer(loaded.recommend(user, k=10), fast.recommend(user, k=10))
+    # Loaded arrays can be erased in place too.
+    user = users_of(fast, 1)[0]
+    row = loaded.user_row(user)
+    loaded.without_user(user)
+    assert (loaded.candidates.items[row] == -1).all()
 
 
 def test_erasure_forgets_the_users_candidates(shop):

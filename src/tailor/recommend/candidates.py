@@ -99,13 +99,8 @@ class TopCandidates:
             or (evidence is not None and len(evidence) != len(items))
         ):
             raise ValueError("the candidate arrays have inconsistent shapes")
-        return cls(
-            np.array(items),
-            np.array(scores),
-            np.array(best),
-            int(arrays["top_n_items"]),
-            None if evidence is None else np.array(evidence),
-        )
+        # np.load hands out fresh, writable arrays: no copy (they are large at scale).
+        return cls(items, scores, best, int(arrays["top_n_items"]), evidence)
 
 
 def compute_top_candidates(
