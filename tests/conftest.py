@@ -13,6 +13,7 @@ import pytest
 from tailor.events.privacy import Pseudonymizer
 from tailor.events.schema import parse_event, to_flat_rows
 from tailor.store import Store, open_store
+from tests._cli import workdir  # noqa: F401 - the CLI tests' folder fixture, shared
 
 POSTGRES_URL = os.environ.get(
     "TAILOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

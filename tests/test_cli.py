@@ -6,30 +6,10 @@ import csv
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from tailor.cli import app
-from tailor.config import get_settings
-
-runner = CliRunner()
+from tests._cli import tailor
 
 HEADER = ["event_id", "event_type", "subject_id", "occurred_at", "item_id"]
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder with its own store and key (the defaults live under ./.tailor)."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("TAILOR_STORE", "TAILOR_SECRET_KEY", "TAILOR_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
-
-
-def tailor(*args: str):
-    get_settings.cache_clear()
-    return runner.invoke(app, list(args))
 
 
 def write_csv(path: Path, rows: list[list[str]]) -> Path:

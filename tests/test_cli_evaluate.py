@@ -10,31 +10,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from tailor.cli import app
 from tailor.cli_evaluate import save_best
-from tailor.config import get_settings
 from tailor.recommend import InteractionLog, load_model
+from tests._cli import tailor
 
-runner = CliRunner()
 START = datetime(2024, 3, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder with its own store and key (the defaults live under ./.tailor)."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("TAILOR_STORE", "TAILOR_SECRET_KEY", "TAILOR_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
-
-
-def tailor(*args: str):
-    get_settings.cache_clear()
-    return runner.invoke(app, list(args))
 
 
 def said(result) -> str:

@@ -8,29 +8,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from tailor.api.keys import KeyRing
-from tailor.cli import app
-from tailor.config import get_settings
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder whose ./.tailor holds the keys file (the default api.keys_file)."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("TAILOR_CONFIG", "TAILOR_API__KEYS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
-
-
-def tailor(*args: str):
-    get_settings.cache_clear()
-    return runner.invoke(app, list(args))
+from tests._cli import tailor
 
 
 def create(*args: str) -> str:
