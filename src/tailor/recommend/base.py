@@ -153,15 +153,7 @@ class Recommender:
             raise ValueError(f"k must be at least 1, got {k}")
         history = sp.csr_matrix(history, dtype=np.float32)
         users = None if users is None else np.asarray(users, dtype=np.int64)
-        blocked = np.zeros(self._n_items(), dtype=bool)
-        if exclude_items is not None:
-            exclude_items = np.asarray(exclude_items)
-            if exclude_items.dtype == bool:
-                if exclude_items.shape != blocked.shape:
-                    raise ValueError("a boolean exclude_items must have one entry per item")
-                blocked |= exclude_items
-            else:
-                blocked[exclude_items.astype(np.int64)] = True
+        blocked = excluded_mask(exclude_items, self._n_items())
         k = min(k, self._n_items())
         ids = np.empty((history.shape[0], k), np.int64)
         scores = np.empty((history.shape[0], k), np.float32)
@@ -289,6 +281,20 @@ def item_codes(values: np.ndarray, n_items: int, name: str = "item codes") -> np
 def distinct_users(interactions: sp.spmatrix) -> np.ndarray:
     """How many users interacted with each item (the popularity every model falls back on)."""
     return np.diff(sp.csc_matrix(interactions).indptr).astype(np.float32)
+
+
+def excluded_mask(exclude_items: np.ndarray | None, n_items: int) -> np.ndarray:
+    """``exclude_items`` (item codes, or a boolean mask over the items) as a boolean mask."""
+    blocked = np.zeros(n_items, dtype=bool)
+    if exclude_items is None:
+        return blocked
+    exclude_items = np.asarray(exclude_items)
+    if exclude_items.dtype == bool:
+        if exclude_items.shape != blocked.shape:
+            raise ValueError("a boolean exclude_items must have one entry per item")
+        return blocked | exclude_items
+    blocked[item_codes(exclude_items, n_items, "exclude_items")] = True
+    return blocked
 
 
 def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:

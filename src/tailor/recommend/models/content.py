@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from tailor.events.columns import ITEM_CATEGORY_SEPARATOR
-from tailor.recommend.base import Recommender, dense_rows, item_codes, top_k
+from tailor.recommend.base import Recommender, dense_rows, excluded_mask, item_codes, top_k
 
 if TYPE_CHECKING:
     from tailor.recommend.catalog import Catalog
@@ -206,15 +206,7 @@ class ContentSimilarity(Recommender):
             raise ValueError(f"k must be at least 1, got {k}")
         codes = self._codes(item_codes, "item_codes")
         n_items = int(self.n_items_)
-        blocked = np.zeros(n_items, dtype=bool)
-        if exclude_items is not None:
-            exclude_items = np.asarray(exclude_items)
-            if exclude_items.dtype == bool:
-                if exclude_items.shape != blocked.shape:
-                    raise ValueError("a boolean exclude_items must have one entry per item")
-                blocked |= exclude_items
-            else:
-                blocked[self._codes(exclude_items, "exclude_items")] = True
+        blocked = excluded_mask(exclude_items, n_items)
         k = min(k, n_items)
         ids = np.empty((len(codes), k), np.int64)
         scores = np.empty((len(codes), k), np.float32)
