@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -207,3 +210,18 @@ def test_block_top_k_matches_the_exact_partition():
     np.testing.assert_array_equal(ids[3, 10:], -1)
     rows = [r for r in range(64) if r != 4]
     np.testing.assert_array_equal(ids[rows], ref_ids[rows])
+
+
+def test_candidates_of_another_model_are_refused_on_load(fast, tmp_path):
+    path = fast.save(tmp_path / "model")
+    with np.load(path / "candidates.npz") as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays = {name: (a[:-1] if a.ndim else a) for name, a in arrays.items()}  # one row short
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    (path / "candidates.npz").write_bytes(buffer.getvalue())
+    header = json.loads((path / "service.json").read_text())
+    header["files"]["candidates.npz"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (path / "service.json").write_text(json.dumps(header))
+    with pytest.raises(ValueError, match=r"candidates\.npz does not match"):
+        RecommendationService.load(path)

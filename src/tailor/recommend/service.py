@@ -204,7 +204,7 @@ class RecommendationService:
         found = None
         if user >= 0 and not session_events and self.candidates is not None:
             seen, strongest = self._seen_of(user)
-            found = self._from_candidates(user, k, include_categories, exclude_categories)
+            found = self._from_candidates(user, seen, k, include_categories, exclude_categories)
         if found is not None:
             chosen, values, evidence = found
             reasons = self._explanations(seen, chosen, evidence, _VERB_OF_CODE[strongest])
@@ -289,6 +289,7 @@ class RecommendationService:
     def _from_candidates(
         self,
         user: int,
+        seen: np.ndarray,
         k: int,
         include_categories: Sequence[str] | None,
         exclude_categories: Sequence[str] | None,
@@ -336,7 +337,6 @@ class RecommendationService:
         else:
             ready[:] = False
         if not ready.all():  # items added since, or no evidence kept: look it up now
-            seen = self.history.indices[self.history.indptr[user] : self.history.indptr[user + 1]]
             evidence[~ready] = self._evidence(seen, codes[chosen[~ready]])
         return codes[chosen], values[0][: len(chosen)], evidence
 

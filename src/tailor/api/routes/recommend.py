@@ -81,11 +81,4 @@ _ITEM_FIELDS = tuple(RecommendedItemOut.model_fields)
 
 
 def _line(item: RecommendedItem) -> RecommendedItemOut:
-    return RecommendedItemOut(
-        item_id=item.item_id,
-        score=item.score,
-        reason=item.reason,
-        kind=item.kind,
-        source=item.source,
-        evidence_item=item.evidence_item,
-    )
+    return RecommendedItemOut(**_fields(item))
