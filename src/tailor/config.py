@@ -53,6 +53,14 @@ class ApiSettings(BaseModel):
     default_burst: int = Field(
         default=400, gt=0, description="Requests a new key may make at once before its rate bites."
     )
+    opentelemetry: bool = Field(
+        default=False,
+        description=(
+            "Let FastAPI's native OpenTelemetry report to the providers you configured. Off "
+            "by default: its spans carry request paths, and those hold raw user ids; the "
+            "Prometheus metrics at /metrics never do."
+        ),
+    )
 
 
 class Settings(BaseSettings):

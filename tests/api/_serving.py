@@ -125,6 +125,7 @@ def serve(
     second_tenant: bool = False,
     model: bool = True,
     poll_interval_s: float | None = None,
+    fast_path: bool = True,
     **api,
 ) -> Served:
     """An app with tenant ``default`` (and ``shop-b`` with its own store) and keys:
@@ -159,7 +160,7 @@ def serve(
         _, tokens[name] = ring.create(
             name=name, scopes=scopes, tenant=tenant, rate_per_s=1000.0, burst=1000
         )
-    app = create_app(settings=settings, tenants=tenants, keys=ring)
+    app = create_app(settings=settings, tenants=tenants, keys=ring, fast_path=fast_path)
     return Served(app, tenants, tokens, model_path)
 
 

@@ -175,3 +175,28 @@ def test_serving_on_postgresql(tmp_path, postgres_schema_url):
         tail._tail_meta = {}
         tail.tail_once()
     close(s)
+
+
+def test_top_cache_serves_only_current_entries_and_keeps_no_tracked_objects():
+    import gc
+
+    from tailor.api.state import TopCache
+    from tailor.recommend.service import RecommendedItem
+
+    cache = TopCache(max_entries=2)
+    items = [
+        RecommendedItem("i1", 0.5, "Because you viewed X", "because_you", "als", "x"),
+        RecommendedItem("i2", 1 / 3, "Popular right now", "popular", "als", None),
+    ]
+    key = ("u1", (("country", "DE"),), None, ("Tea",))
+    cache.put(key, generation=1, session=0, k=10, items=items)
+    assert cache.get(key, 1, 0, 10) == items  # exactly, scores included
+    assert cache.get(key, 1, 0, 11) is None  # computed for fewer
+    assert cache.get(key, 2, 0, 5) is None and cache.get(key, 1, 1, 5) is None  # stale
+    assert cache.hits == 1 and cache.misses == 3
+    assert not any(gc.is_tracked(entry) for entry in cache._entries.values())
+    cache.put(("u2", (), None, None), 1, 0, 10, items)
+    cache.put(("u3", (), None, None), 1, 0, 10, items)
+    assert len(cache) == 2 and cache.get(key, 1, 0, 10) is None  # least recent dropped
+    cache.drop_user("u2")
+    assert len(cache) == 1 and cache.get(("u3", (), None, None), 1, 0, 10) == items

@@ -74,3 +74,23 @@ def test_files_load_and_a_missing_file_is_a_clear_error(tmp_path):
         Catalog.from_file(broken)
     with pytest.raises(ValueError, match="depth must be at least 1"):
         catalog.category_level(0)
+
+
+def test_a_subset_reads_the_catalogs_attributes_of_its_items():
+    catalog = Catalog.from_table(rows())
+    codes = np.array([2, 0])
+    subset = catalog.take(codes)
+    assert len(subset) == 2
+    assert subset.item_ids.tolist() == ["c", "a"]
+    assert subset.category.tolist() == [catalog.category[2], catalog.category[0]]
+    assert subset.eligible.tolist() == catalog.eligible[codes].tolist()
+    with pytest.raises(AttributeError, match="nope"):
+        subset.nope  # noqa: B018 - the attribute read is the test
+
+
+def test_eligibility_follows_new_flag_arrays():
+    catalog = Catalog.from_table(rows())
+    before = catalog.eligible.copy()
+    assert catalog.eligible is catalog.eligible  # computed once per pair of arrays
+    catalog.available = np.ones(len(catalog), dtype=bool)
+    assert catalog.eligible.all() and not before.all()

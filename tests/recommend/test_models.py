@@ -184,3 +184,16 @@ def test_a_user_without_events_gets_the_most_popular_then_personal(name):
     if name != "popularity":
         ids, _ = model.recommend(first, k=5, users=np.array([-1]))
         assert (ids[0] >= 20).mean() >= 0.6, name
+
+
+@pytest.mark.parametrize("n_items", [40, 2000])  # one sort, or partition then sort
+def test_top_k_of_one_row_matches_a_full_sort(n_items):
+    rng = np.random.default_rng(3)
+    row = rng.integers(0, 5, n_items).astype(np.float32)  # many ties
+    row[rng.choice(n_items, n_items // 4, replace=False)] = -np.inf
+    ids, values = top_k(row[None, :], 25)
+    order = np.argsort(-row, kind="stable")[:25]  # the reference: best first, ties by code
+    assert values[0].tolist() == row[order].tolist()
+    assert row[ids[0]].tolist() == values[0].tolist() and len(set(ids[0].tolist())) == 25
+    if n_items <= 512:  # the one-sort path keeps ties in code order
+        assert ids[0].tolist() == order.tolist()

@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from tailor.recommend.rules import BusinessRules
-from tailor.recommend.service import RecommendationService
+from tailor.recommend.service import RecommendationService, UserLookup, _verbs_of
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -167,3 +167,27 @@ def test_build_refuses_an_empty_log_and_an_unknown_model():
         RecommendationService.build(events.slice(0, 0), items)
     with pytest.raises(ValueError, match="cannot be built here"):
         RecommendationService.build(events, items, model="nonsense")
+
+
+def test_user_lookup_follows_the_user_arrays(service):
+    positions = {str(user): row for row, user in enumerate(service.user_ids)}
+    assert all(service.user_row(user) == row for user, row in positions.items())
+    assert service.user_row("nobody") == -1
+    lookup = service.user_lookup
+    changed = service.with_items(pa.table({"item_id": ["tea-1"], "available": [False]}))
+    assert changed.user_row("t3") == service.user_row("t3")
+    assert changed.user_lookup is lookup  # a catalog change reuses it
+    forgotten = service.without_user("t3")
+    assert forgotten.user_row("t3") == -1
+    fresh = UserLookup.of(forgotten.user_ids, forgotten.user_rows)
+    assert forgotten.user_lookup.rows == fresh.rows
+    assert service.user_row("t3") >= 0  # the original keeps its own
+
+
+def test_verbs_are_found_in_sorted_and_unsorted_histories():
+    verbs = np.array(["viewed", "carted", "bought"], dtype=object)
+    evidence = np.array([7, -1, 3, 9])
+    for seen in (np.array([3, 7, 9]), np.array([9, 3, 7])):
+        said = _verbs_of(seen, verbs[[0, 1, 2]], evidence)
+        expected = {int(s): v for s, v in zip(seen, verbs, strict=True)}
+        assert [said[i] for i in (0, 2, 3)] == [expected[7], expected[3], expected[9]]

@@ -23,6 +23,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from tailor.api.fastpath import RecommendationFastPath
 from tailor.api.ingest import GroupCommitWriter
 from tailor.api.keys import KeyRing
 from tailor.api.limits import RateLimiter
@@ -103,12 +104,15 @@ def create_app(
     limiter: RateLimiter | None = None,
     model_path: str | Path | None = None,
     workers: int = 1,
+    fast_path: bool = True,
 ) -> FastAPI:
     """The API app.
 
     Without ``tenants``, the configured workspace (``settings``) is opened as tenant
     ``default`` with the model at ``model_path`` and closed at shutdown; given tenants are
     started at startup and closed at shutdown too (tests build several in-process).
+    ``fast_path=False`` leaves every recommendation request to FastAPI's route (the tests
+    compare the two; see :mod:`tailor.api.fastpath`).
     """
     settings = settings or get_settings()
     api = settings.api
@@ -154,17 +158,23 @@ def create_app(
         openapi_url="/openapi.json",
         lifespan=lifespan,
         max_body_size=api.max_body_bytes,
+        # Off, FastAPI skips even the per-request look for configured providers.
+        telemetry=None if api.opentelemetry else dict.fromkeys(_TELEMETRY_SIGNALS, False),
     )
     app.state.tailor = state
     for module in (events, recommend, items, users, ops):
         app.include_router(module.router, prefix="/v1")
     app.include_router(ops.metrics_router)
+    # Inside the metrics: a request the fast path answers is counted like any other.
+    if fast_path:
+        app.add_middleware(RecommendationFastPath, fastapi=app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app)
     return app
 
 
 GC_GEN0_THRESHOLD = 20_000
+_TELEMETRY_SIGNALS = ("tracing", "metrics", "logs")
 
 
 def _settle_gc() -> tuple[int, int, int]:

@@ -23,6 +23,7 @@ from tailor.api.limits import retry_after_header
 from tailor.api.state import AppState, TenantState
 
 TENANT_HEADER = "X-Tailor-Tenant"
+MAX_TENANT_CHARS = 64
 _bearer = HTTPBearer(auto_error=False, description="An API key: `tlr_<id>_<secret>`.")
 
 
@@ -36,7 +37,7 @@ TenantHeader = Annotated[
     Header(
         alias=TENANT_HEADER,
         description="The tenant (shop) the request is for; default `default`.",
-        max_length=64,
+        max_length=MAX_TENANT_CHARS,
     ),
 ]
 
@@ -53,39 +54,49 @@ class Caller:
         return self.tenant.name
 
 
+def authorize(state: AppState, token: str | None, tenant: str | None, scope: Scope) -> Caller:
+    """The :class:`Caller` of a request bearing ``token`` for ``tenant`` that needs ``scope``,
+    or the ``HTTPException`` to answer (see the module docstring for the order of checks).
+
+    One function for the dependency below and the recommendation fast path
+    (:mod:`tailor.api.fastpath`), so both refuse exactly alike.
+    """
+    keys = state.keys
+    keys.reload_if_changed()
+    key = keys.authenticate(token) if token is not None else None
+    if key is None:
+        raise HTTPException(
+            401,
+            "a valid API key is required: send 'Authorization: Bearer tlr_...'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    wait = state.limiter.acquire(key.key_id, key.rate_per_s, key.burst)
+    if wait is not None:
+        raise HTTPException(
+            429,
+            f"rate limit of key {key.key_id} reached ({key.rate_per_s:g}/s, burst "
+            f"{key.burst}); retry later",
+            headers={"Retry-After": retry_after_header(wait)},
+        )
+    if not key.allows(scope):
+        raise HTTPException(403, f"this key lacks the {scope!r} scope")
+    name = tenant or state.default_tenant
+    found = state.tenants.get(name)
+    if found is None or not key.may_access(name):
+        raise HTTPException(404, f"no tenant {name!r} for this key")
+    return Caller(key, found)
+
+
 def require(scope: Scope):
-    """A dependency resolving the request's :class:`Caller` for ``scope`` (see the module
-    docstring for the order of checks)."""
+    """A dependency resolving the request's :class:`Caller` for ``scope``."""
 
     async def dependency(
         state: AppStateDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         tenant: TenantHeader = None,
     ) -> Caller:
-        keys = state.keys
-        keys.reload_if_changed()
-        key = keys.authenticate(credentials.credentials) if credentials is not None else None
-        if key is None:
-            raise HTTPException(
-                401,
-                "a valid API key is required: send 'Authorization: Bearer tlr_...'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        wait = state.limiter.acquire(key.key_id, key.rate_per_s, key.burst)
-        if wait is not None:
-            raise HTTPException(
-                429,
-                f"rate limit of key {key.key_id} reached ({key.rate_per_s:g}/s, burst "
-                f"{key.burst}); retry later",
-                headers={"Retry-After": retry_after_header(wait)},
-            )
-        if not key.allows(scope):
-            raise HTTPException(403, f"this key lacks the {scope!r} scope")
-        name = tenant or state.default_tenant
-        found = state.tenants.get(name)
-        if found is None or not key.may_access(name):
-            raise HTTPException(404, f"no tenant {name!r} for this key")
-        return Caller(key, found)
+        token = credentials.credentials if credentials is not None else None
+        return authorize(state, token, tenant, scope)
 
     dependency.__name__ = f"require_{scope}"
     return dependency

@@ -310,11 +310,20 @@ def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+_SORT_FULLY = 512
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest scores per row, best first; -inf → -1."""
     k = min(k, scores.shape[1])
     if scores.shape[0] == 1:  # a request's row: plain indexing, a third of the cost
         row = scores[0]
+        if len(row) <= _SORT_FULLY:  # a few candidates: one sort beats partition + sort
+            part = np.argsort(-row, kind="stable")[:k]
+            values = row[part]
+            ids = part[None, :].astype(np.int64)
+            ids[0, ~np.isfinite(values)] = -1
+            return ids, values[None, :]
         part = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
         values = row[part]
         order = np.argsort(-values, kind="stable")

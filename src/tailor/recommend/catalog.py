@@ -45,7 +45,14 @@ class Catalog:
     @property
     def eligible(self) -> np.ndarray:
         """Items that may be recommended at all: listed (active) and orderable (available)."""
-        return self.available & self.active
+        # Kept for the arrays it was computed from: every request reads it, and a catalog
+        # change builds a new Catalog (or assigns new arrays) rather than editing in place.
+        available, active = self.available, self.active
+        cached = self.__dict__.get("_eligible")
+        if cached is None or cached[0] is not available or cached[1] is not active:
+            cached = (available, active, available & active)
+            self.__dict__["_eligible"] = cached
+        return cached[2]
 
     def category_level(self, depth: int = 1) -> np.ndarray:
         """The category path cut to its first ``depth`` levels ("Home > Kitchen" at 2)."""
@@ -59,9 +66,9 @@ class Catalog:
             dtype=object,
         )
 
-    def take(self, codes: np.ndarray) -> Catalog:
-        """The catalog of the items ``codes``, in that order (rules over a few candidates)."""
-        return Catalog(**{f.name: getattr(self, f.name)[codes] for f in fields(self)})
+    def take(self, codes: np.ndarray) -> CatalogSubset:
+        """The items ``codes``, in that order, for the rules over a few candidates."""
+        return CatalogSubset(self, codes)
 
     def codes(self, item_ids: np.ndarray | list) -> np.ndarray:
         """Item codes of ids; -1 for an id the catalog does not hold."""
@@ -176,3 +183,34 @@ def lookup(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     hit = keys[candidate] == wanted
     out[hit] = candidate[hit]
     return out
+
+
+_ATTRIBUTES = frozenset(f.name for f in fields(Catalog))
+
+
+class CatalogSubset:
+    """Some items' attributes, each indexed out of the catalog the first time it is read.
+
+    What :meth:`Catalog.take` gives the business rules over a user's candidates: the rules
+    read eligibility and the category, and indexing all ten arrays (five of them of Python
+    strings, whose reference counts each touch scattered memory) cost a recommendation
+    request about 90 µs, more than the rules themselves.
+    """
+
+    def __init__(self, catalog: Catalog, codes: np.ndarray) -> None:
+        self._catalog = catalog
+        self._codes = codes
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name not in _ATTRIBUTES:
+            raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+        values = getattr(self._catalog, name)[self._codes]
+        setattr(self, name, values)  # read once: later reads find the attribute itself
+        return values
+
+    @property
+    def eligible(self) -> np.ndarray:
+        return self._catalog.eligible[self._codes]

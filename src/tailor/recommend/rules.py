@@ -237,9 +237,10 @@ def apply_rules(
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     k = int(k)
-    if np.isposinf(scores).any():
+    if (scores == np.inf).any():  # (np.isposinf's wrapper costs more than the test)
         raise ValueError("scores hold +inf; use finite scores (-inf or NaN mark excluded items)")
-    s = np.where(np.isnan(scores), -np.inf, scores).astype(np.float64)
+    s = scores.astype(np.float64)
+    s[np.isnan(s)] = -np.inf
 
     allowed = catalog.eligible.astype(bool)
     include = rules.include_categories
@@ -260,7 +261,14 @@ def apply_rules(
         allowed &= ~_under(catalog.category, exclude)
     s[:, ~allowed] = -np.inf
 
-    if rules.exclude_purchased and purchased is not None:
+    if (
+        rules.exclude_purchased
+        and isinstance(purchased, np.ndarray)
+        and purchased.shape == s.shape
+        and not rules.repurchasable_categories
+    ):
+        s[purchased > 0] = -np.inf  # a request's dense row: one masked write
+    elif rules.exclude_purchased and purchased is not None:
         rows, cols = _entries(purchased, (n_rows, n_items), "purchased", lambda v: v > 0)
         if rules.repurchasable_categories and len(cols):
             again = _under(catalog.category[cols], rules.repurchasable_categories)

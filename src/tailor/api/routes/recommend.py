@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import fields as dataclass_fields
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 
 from tailor.api.deps import K, RecommendCaller
 from tailor.api.schemas import RecommendationsOut, RecommendedItemOut, RelatedItemsOut
+from tailor.api.state import TenantState
 from tailor.recommend.service import RecommendedItem
 
 router = APIRouter(tags=["recommendations"])
 
-UserId = Annotated[str, Path(min_length=1, max_length=128, description="Your id of the user.")]
-ItemId = Annotated[str, Path(min_length=1, max_length=128)]
-Text = Annotated[str | None, Query(max_length=64)]
-Categories = Annotated[list[str] | None, Query(max_length=20)]
+MAX_ID_CHARS = 128
+MAX_TEXT_CHARS = 64
+MAX_CATEGORIES = 20
+UserId = Annotated[
+    str, Path(min_length=1, max_length=MAX_ID_CHARS, description="Your id of the user.")
+]
+ItemId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
+Text = Annotated[str | None, Query(max_length=MAX_TEXT_CHARS)]
+Categories = Annotated[list[str] | None, Query(max_length=MAX_CATEGORIES)]
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationsOut)
@@ -27,27 +34,50 @@ async def recommendations(
     k: K,
     country: Text = None,
     device: Text = None,
-    source: Annotated[str | None, Query(max_length=64, description="Channel.")] = None,
+    source: Annotated[str | None, Query(max_length=MAX_TEXT_CHARS, description="Channel.")] = None,
     include_category: Categories = None,
     exclude_category: Categories = None,
 ) -> Response:
     """The user's top ``k`` after business rules, each with its reason. Send the
     ``recommendation_id`` back with the events it leads to."""
-    served = caller.tenant.serving.recommend(
-        caller.tenant.pseudonym(user_id),
+    body = recommendations_json(
+        caller.tenant,
+        user_id,
         k=k,
         context={"country": country, "device_type": device, "channel": source},
         include_categories=include_category,
         exclude_categories=exclude_category,
     )
-    # The hot route: JSON written straight from the dataclasses (the schema above is what
-    # it follows; a test checks the two agree), without a pydantic round per item.
+    return Response(body, media_type="application/json")
+
+
+def recommendations_json(
+    tenant: TenantState,
+    user_id: str,
+    *,
+    k: int,
+    context: dict[str, str | None],
+    include_categories: list[str] | None,
+    exclude_categories: list[str] | None,
+) -> bytes:
+    """The route's answer as JSON: shared with the fast path (:mod:`tailor.api.fastpath`).
+
+    Written straight from the dataclasses, without a pydantic round per item; the schema
+    the route declares is what it follows, and a test checks the two agree.
+    """
+    served = tenant.serving.recommend(
+        tenant.pseudonym(user_id),
+        k=k,
+        context=context,
+        include_categories=include_categories,
+        exclude_categories=exclude_categories,
+    )
     body = {
         "recommendation_id": served.recommendation_id,
         "model_version": served.version,
-        "items": [_fields(item) for item in served.items],
+        "items": served.items,  # dataclasses with the schema's fields (checked below)
     }
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+    return orjson.dumps(body)
 
 
 @router.get("/items/{item_id}/similar", response_model=RelatedItemsOut)
@@ -78,6 +108,9 @@ def _fields(item: RecommendedItem) -> dict[str, object]:
 
 
 _ITEM_FIELDS = tuple(RecommendedItemOut.model_fields)
+if tuple(f.name for f in dataclass_fields(RecommendedItem)) != _ITEM_FIELDS:
+    # orjson writes the dataclass's fields: they must be the published schema's.
+    raise ImportError("RecommendedItem and RecommendedItemOut must have the same fields")
 
 
 def _line(item: RecommendedItem) -> RecommendedItemOut:
