@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -49,6 +49,21 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.registry.register(_ServingCollector(tenants))
+        # Route templates, methods and statuses are few (never raw paths): this stays small.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one request (the labelled series are looked up once per route,
+        method and status: ``labels()`` takes a lock and builds a key on every call)."""
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+            self._series[(route, method, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -135,5 +150,4 @@ class MetricsMiddleware:
             # A route included with a prefix keeps its own path; the prefix is the API's.
             if scope["path"].startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX):
                 template = API_PREFIX + template
-            self.metrics.requests.labels(template, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(template).observe(time.perf_counter() - start)
+            self.metrics.observe(template, scope["method"], status, time.perf_counter() - start)
