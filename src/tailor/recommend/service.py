@@ -235,11 +235,13 @@ class RecommendationService:
         user = -1 if user_id is None else self.user_row(user_id)
         found = None
         if user >= 0 and not session_events and self.candidates is not None:
-            seen, strongest = self._seen_of(user)
+            seen = _row_indices(self.history, user)
             found = self._from_candidates(user, seen, k, include_categories, exclude_categories)
         if found is not None:
             chosen, values, evidence = found
-            reasons = self._explanations(seen, chosen, evidence, _VERB_OF_CODE[strongest])
+            reasons = self._explanations(
+                seen, chosen, evidence, self._verbs_of_user(user, evidence)
+            )
         else:
             row, purchased, strongest = self._user_rows(user, session_events)
             seen = row.indices
@@ -849,15 +851,15 @@ class RecommendationService:
         self, seen: np.ndarray, chosen: np.ndarray, evidence: np.ndarray, verbs: np.ndarray
     ) -> list[Explanation]:
         """The personal model's reasons for ``chosen`` from their ``evidence`` (see
-        :meth:`_evidence`): "Because you viewed ...", "Similar to ... you bought"."""
+        :meth:`_evidence`) and the ``verbs`` of that evidence: "Because you viewed ...",
+        "Similar to ... you bought"."""
         model = self.model.name
         new = self._new_items[chosen] & (self.content is not None) & (len(seen) > 0)
         kinds = {False: similarity_kind(self.model, model, False), True: "similar_content"}
         sources = {False: model, True: "content"}
-        verb_of = _verbs_of(seen, verbs, evidence)
         out = []
         for code, item_is_new, verb in zip(
-            evidence.tolist(), new.tolist(), verb_of.tolist(), strict=True
+            evidence.tolist(), new.tolist(), verbs.tolist(), strict=True
         ):
             source = sources[item_is_new]
             if code < 0:
@@ -866,13 +868,13 @@ class RecommendationService:
             out.append(because(kinds[item_is_new], source, code, self.catalog, verb))
         return out
 
-    def _seen_of(self, user: int) -> tuple[np.ndarray, np.ndarray]:
-        """A known user's history items and the strongest event-type code of each, read
-        straight from the CSR arrays (what a request from the candidates needs)."""
-        history, strength = self.history, self.strongest
-        seen = history.indices[history.indptr[user] : history.indptr[user + 1]]
+    def _verbs_of_user(self, user: int, evidence: np.ndarray) -> np.ndarray:
+        """What a known user did with each ``evidence`` item ("viewed", "bought"), read
+        straight from their row of the strongest matrix (the candidates' path)."""
+        strength = self.strongest
         start, stop = strength.indptr[user], strength.indptr[user + 1]
-        return seen, _strongest_codes(seen, strength.indices[start:stop], strength.data[start:stop])
+        codes = _strongest_codes(evidence, strength.indices[start:stop], strength.data[start:stop])
+        return _VERB_OF_CODE[codes]
 
     def _with_new_items(
         self, scores: np.ndarray, rows: sp.csr_matrix
@@ -938,7 +940,8 @@ class RecommendationService:
         if not len(chosen):
             return []
         if explainer is self.model and not self._hybrid:
-            return self._explanations(seen, chosen, self._evidence(seen, chosen), verbs)
+            evidence = self._evidence(seen, chosen)
+            return self._explanations(seen, chosen, evidence, _verbs_of(seen, verbs, evidence))
         out = [Explanation("popular", "Popular right now", None, explainer.name)] * len(chosen)
         # Items without interactions are explained by content where it can; the models know
         # only their own items: explain those with them.
@@ -1029,11 +1032,11 @@ def _verbs_of(seen: np.ndarray, verbs: np.ndarray, evidence: np.ndarray) -> np.n
     if not len(seen):
         return np.full(len(evidence), "", dtype=object)
     # A model's history rows are sorted; a request's own row may not be.
-    at = np.searchsorted(seen, evidence).clip(max=len(seen) - 1)
+    at = np.minimum(np.searchsorted(seen, evidence), len(seen) - 1)
     found = (seen[at] == evidence) | (evidence < 0)
     if not found.all():
         order = np.argsort(seen, kind="stable")
-        at = order[np.searchsorted(seen, evidence, sorter=order).clip(max=len(seen) - 1)]
+        at = order[np.minimum(np.searchsorted(seen, evidence, sorter=order), len(seen) - 1)]
         found = seen[at] == evidence
         assert found[evidence >= 0].all(), "evidence outside the history"
     return verbs[at]
