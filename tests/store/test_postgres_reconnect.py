@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -49,5 +50,33 @@ def test_a_connection_lost_inside_a_transaction_rolls_back_its_work(
                 _terminate(postgres_url, application)
                 store.set_meta("other", "written")
         assert store.get_meta("half") is None
+    finally:
+        store.close()
+
+
+def test_a_bulk_append_refreshes_the_planners_statistics(postgres_schema_url, monkeypatch):
+    import tailor.store.postgres_store as postgres_store
+    from tests.conftest import events_table, view
+
+    monkeypatch.setattr(postgres_store, "ANALYZE_AFTER_ROWS", 20)
+    store = open_store(postgres_schema_url)
+    try:
+
+        def analyzed() -> int:
+            (count,) = store._run(
+                "SELECT analyze_count FROM pg_stat_user_tables "
+                "WHERE relname = 'events' AND schemaname = current_schema()"
+            )[0]
+            return count
+
+        store.append_events(events_table(*(view(f"s{i}", "u1") for i in range(5))))
+        small = analyzed()
+        store.append_events(events_table(*(view(f"b{i}", "u1") for i in range(25))))
+        # The statistics collector reports asynchronously: give it a moment.
+        for _ in range(50):
+            if analyzed() > small:
+                break
+            time.sleep(0.1)
+        assert analyzed() == small + 1
     finally:
         store.close()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from tailor.errors import StoreError
 from tailor.events.columns import ENTITIES, EVENT_COLUMNS, ColumnKind
+from tailor.store.base import AppendResult
 from tailor.store.sql import SqlStore
 
 try:
@@ -61,6 +63,10 @@ def _utc_wall_time(table: pa.Table) -> pa.Table:
             naive = table.column(index).cast(pa.timestamp(column.type.unit))
             table = table.set_column(index, column.name, naive)
     return table
+
+
+ANALYZE_AFTER_ROWS = 50_000
+"""Appends of at least this many events refresh the planner's statistics (``ANALYZE``)."""
 
 
 class PostgresStore(SqlStore):
@@ -127,6 +133,20 @@ class PostgresStore(SqlStore):
             "WHERE device_id IS NOT NULL"
         )
         self._run("CREATE INDEX IF NOT EXISTS devices_owner ON devices (owner_id)")
+
+    def append_events(self, events: pa.Table | Iterable[pa.Table], **kwargs: Any) -> AppendResult:
+        """:meth:`SqlStore.append_events`, then fresh planner statistics after a bulk load.
+
+        Until autovacuum's next round (a minute or more) the planner would otherwise plan on
+        statistics from before the load: a server started right after an import had each
+        worker's look for rows received in the last second take a parallel sequential scan
+        of every event (600 ms of database CPU every half second per worker, measured on 6
+        million rows) instead of the ``received_at`` index (0.06 ms).
+        """
+        result = super().append_events(events, **kwargs)
+        if result.inserted >= ANALYZE_AFTER_ROWS:
+            self._run("ANALYZE events")
+        return result
 
     @staticmethod
     def _pg(sql: str) -> str:
