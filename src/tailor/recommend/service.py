@@ -73,7 +73,7 @@ class UserLookup:
     """User id → history row, as a dict, for the arrays it was built from.
 
     A bisection over a million Python strings cost about 20 µs, twice per request; a dict
-    answers in well under one, for about 70 bytes a user. A service copied for a catalog
+    answers in well under one, for under 100 bytes a user. A service copied for a catalog
     change keeps the same arrays and so the same lookup.
     """
 
