@@ -24,8 +24,9 @@ Load, in this order (``wrk -t1``: one load thread leaves the other core to the s
 * **recommendations**: ``GET /v1/users/{id}/recommendations?k=10`` after a 2 s warm-up. The
   users follow an 80/20 mix: 80% of requests go to the 20% most active users (by simulated
   event count), uniformly, and 20% to the other users, uniformly (most of these have little
-  or no history). With 1,000,000 users nearly every request is a cache miss of the server's
-  top-N cache: this measures the scoring path, not the cache;
+  or no history). With 1,000,000 users most requests miss the server's top-N cache (visitors
+  the model does not know share their context's entry: the hits reported are mostly theirs),
+  so this measures the candidates path, not the cache;
 * **freshness**: for 20 active users, ask for recommendations, send a view of a popular item
   of a category the user never touched, and poll every 5 ms until the answer's items change
   (at most 5 s; a user whose answer never changes counts 5,000 ms and is reported). An
