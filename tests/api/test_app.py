@@ -371,3 +371,17 @@ def test_no_model_and_an_empty_store_is_not_ready(tmp_path):
         assert r.status_code == 503 and "Retry-After" in r.headers
         assert c.get("/v1/health").status_code == 200
     ws.close()
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_opentelemetry_is_off_unless_asked_for(tmp_path, enabled):
+    served = serve(tmp_path, opentelemetry=enabled)
+    try:
+        # FastAPI's own switch: off, it neither looks for providers nor records spans.
+        config = served.app._telemetry  # FastAPI has no public accessor
+        assert [config[s] for s in ("tracing", "metrics", "logs")] == [enabled] * 3
+        with TestClient(served.app) as client:
+            headers = auth(served.tokens["admin"])
+            assert client.get("/v1/users/c1/recommendations", headers=headers).status_code == 200
+    finally:
+        close(served)
