@@ -128,3 +128,26 @@ def test_demo_smoke_runs_the_main_job(workdir: Path, monkeypatch: pytest.MonkeyP
     again = tailor("demo", "--out", str(workdir / "demo"))
     assert again.exit_code == 0, again.output
     assert "0 written" in again.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("TAILOR_API__OPENTELEMETRY", "maybe", "api.opentelemetry"),
+        ("TAILOR_API__MAX_K", "abc", "api.max_k"),
+        ("TAILOR_API__MAX_K", "0", "api.max_k"),
+    ],
+)
+def test_an_invalid_setting_is_named_without_a_traceback(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys, variable, value, named
+) -> None:
+    from tailor.cli import main
+
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr("sys.argv", ["tailor", "keys", "list"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    said = capsys.readouterr().err
+    assert named in said and variable in said and repr(value) in said
+    assert "Traceback" not in said

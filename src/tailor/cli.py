@@ -14,7 +14,7 @@ from rich.table import Table
 
 from tailor.cli_evaluate import app as evaluate_app
 from tailor.config import ApiSettings, Settings, get_settings
-from tailor.errors import ImportRejectedError, TailorError
+from tailor.errors import ConfigError, ImportRejectedError, TailorError
 from tailor.events.erasure import erase, parse_duration, purge
 from tailor.events.importer import ImportReport, import_file, import_table
 from tailor.events.mapping import load_mapping
@@ -395,4 +395,8 @@ def demo(
 
 def main() -> None:
     logging.basicConfig(level=os.environ.get("TAILOR_LOG_LEVEL", "WARNING"))
-    app()
+    try:
+        app()
+    except ConfigError as exc:  # any command reading the settings: no traceback
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise SystemExit(2) from None

@@ -8,8 +8,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tailor.errors import ConfigError
 
 ConsentDefault = Literal["opt-in", "opt-out"]
 
@@ -123,4 +125,23 @@ class _TomlSource(PydanticBaseSettingsSource):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from ``tailor.toml`` and the environment; :class:`ConfigError` naming
+    each invalid setting, where to set it, and what was given."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_invalid_settings(exc)) from None
+
+
+def describe_invalid_settings(exc: ValidationError) -> str:
+    """One line per invalid setting: its dotted name, the environment variable that sets
+    it, pydantic's complaint and the value given."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        name = ".".join(str(part) for part in error["loc"])
+        variable = "TAILOR_" + "__".join(str(part).upper() for part in error["loc"])
+        given = ""
+        if "input" in error and error["type"] != "missing":
+            given = f" (got {error['input']!r})"
+        lines.append(f"setting {name} ({variable} or tailor.toml): {error['msg']}{given}")
+    return "invalid settings:\n" + "\n".join(lines)

@@ -5,6 +5,10 @@ class TailorError(Exception):
     """Base class for errors shown to users without a traceback."""
 
 
+class ConfigError(TailorError):
+    """A setting from ``tailor.toml`` or a ``TAILOR_...`` environment variable is invalid."""
+
+
 class SecretKeyError(TailorError):
     """The pseudonymization key is missing, malformed or not the store's key."""
 
