@@ -4,10 +4,9 @@ Set-up (each phase printed with its time):
 
 1. simulate a shop (:func:`~tailor.datasets.simulate.shop.simulate_shop`): 1,000,000 users,
    100,000 items and ``--events`` rows (default 6 million, which gives about 440,000 users
-   with history; measured at commit 6f978a4: the set-up takes about 6 minutes, 1.8 of them fitting ALS
-   and 3.8 computing the candidates of 430,000 users, so more rows would only lengthen the
-   set-up; ``--quick``: 20,000 users, 5,000 items, 300,000
-   rows);
+   with history; measured at commit 6f978a4: the set-up takes about 6 minutes, 1.8 of them
+   fitting ALS and 3.8 computing the candidates of 430,000 users, so more rows would only
+   lengthen the set-up; ``--quick``: 20,000 users, 5,000 items, 300,000 rows);
 2. import items and events into a fresh store: a DuckDB file in a temporary folder (default)
    or, with ``--store postgres``, a fresh schema of the local PostgreSQL server
    (``$TAILOR_BENCH_POSTGRES_URL``, default the tests' server), dropped at the end;
