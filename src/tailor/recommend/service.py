@@ -405,9 +405,7 @@ class RecommendationService:
             return scores, best
 
         def evidence_of(row: int, codes: np.ndarray) -> np.ndarray:
-            return self._evidence(
-                history.indices[history.indptr[row] : history.indptr[row + 1]], codes
-            )
+            return self._evidence(_row_indices(history, row), codes)
 
         candidates = compute_top_candidates(
             pre_rule_scores,
@@ -1032,13 +1030,12 @@ def _verbs_of(seen: np.ndarray, verbs: np.ndarray, evidence: np.ndarray) -> np.n
     if not len(seen):
         return np.full(len(evidence), "", dtype=object)
     # A model's history rows are sorted; a request's own row may not be.
-    at = np.minimum(np.searchsorted(seen, evidence), len(seen) - 1)
-    found = (seen[at] == evidence) | (evidence < 0)
-    if not found.all():
+    at, found = _find_sorted(seen, evidence)
+    if not (found | (evidence < 0)).all():
         order = np.argsort(seen, kind="stable")
-        at = order[np.minimum(np.searchsorted(seen, evidence, sorter=order), len(seen) - 1)]
-        found = seen[at] == evidence
+        at, found = _find_sorted(seen[order], evidence)
         assert found[evidence >= 0].all(), "evidence outside the history"
+        at = order[at]
     return verbs[at]
 
 
@@ -1046,12 +1043,16 @@ def _row_indices(matrix: sp.csr_matrix, row: int) -> np.ndarray:
     return matrix.indices[matrix.indptr[row] : matrix.indptr[row + 1]]
 
 
+def _find_sorted(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``wanted``: its position in the sorted, non-empty ``keys`` (clipped to the
+    last one when absent) and whether it is there."""
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return at, keys[at] == wanted
+
+
 def _among(codes: np.ndarray, sorted_codes: np.ndarray) -> np.ndarray | None:
     """Which of ``codes`` are in ``sorted_codes``; None when that is none (nothing to do)."""
-    if not len(sorted_codes):
-        return None
-    at = np.minimum(np.searchsorted(sorted_codes, codes), len(sorted_codes) - 1)
-    return sorted_codes[at] == codes
+    return _find_sorted(sorted_codes, codes)[1] if len(sorted_codes) else None
 
 
 def _strongest_codes(seen: np.ndarray, indices: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -1059,9 +1060,8 @@ def _strongest_codes(seen: np.ndarray, indices: np.ndarray, codes: np.ndarray) -
     of the strongest matrix (``indices`` sorted, ``codes`` aligned)."""
     if not len(indices):
         return np.ones(len(seen), np.int64)
-    at = np.minimum(np.searchsorted(indices, seen), len(indices) - 1)
-    found = np.where(indices[at] == seen, codes[at], 0).astype(np.int64)
-    return np.maximum(found, 1)
+    at, found = _find_sorted(indices, seen)
+    return np.maximum(np.where(found, codes[at], 0).astype(np.int64), 1)
 
 
 def _hide_seen(scores: np.ndarray, rows: sp.csr_matrix, purchased: sp.csr_matrix) -> None:
