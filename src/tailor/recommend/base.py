@@ -318,18 +318,15 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, scores.shape[1])
     if scores.shape[0] == 1:  # a request's row: plain indexing, a third of the cost
         row = scores[0]
-        if len(row) <= _SORT_FULLY:  # a few candidates: one sort beats partition + sort
+        if len(row) <= _SORT_FULLY or k >= len(row):  # a few items: one sort is cheapest
             part = np.argsort(-row, kind="stable")[:k]
-            values = row[part]
-            ids = part[None, :].astype(np.int64)
-            ids[0, ~np.isfinite(values)] = -1
-            return ids, values[None, :]
-        part = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+        else:
+            part = np.argpartition(-row, k - 1)[:k]
+            part = part[np.argsort(-row[part], kind="stable")]
         values = row[part]
-        order = np.argsort(-values, kind="stable")
-        ids, values = part[order][None, :], values[order][None, :]
+        ids = part.astype(np.int64)
         ids[~np.isfinite(values)] = -1
-        return ids.astype(np.int64), values
+        return ids[None, :], values[None, :]
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     values = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-values, axis=1, kind="stable")

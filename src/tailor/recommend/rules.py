@@ -261,14 +261,7 @@ def apply_rules(
         allowed &= ~_under(catalog.category, exclude)
     s[:, ~allowed] = -np.inf
 
-    if (
-        rules.exclude_purchased
-        and isinstance(purchased, np.ndarray)
-        and purchased.shape == s.shape
-        and not rules.repurchasable_categories
-    ):
-        s[purchased > 0] = -np.inf  # a request's dense row: one masked write
-    elif rules.exclude_purchased and purchased is not None:
+    if rules.exclude_purchased and purchased is not None:
         rows, cols = _entries(purchased, (n_rows, n_items), "purchased", lambda v: v > 0)
         if rules.repurchasable_categories and len(cols):
             again = _under(catalog.category[cols], rules.repurchasable_categories)
