@@ -4,6 +4,7 @@ the CLI, PostgreSQL, and generated requests against the OpenAPI spec."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
@@ -67,6 +68,79 @@ def test_without_user_forgets_history_and_co_purchases(shop, tmp_path):
     assert [r.item_id for r in forgotten.recommend(other, k=3)] == [
         r.item_id for r in service.recommend(other, k=3)
     ]
+
+
+def test_without_users_forgets_many_at_once_as_one_by_one(shop, tmp_path):
+    save_model(shop, tmp_path / "m", model="als")
+    # Erasure zeroes the candidates and the model's factors in place: separate copies.
+    service, one_by_one = (RecommendationService.load(tmp_path / "m") for _ in range(2))
+    users = [shop.pseudonymizer.pseudonymize("subject", u) for u in ("t2", "c5", "buyer1")]
+    rows = [service.user_row(u) for u in users]
+    assert min(rows) >= 0 and service.model.user_factors_[rows].any()
+    for user in users:
+        one_by_one = one_by_one.without_user(user)
+    at_once = service.without_users([*users, "never-seen", users[0]])
+    assert list(at_once.user_ids) == list(one_by_one.user_ids)
+    assert all(at_once.user_row(u) == -1 for u in users)
+    for name in ("history", "purchased", "strongest", "co_purchase"):
+        assert (getattr(at_once, name) != getattr(one_by_one, name)).nnz == 0, name
+        assert all(getattr(at_once, name)[r].nnz == 0 for r in rows if name != "co_purchase")
+    assert not at_once.model.user_factors_[rows].any()
+    assert (at_once.candidates.items[rows] == -1).all()
+    other = str(at_once.user_ids[0])
+    assert at_once.user_row(other) == service.user_row(other)
+    assert service.without_users(["never-seen"]) is service
+
+
+def _personal(client, token: str, user: str) -> bool:
+    answer = client.get(f"/v1/users/{user}/recommendations?k=5", headers=auth(token)).json()
+    return any(line["kind"] == "because_you" for line in answer["items"])
+
+
+def test_a_model_saved_before_an_erasure_never_serves_the_erased_user(tmp_path):
+    """``tailor erase`` runs while no server holds the DuckDB file; the artifact saved
+    before it still holds the user's history, factors and candidates. Loading it must not
+    bring them back."""
+    from tailor.events.erasure import erase
+
+    s = serve(tmp_path)
+    tenant = s.tenants["default"]
+    erase(tenant.workspace.store, tenant.pseudonym("c1"))  # what `tailor erase c1` does
+    with TestClient(s.app) as c:
+        admin = s.tokens["admin"]
+        assert not _personal(c, admin, "c1") and _personal(c, admin, "c2")
+        export = c.get("/v1/users/c1/data", headers=auth(admin)).json()
+        assert export["erased"] and not export["in_memory"]["in_model"]
+        assert tenant.serving.current().service.user_row(tenant.pseudonym("c1")) == -1
+        # A reload of the same artifact (a new version appearing) applies it again.
+        tenant.serving.reload(s.model_path)
+        assert not _personal(c, admin, "c1")
+    close(s)
+
+
+def test_a_running_server_follows_erasures_made_elsewhere(tmp_path):
+    """Another worker's DELETE or ``tailor erase`` against a PostgreSQL store: the poller
+    reads the new tombstones and forgets those users within a poll."""
+    from tailor.events.erasure import erase
+
+    s = serve(tmp_path)
+    tenant = s.tenants["default"]
+    with TestClient(s.app) as c:
+        admin = s.tokens["admin"]
+        assert _personal(c, admin, "c3") and _personal(c, admin, "t3")  # and now cached
+        for user in ("c3", "t3"):
+            erase(tenant.workspace.store, tenant.pseudonym(user))
+        assert _personal(c, admin, "c3")  # not followed yet
+        forgotten = tenant.serving.follow_erasures()
+        assert set(forgotten) == {tenant.pseudonym("c3"), tenant.pseudonym("t3")}
+        assert not _personal(c, admin, "c3") and not _personal(c, admin, "t3")
+        assert _personal(c, admin, "c4")
+        version = tenant.serving.generation
+        assert tenant.serving.follow_erasures() == []  # met again in the overlap: no work
+        assert tenant.serving.generation == version
+        assert c.delete("/v1/users/c4", headers=auth(admin)).status_code == 200
+        assert tenant.serving.follow_erasures() == []  # its own erasure is already applied
+    close(s)
 
 
 def test_with_items_flags_and_new_items(shop, tmp_path):
@@ -153,27 +227,39 @@ def test_cli_save_model_and_worker_check(tmp_path, monkeypatch):
 
 @pytest.mark.postgres
 def test_serving_on_postgresql(tmp_path, postgres_schema_url):
+    from tailor.api.state import CATALOG_META, ServingState
+
     s = serve(tmp_path, store=postgres_schema_url)
+    tenant = s.tenants["default"]
+    # A second worker on the same store: it tails what the first one changes.
+    other = ServingState(tenant.workspace, model_path=s.model_path, tail_interval_s=0.25)
     with TestClient(s.app) as c:
+        other._load_consent()
+        other.reload()
+        other._tail_received = datetime.now(UTC)
+        other._tail_meta = {CATALOG_META: tenant.workspace.store.get_meta(CATALOG_META)}
+        other._erasures_checked = datetime.now(UTC)
         h = auth(s.tokens["admin"])
         assert c.get("/v1/users/c1/recommendations?k=3", headers=h).status_code == 200
         event = {
             "event_id": "pg1",
             "event_type": "view",
             "subject_id": "walk-in",
-            "occurred_at": "2026-01-01T00:00:00Z",
+            "occurred_at": datetime.now(UTC).isoformat(),
             "item_id": "tea-3",
         }
         assert c.post("/v1/events", json=event, headers=h).json()["accepted"] == 1
         answer = c.get("/v1/users/walk-in/recommendations?k=3", headers=h).json()["items"]
         assert all(line["item_id"].startswith("tea") for line in answer)
         assert c.put("/v1/items/tea-4", json={"available": False}, headers=h).status_code == 200
-        assert c.delete("/v1/users/walk-in", headers=h).json()["events"] == 1
-        # A second worker's view of the same store follows the catalog and the erasure.
-        tail = s.tenants["default"].serving
-        tail.tail_interval_s = 0.25
-        tail._tail_meta = {}
-        tail.tail_once()
+        c1 = tenant.pseudonym("c1")
+        assert other.current().service.user_row(c1) >= 0
+        assert c.delete("/v1/users/c1", headers=h).status_code == 200
+        other.tail_once()
+        service = other.current().service
+        assert service.user_row(c1) == -1  # the first worker's erasure reached this one
+        assert not service.catalog.available[service.item_code("tea-4")]  # and the catalog
+        assert [e[0] for e in other.sessions.events(tenant.pseudonym("walk-in"))] == ["tea-3"]
     close(s)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pytest
@@ -196,6 +196,12 @@ def test_erase_removes_subject_everywhere_and_blocks_reimport(store):
     assert [r["user_id"] for r in store.read_entities("users").to_pylist()] == ["kept"]
     store.erase_subject("gone", erased_at=T0)  # idempotent
     assert store.count_tombstones() == 1
+    later = T0 + timedelta(minutes=10)
+    store.erase_subject("gone-too", erased_at=later)
+    assert {s for s, _ in store.erased_subjects()} == {"gone", "gone-too"}
+    since = store.erased_subjects(later - timedelta(seconds=1))
+    assert [s for s, _ in since] == ["gone-too"] and since[0][1] == later
+    assert store.erased_subjects(later + timedelta(seconds=1)) == []
 
 
 def test_purge_keeps_consent_records(store):

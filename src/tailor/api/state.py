@@ -57,9 +57,9 @@ CACHE_MIN_K = 10
 FALLBACK_MODEL = "popularity"
 CATALOG_META = "serving.catalog_version"
 """Store meta key bumped on every catalog change through the API (other workers follow it)."""
-ERASURE_META = "serving.erasures"
-"""Store meta key: the latest erased pseudonyms, for other workers' memory."""
-_ERASURES_KEPT = 1000
+ERASURE_OVERLAP = timedelta(minutes=5)
+"""How far back each look for new erasures re-reads the tombstones: an erasure stamped
+before its commit became visible, or by a machine whose clock runs behind, is still met."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +289,7 @@ class ServingState:
         self._tail_seen: OrderedDict[str, None] = OrderedDict()
         self._tail_received: datetime | None = None
         self._tail_meta: dict[str, str | None] = {}
+        self._erasures_checked: datetime | None = None
         self._seen_signature: tuple[float, int] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -304,12 +305,13 @@ class ServingState:
     def start(self) -> None:
         """Load the consent state and the model, then start the background threads."""
         self._load_consent()
+        self._erasures_checked = datetime.now(UTC)  # the load below applies every tombstone
         self.reload()
         if self.poll_interval_s:
             self._spawn("model-poller", self._poll_loop)
         if self.tail_interval_s:
             self._tail_received = datetime.now(UTC)
-            self._tail_meta = {k: self.store.get_meta(k) for k in (CATALOG_META, ERASURE_META)}
+            self._tail_meta = {CATALOG_META: self.store.get_meta(CATALOG_META)}
             self._spawn("store-tailer", self._tail_loop)
 
     def close(self) -> None:
@@ -379,10 +381,14 @@ class ServingState:
         return LoadedModel(service, service.version, True, reason, None, datetime.now(UTC))
 
     def _catch_up(self, service: RecommendationService, *, items: bool = True):
-        """Re-apply what happened since the artifact was written: erasures this process
-        made and the store's catalog (flags, and items new since)."""
-        for user in self._erased:
-            service = service.without_user(user)
+        """Re-apply what happened since the artifact was written: every erasure the store
+        records (this process's, another worker's, the CLI's ``tailor erase``) and the
+        store's catalog (flags, and items new since)."""
+        tombstones = self.store.erased_subjects()
+        recent = datetime.now(UTC) - ERASURE_OVERLAP
+        # Those the next looks for new erasures will meet again count as applied.
+        self._erased.update(user for user, erased_at in tombstones if erased_at >= recent)
+        service = service.without_users([*self._erased, *(user for user, _ in tombstones)])
         if items:
             service = _apply_catalog(service, self.store.read_entities("items"))
         return service
@@ -401,6 +407,8 @@ class ServingState:
         while not self._stop.wait(self.poll_interval_s):
             try:
                 self.reload_if_changed()
+                if self.tail_interval_s is None:  # the tailer looks when there is one
+                    self.follow_erasures()
             except Exception:  # the poller must survive anything
                 log.exception("model poller failed")
 
@@ -582,24 +590,38 @@ class ServingState:
         """Erase ``user`` (pseudonym) from the store (with every registered hook), then
         from memory: sessions, caches, consent state and the loaded model."""
         report = erase(self.store, user)
-        self.forget_user(user)
+        self.forget_users([user])
         report.hooks["serving"] = "ok"
-        erased = (self.store.get_meta(ERASURE_META) or "").split()
-        self.store.set_meta(ERASURE_META, " ".join([*erased[-_ERASURES_KEPT + 1 :], user]))
         return report
 
-    def forget_user(self, user: str) -> None:
-        self._erased.add(user)
-        self._consent.pop(user, None)
-        self.sessions.drop(user)
-        self.cache.drop_user(user)
+    def forget_users(self, users: list[str]) -> None:
+        """Drop ``users`` (pseudonyms) from memory: sessions, caches, consent state, the
+        served log and the loaded model (one swap for all of them)."""
+        for user in users:
+            self._erased.add(user)
+            self._consent.pop(user, None)
+            self.sessions.drop(user)
+            self.cache.drop_user(user)
         with self._change:
             loaded = self.loaded
             if loaded is not None:
-                self._swap(_replace(loaded, loaded.service.without_user(user)))
+                self._swap(_replace(loaded, loaded.service.without_users(users)))
+        gone = set(users)
         for index, entry in enumerate(self.served):
-            if entry[2] == user:
+            if entry[2] in gone:
                 self.served[index] = (entry[0], entry[1], None, entry[3])
+
+    def follow_erasures(self) -> list[str]:
+        """Forget the users erased elsewhere since the last look: by another worker's
+        ``DELETE /v1/users/{id}`` or by ``tailor erase`` against the same store. The store's
+        tombstones are the record. Returns the pseudonyms newly forgotten."""
+        checked, since = datetime.now(UTC), self._erasures_checked
+        tombstones = self.store.erased_subjects(None if since is None else since - ERASURE_OVERLAP)
+        fresh = list(dict.fromkeys(u for u, _ in tombstones if u not in self._erased))
+        if fresh:
+            self.forget_users(fresh)
+        self._erasures_checked = checked
+        return fresh
 
     def export_user(self, user: str) -> dict[str, Any]:
         """What is held about ``user`` (pseudonym): stored events, consent records, the
@@ -650,7 +672,7 @@ class ServingState:
 
     def tail_once(self) -> None:
         """Read what other workers stored since the last look: events (into the sessions),
-        catalog changes and erasures.
+        catalog changes and erasures (:meth:`follow_erasures`).
 
         Rows are read by the time the store received them, with :data:`TAIL_OVERLAP` of
         slack: a group commit stamps its rows before it commits, so a row may become visible
@@ -666,20 +688,15 @@ class ServingState:
         if table.num_rows:
             self.on_committed(table)
             self._tail_received = max(since, pc.max(table["received_at"]).as_py())
-        for key in (CATALOG_META, ERASURE_META):
-            value = self.store.get_meta(key)
-            if value == self._tail_meta.get(key):
-                continue
-            self._tail_meta[key] = value
-            if key == CATALOG_META and self.loaded is not None:
+        value = self.store.get_meta(CATALOG_META)
+        if value != self._tail_meta.get(CATALOG_META):
+            self._tail_meta[CATALOG_META] = value
+            if self.loaded is not None:
                 with self._change:
                     loaded = self.loaded
                     service = _apply_catalog(loaded.service, self.store.read_entities("items"))
                     self._swap(_replace(loaded, service))
-            elif key == ERASURE_META:
-                for user in (value or "").split():
-                    if user not in self._erased:
-                        self.forget_user(user)
+        self.follow_erasures()
 
     def _load_consent(self) -> None:
         """The latest personalization consent per subject, from the store's ledger."""

@@ -24,7 +24,7 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -90,12 +90,13 @@ class UserLookup:
         return self.user_ids is user_ids and self.user_rows is user_rows
 
     def without(
-        self, user_id: str, user_ids: np.ndarray, user_rows: np.ndarray | None
+        self, gone: Iterable[str], user_ids: np.ndarray, user_rows: np.ndarray | None
     ) -> UserLookup:
-        """The lookup of ``user_ids``/``user_rows``: these arrays less ``user_id`` (the
+        """The lookup of ``user_ids``/``user_rows``: these arrays less the ids ``gone`` (the
         others keep their rows)."""
         rows = dict(self.rows)
-        rows.pop(user_id, None)
+        for user_id in gone:
+            rows.pop(user_id, None)
         return UserLookup(user_ids, user_rows, rows)
 
 
@@ -543,49 +544,54 @@ class RecommendationService:
     # --- changes (each returns a new service; the caller swaps the reference) ---------------
 
     def without_user(self, user_id: str) -> RecommendationService:
-        """A copy that no longer knows ``user_id`` (erasure): their rows of the history
+        """A copy that no longer knows ``user_id`` (erasure); see :meth:`without_users`."""
+        return self.without_users([user_id])
+
+    def without_users(self, user_ids: Iterable[str]) -> RecommendationService:
+        """A copy that no longer knows ``user_ids`` (erasure): their rows of the history
         matrices and their per-user model state are zeroed, their co-purchases subtracted,
         and they leave ``user_ids``, so they get cold-start answers from then on. The item
-        aggregates of the trending model keep their (anonymous) share."""
-        position = _position(self.user_ids, user_id)
-        if position < 0:
+        aggregates of the trending model keep their (anonymous) share. Ids the service does
+        not know are ignored; many users cost one copy of each array, not one per user."""
+        lookup = self._user_lookup()
+        gone = sorted({u for u in user_ids if u in lookup.rows})
+        if not gone:
             return self
-        rows = self.user_rows if self.user_rows is not None else np.arange(len(self.user_ids))
-        row = int(rows[position])
+        rows = np.array([lookup.rows[u] for u in gone], np.int64)
+        positions = np.searchsorted(self.user_ids, np.array(gone, dtype=self.user_ids.dtype))
         co_purchase = self.co_purchase
         if co_purchase is not None:
-            mine = self.strongest[row]
-            mine = sp.csr_matrix(
-                (
-                    np.ones(int((mine.data >= _CART).sum()), np.float32),
-                    (
-                        np.zeros(int((mine.data >= _CART).sum()), np.int64),
-                        mine.indices[mine.data >= _CART],
-                    ),
-                ),
-                shape=(1, co_purchase.shape[1]),
+            bought = self.strongest[rows]
+            bought = sp.csr_matrix(
+                ((bought.data >= _CART).astype(np.float32), bought.indices, bought.indptr),
+                shape=bought.shape,
             )
-            if mine.nnz > 1:
-                co_purchase = sp.csr_matrix(co_purchase - mine.T @ mine)
+            bought.eliminate_zeros()
+            if bought.nnz:
+                # Each erased buyer added one to every pair of their basket (build's XᵀX).
+                co_purchase = sp.csr_matrix(co_purchase - bought.T @ bought)
                 co_purchase.setdiag(0)
                 co_purchase.eliminate_zeros()
-        if self.candidates is not None and row < len(self.candidates.items):
-            self.candidates.forget(row)
+        if self.candidates is not None:
+            for row in rows[rows < len(self.candidates.items)]:
+                self.candidates.forget(int(row))
         for name in _USER_STATE:
             state = getattr(self.model, name, None)
-            if isinstance(state, np.ndarray) and row < len(state):
+            if isinstance(state, np.ndarray):
                 state = state.copy()
-                state[row] = 0
+                state[rows[rows < len(state)]] = 0
                 setattr(self.model, name, state)
-        user_ids, user_rows = np.delete(self.user_ids, position), np.delete(rows, position)
+        user_ids = np.delete(self.user_ids, positions)
+        all_rows = self.user_rows if self.user_rows is not None else np.arange(len(self.user_ids))
+        user_rows = np.delete(all_rows, positions)
         return dataclasses.replace(
             self,
             user_ids=user_ids,
             user_rows=user_rows,
-            user_lookup=self._user_lookup().without(user_id, user_ids, user_rows),
-            history=_zero_row(self.history, row),
-            purchased=_zero_row(self.purchased, row),
-            strongest=_zero_row(self.strongest, row),
+            user_lookup=lookup.without(gone, user_ids, user_rows),
+            history=_zero_rows(self.history, rows),
+            purchased=_zero_rows(self.purchased, rows),
+            strongest=_zero_rows(self.strongest, rows),
             co_purchase=co_purchase,
         )
 
@@ -1083,10 +1089,12 @@ def _remapped(similarity, codes: np.ndarray):
     return lambda sources, targets: similarity(codes[sources], codes[targets])
 
 
-def _zero_row(matrix: sp.csr_matrix, row: int) -> sp.csr_matrix:
-    """A copy of ``matrix`` with ``row`` emptied."""
+def _zero_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """A copy of ``matrix`` with ``rows`` emptied."""
     matrix = sp.csr_matrix(matrix, copy=True)
-    matrix.data[matrix.indptr[row] : matrix.indptr[row + 1]] = 0
+    emptied = np.zeros(matrix.shape[0], bool)
+    emptied[rows] = True
+    matrix.data[np.repeat(emptied, np.diff(matrix.indptr))] = 0
     matrix.eliminate_zeros()
     return matrix
 

@@ -132,6 +132,12 @@ class PrivacyStore(Protocol):
 
     def count_tombstones(self) -> int: ...
 
+    def erased_subjects(self, since: datetime | None = None) -> list[tuple[str, datetime]]:
+        """(pseudonym, erased at) of every tombstone, or of those recorded at or after
+        ``since``: how a running server learns of erasures made elsewhere (the CLI, another
+        worker) and how a loaded model sheds the users erased after it was saved."""
+        ...
+
     def purge_events(self, before: datetime) -> int:
         """Delete events that occurred before ``before``; consent records are kept as proof."""
         ...

@@ -50,7 +50,8 @@ class DuckDBStore(SqlStore):
         except duckdb.IOException as exc:
             raise StoreError(
                 f"cannot open DuckDB store {path}: {exc}. Another tailor process may hold it "
-                "open; stop it or point TAILOR_STORE elsewhere."
+                "open; stop it or point TAILOR_STORE elsewhere. While `tailor serve` runs on "
+                "it, make changes through its API (e.g. DELETE /v1/users/{id} to erase)."
             ) from exc
         self._con.execute("SET TimeZone = 'UTC'").fetchall()
         self._con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'").fetchall()

@@ -104,6 +104,8 @@ class SqlStore:
             + " PRIMARY KEY, erased_at "
             + self._sql_type("timestamp")
             + ")",
+            # Running servers look for erasures made since their last look (the CLI's too).
+            "CREATE INDEX IF NOT EXISTS tombstones_erased_at ON tombstones (erased_at)",
             "CREATE TABLE IF NOT EXISTS meta (key "
             + self._sql_type("string")
             + " PRIMARY KEY, value "
@@ -391,6 +393,14 @@ class SqlStore:
 
     def count_tombstones(self) -> int:
         return int(self._run("SELECT count(*) FROM tombstones")[0][0])
+
+    def erased_subjects(self, since: datetime | None = None) -> list[tuple[str, datetime]]:
+        if since is None:
+            return [tuple(r) for r in self._run("SELECT subject_id, erased_at FROM tombstones")]
+        rows = self._run(
+            "SELECT subject_id, erased_at FROM tombstones WHERE erased_at >= ?", [since]
+        )
+        return [tuple(r) for r in rows]
 
     def purge_events(self, before: datetime) -> int:
         with self.transaction():
