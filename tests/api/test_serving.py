@@ -143,6 +143,44 @@ def test_a_running_server_follows_erasures_made_elsewhere(tmp_path):
     close(s)
 
 
+def test_sessions_are_pruned_when_a_new_model_arrives_not_on_other_swaps(tmp_path):
+    """Session events the loaded model learned nothing about must last until a model that
+    learned them arrives; a catalog change or an erasure swaps in the same model."""
+    from datetime import timedelta
+
+    s = serve(tmp_path)
+    tenant = s.tenants["default"]
+    admin = auth(s.tokens["admin"])
+
+    def view(event_id: str, when: datetime) -> dict:
+        return {
+            "event_id": event_id,
+            "event_type": "view",
+            "subject_id": "late-visitor",
+            "occurred_at": when.isoformat(),
+            "item_id": "tea-3",
+        }
+
+    with TestClient(s.app) as c:
+        window_end = tenant.serving.current().service.info["data_window"][1]
+        late = datetime.fromisoformat(window_end) - timedelta(hours=1)  # an offline app's view
+        now = datetime.now(UTC).replace(microsecond=0)  # the data window is kept in seconds
+        for event in (view("late-1", late), view("now-1", now)):
+            assert c.post("/v1/events", json=event, headers=admin).json()["accepted"] == 1
+        visitor = tenant.pseudonym("late-visitor")
+        assert len(tenant.serving.sessions.events(visitor)) == 2
+        assert c.put("/v1/items/tea-4", json={"available": False}, headers=admin).status_code == 200
+        assert c.delete("/v1/users/c1", headers=admin).status_code == 200
+        assert len(tenant.serving.sessions.events(visitor)) == 2  # same model: both kept
+        before = tenant.serving.current().version
+        save_model(tenant.workspace, s.model_path)  # a new version, trained on both events
+        tenant.serving.reload()
+        assert tenant.serving.current().version != before
+        assert tenant.serving.current().service.user_row(visitor) >= 0  # it learned them
+        assert tenant.serving.sessions.events(visitor) == []
+    close(s)
+
+
 def test_with_items_flags_and_new_items(shop, tmp_path):
     service = save_model(shop, tmp_path / "m")
     user = shop.pseudonymizer.pseudonymize("subject", "t2")

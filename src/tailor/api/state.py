@@ -400,7 +400,9 @@ class ServingState:
         self.generation += 1
         self.cache.clear()
         window = loaded.service.info.get("data_window")
-        if previous is not None and window:
+        # A new model learned the events up to the end of its data: the sessions drop them.
+        # A catalog change or an erasure swaps in the same model, which learned nothing new.
+        if previous is not None and window and previous.version != loaded.version:
             self.sessions.prune(int(datetime.fromisoformat(window[1]).timestamp() * 1000))
 
     def _poll_loop(self) -> None:
