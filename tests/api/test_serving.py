@@ -196,6 +196,10 @@ def test_with_items_flags_and_new_items(shop, tmp_path):
         )
     )
     assert len(grown.catalog) == len(service.catalog) + 1
+    # Re-encoded with the fitted vocabulary, not refitted: the other items keep their rows.
+    assert grown.content.text_vocabulary_ is service.content.text_vocabulary_
+    n = len(service.catalog)
+    assert (grown.content.item_features_[:n] != service.content.item_features_).nnz == 0
     answer = grown.recommend(user, k=10, session_events=[("tea-xl", "view")])
     assert all(r.item_id != "tea-xl" for r in answer)  # seen items are not shown again
     assert any(r.item_id.startswith("tea") for r in answer)

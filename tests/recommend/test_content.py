@@ -186,6 +186,70 @@ def test_save_and_load_give_the_same_results(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "params",
+    [{}, {"category_as": "labels", "stop_words": False}, {"text_weight": 0}, {"price_weight": 0}],
+)
+def test_encode_gives_the_fitted_rows_back(params):
+    model = fitted(**params)
+    rows = model.encode(catalog(), np.arange(len(ITEMS)))
+    assert rows.shape == model.item_features_.shape
+    np.testing.assert_allclose(rows.toarray(), model.item_features_.toarray(), atol=1e-6)
+
+
+def test_with_items_encodes_only_the_items_touched():
+    model = fitted()
+    # The shop adds a knife and changes the running shorts' price; nothing else moves.
+    rows = pa.table(
+        {
+            "item_id": [*IDS.tolist(), "i12"],
+            "title": [*(t for t, *_ in ITEMS), "Utility knife with zircon blade"],
+            "description": [*(d for _, d, *_ in ITEMS), "sharp kitchen knife"],
+            "category": [*(c for _, _, c, *_ in ITEMS), "Home > Kitchen > Knives"],
+            "brand": [*(b for *_, b, _ in ITEMS), "Acme"],
+            "price": [*(p for *_, p in ITEMS), 20.0],
+        }
+    )
+    ids = np.array([*IDS.tolist(), "i12"], dtype=object)
+    grown = Catalog.from_table(rows, ids)
+    grown.price[7] = 95.0
+    changed = np.array([7, 12])
+    updated = model.with_items(grown, changed)
+    assert updated.n_items_ == 13 and updated.item_features_.shape[0] == 13
+    assert model.n_items_ == 12 and model.item_features_.shape[0] == 12  # a copy
+    np.testing.assert_allclose(
+        updated.item_features_[changed].toarray(), model.encode(grown, changed).toarray()
+    )
+    untouched = np.setdiff1d(np.arange(12), changed)
+    assert (updated.item_features_[untouched] != model.item_features_[untouched]).nnz == 0
+    # The new knife is like the knives at once ("zircon" and "utility", unseen words, wait
+    # for the next fit); the shorts now sit in the shoes' price band.
+    similarity = updated.item_similarity(np.array([12]), np.array([0, 5]))[0]
+    assert similarity[0] > 0.5 > similarity[1]
+    assert (
+        updated.item_similarity(np.array([7]), np.array([5]))[0, 0]
+        > model.item_similarity(np.array([7]), np.array([5]))[0, 0]
+    )
+    vocabulary = set(updated.text_vocabulary_.tolist())
+    assert "knife" in vocabulary and "zircon" not in vocabulary
+
+
+def test_a_model_saved_without_its_vocabulary_is_refitted_not_encoded():
+    model = fitted()
+    loaded = load_model(model.to_bytes())
+    assert loaded.keeps_vocabulary  # the encoders are saved with the model
+    np.testing.assert_allclose(
+        loaded.encode(catalog(), np.arange(3)).toarray(),
+        model.item_features_[:3].toarray(),
+        atol=1e-6,
+    )
+    for name in ("text_vocabulary_", "text_idf_"):
+        delattr(loaded, name)
+    assert not loaded.keeps_vocabulary
+    with pytest.raises(ValueError, match="refit it"):
+        loaded.encode(catalog(), np.arange(3))
+
+
+@pytest.mark.parametrize(
     ("params", "message"),
     [
         ({"text_weight": -1.0}, "text_weight must be a finite number >= 0"),

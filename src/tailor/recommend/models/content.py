@@ -11,6 +11,11 @@ A user's score for item j is the mean similarity of j to the user's history, wei
 confidence: s = (h / Σh) F Fᵀ, computed as ((h / Σh) F) Fᵀ so the items × items matrix never
 exists. Items nobody interacted with yet score like any other, which is what collaborative
 models cannot do.
+
+The fitted vocabulary, IDF weights, category and brand tokens and price bands are kept, so a
+catalog change re-encodes only the items it touches (:meth:`ContentSimilarity.with_items`)
+instead of refitting over the whole catalog: words, categories and brands the fit never saw
+count from the next fit.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from tailor.events.columns import ITEM_CATEGORY_SEPARATOR
 from tailor.recommend.base import Recommender, dense_rows, excluded_mask, item_codes, top_k
@@ -108,15 +113,75 @@ class ContentSimilarity(Recommender):
         if catalog is None:  # fit() checks needs; this keeps direct callers honest
             raise ValueError("ContentSimilarity needs catalog= to fit")
         self.price_edges_ = np.empty(0)
+        self.price_banded_ = False
+        self.text_vocabulary_ = np.empty(0, str)
+        self.text_idf_ = np.empty(0, np.float32)
+        self.category_tokens_ = np.empty(0, str)
+        self.brand_tokens_ = np.empty(0, str)
         blocks = [
             (self.text_weight, lambda: self._text_block(catalog)),
             (self.category_weight, lambda: self._category_block(catalog)),
-            (self.brand_weight, lambda: _one_hot([b.strip().lower() for b in catalog.brand])),
+            (self.brand_weight, lambda: self._brand_block(catalog)),
             (self.price_weight, lambda: self._price_block(catalog.price)),
         ]
+        self.item_features_ = self._combine([(weight, build) for weight, build in blocks])
+
+    def _combine(self, blocks: list) -> sp.csr_matrix:
         # A block of weight 0 is not built at all (no vocabulary to learn for nothing).
         parts = [weight * _normalize_rows(build()) for weight, build in blocks if weight > 0]
-        self.item_features_ = _normalize_rows(sp.hstack(parts, format="csr"))
+        return _normalize_rows(sp.hstack(parts, format="csr"))
+
+    @property
+    def keeps_vocabulary(self) -> bool:
+        """Whether :meth:`encode` can work: models saved before it existed did not keep
+        their vocabulary and must be refitted instead."""
+        return hasattr(self, "text_idf_")
+
+    def encode(self, catalog: Catalog, codes: np.ndarray) -> sp.csr_matrix:
+        """Feature rows of the items ``codes`` of ``catalog``, with what the fit learned (the
+        same rows as the fit's for items it saw unchanged)."""
+        self._check_fitted()
+        if not self.keeps_vocabulary:
+            raise ValueError("this content model was saved before it kept its vocabulary: refit it")
+        codes = np.asarray(codes, np.int64)
+        return self._combine(
+            [
+                (self.text_weight, lambda: self._encode_text(catalog, codes)),
+                (
+                    self.category_weight,
+                    lambda: _encode_sets(
+                        self._category_tokens(catalog.category[codes]), self.category_tokens_
+                    ),
+                ),
+                (
+                    self.brand_weight,
+                    lambda: _encode_sets(_brand_tokens(catalog.brand[codes]), self.brand_tokens_),
+                ),
+                (self.price_weight, lambda: self._encode_price(catalog.price[codes])),
+            ]
+        )
+
+    def with_items(self, catalog: Catalog, codes: np.ndarray) -> ContentSimilarity:
+        """A copy whose rows for ``codes`` (items changed or appended: codes past the fitted
+        items) are encoded from ``catalog``; every other row stays as it is."""
+        codes = np.asarray(codes, np.int64)
+        n_items = len(catalog)
+        rows = self.encode(catalog, codes)
+        features = sp.csr_matrix(self.item_features_, copy=True)
+        features.resize((n_items, features.shape[1]))
+        keep = np.ones(n_items, bool)
+        keep[codes] = False
+        placed = sp.csr_matrix(
+            (np.ones(len(codes), np.float32), (codes, np.arange(len(codes)))),
+            shape=(n_items, len(codes)),
+        )
+        copy = type(self)(**self.get_params())
+        copy.__dict__.update(self.__dict__)
+        copy.item_features_ = sp.csr_matrix(
+            sp.diags(keep.astype(np.float32)) @ features + placed @ rows
+        )
+        copy.n_items_ = n_items
+        return copy
 
     def _text_block(self, catalog: Catalog) -> sp.csr_matrix:
         documents = [f"{t} {d}" for t, d in zip(catalog.title, catalog.description, strict=True)]
@@ -128,17 +193,43 @@ class ContentSimilarity(Recommender):
             dtype=np.float32,
         )
         try:
-            return sp.csr_matrix(vectorizer.fit_transform(documents), dtype=np.float32)
+            features = sp.csr_matrix(vectorizer.fit_transform(documents), dtype=np.float32)
         except ValueError as error:
             # No item has a word that survives (no text at all, or only stop words): the
             # block is empty and the other blocks carry the similarity.
             if "empty vocabulary" not in str(error):
                 raise
             return sp.csr_matrix((len(documents), 0), dtype=np.float32)
+        self.text_vocabulary_ = np.asarray(vectorizer.get_feature_names_out(), dtype=str)
+        self.text_idf_ = vectorizer.idf_.astype(np.float32)
+        return features
+
+    def _encode_text(self, catalog: Catalog, codes: np.ndarray) -> sp.csr_matrix:
+        """TF-IDF with the fitted vocabulary and IDF, as the fitted vectorizer computes it:
+        sublinear tf, times IDF (the L2 norm follows in :meth:`_combine`)."""
+        if not len(self.text_vocabulary_):
+            return sp.csr_matrix((len(codes), 0), dtype=np.float32)
+        counter = CountVectorizer(
+            vocabulary={word: i for i, word in enumerate(self.text_vocabulary_.tolist())},
+            stop_words="english" if self.stop_words else None,
+            dtype=np.float32,
+        )
+        documents = [f"{catalog.title[c]} {catalog.description[c]}" for c in codes]
+        counts = sp.csr_matrix(counter.transform(documents), dtype=np.float32)
+        counts.data = np.log(counts.data) + 1.0
+        return sp.csr_matrix(counts @ sp.diags(self.text_idf_))
 
     def _category_block(self, catalog: Catalog) -> sp.csr_matrix:
+        block, self.category_tokens_ = _one_hot_sets(self._category_tokens(catalog.category))
+        return block
+
+    def _brand_block(self, catalog: Catalog) -> sp.csr_matrix:
+        block, self.brand_tokens_ = _one_hot_sets(_brand_tokens(catalog.brand))
+        return block
+
+    def _category_tokens(self, categories: np.ndarray) -> list[list[str]]:
         tokens = []
-        for path in catalog.category:
+        for path in categories:
             levels = [level.strip() for level in path.split(ITEM_CATEGORY_SEPARATOR)]
             levels = [level for level in levels if level]
             if self.category_as == "path":
@@ -147,7 +238,7 @@ class ContentSimilarity(Recommender):
                 )
             else:
                 tokens.append(levels)
-        return _one_hot_sets(tokens)
+        return tokens
 
     def _price_block(self, price: np.ndarray) -> sp.csr_matrix:
         price = np.asarray(price, dtype=np.float64)
@@ -157,6 +248,14 @@ class ContentSimilarity(Recommender):
         inner = np.linspace(0.0, 1.0, int(self.price_bands) + 1)[1:-1]
         # Ties (many items at one price) can give equal edges; unique keeps bands non-empty.
         self.price_edges_ = np.unique(np.quantile(price[known], inner))
+        self.price_banded_ = True
+        return self._encode_price(price)
+
+    def _encode_price(self, price: np.ndarray) -> sp.csr_matrix:
+        price = np.asarray(price, dtype=np.float64)
+        if not self.price_banded_:
+            return sp.csr_matrix((len(price), 0), dtype=np.float32)
+        known = np.isfinite(price)
         bands = np.searchsorted(self.price_edges_, price[known], side="right")
         rows = np.flatnonzero(known)
         return sp.csr_matrix(
@@ -244,19 +343,30 @@ def _normalize_rows(matrix: sp.spmatrix, order: int = 2) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ matrix)
 
 
-def _one_hot(tokens: list[str]) -> sp.csr_matrix:
-    """One column per distinct non-empty token."""
-    return _one_hot_sets([[t] if t else [] for t in tokens])
+def _brand_tokens(brands: np.ndarray) -> list[list[str]]:
+    return [[token] if (token := b.strip().lower()) else [] for b in brands]
 
 
-def _one_hot_sets(tokens: list[list[str]]) -> sp.csr_matrix:
-    """One column per distinct token, 1 where a row holds it."""
+def _one_hot_sets(tokens: list[list[str]]) -> tuple[sp.csr_matrix, np.ndarray]:
+    """One column per distinct token, 1 where a row holds it; and the tokens by column."""
     vocabulary: dict[str, int] = {}
+    for row_tokens in tokens:
+        for token in row_tokens:
+            vocabulary.setdefault(token, len(vocabulary))
+    known = np.asarray(list(vocabulary), dtype=str) if vocabulary else np.empty(0, str)
+    return _encode_sets(tokens, known), known
+
+
+def _encode_sets(tokens: list[list[str]], known: np.ndarray) -> sp.csr_matrix:
+    """1 where a row holds a token of ``known`` (a column each); other tokens are dropped."""
+    columns = {token: i for i, token in enumerate(known.tolist())}
     rows, cols = [], []
     for row, row_tokens in enumerate(tokens):
         for token in dict.fromkeys(row_tokens):  # a repeated label counts once
-            rows.append(row)
-            cols.append(vocabulary.setdefault(token, len(vocabulary)))
+            column = columns.get(token)
+            if column is not None:
+                rows.append(row)
+                cols.append(column)
     return sp.csr_matrix(
-        (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(tokens), len(vocabulary))
+        (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(tokens), len(columns))
     )
