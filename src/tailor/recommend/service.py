@@ -1120,11 +1120,6 @@ def _iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
 
 
-def _position(user_ids: np.ndarray, user_id: str) -> int:
-    index = int(np.searchsorted(user_ids, user_id))
-    return index if index < len(user_ids) and user_ids[index] == user_id else -1
-
-
 def _event_matrices(events: pa.Table, log: InteractionLog) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(purchased, strongest event-type code) per user × item, for rules and explanations."""
     kinds = InteractionLog.from_events(

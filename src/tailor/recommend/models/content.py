@@ -20,6 +20,7 @@ count from the next fit.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -175,13 +176,12 @@ class ContentSimilarity(Recommender):
             (np.ones(len(codes), np.float32), (codes, np.arange(len(codes)))),
             shape=(n_items, len(codes)),
         )
-        copy = type(self)(**self.get_params())
-        copy.__dict__.update(self.__dict__)
-        copy.item_features_ = sp.csr_matrix(
+        grown = copy.copy(self)  # the encoders are shared: they never change after the fit
+        grown.item_features_ = sp.csr_matrix(
             sp.diags(keep.astype(np.float32)) @ features + placed @ rows
         )
-        copy.n_items_ = n_items
-        return copy
+        grown.n_items_ = n_items
+        return grown
 
     def _text_block(self, catalog: Catalog) -> sp.csr_matrix:
         documents = [f"{t} {d}" for t, d in zip(catalog.title, catalog.description, strict=True)]
