@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from datetime import UTC, datetime
@@ -109,6 +110,11 @@ def test_health_ready_metrics(client):
     assert "tailor_http_request_duration_seconds_bucket" in text
     assert 'tailor_events_total{outcome="accepted",tenant="default"} 1.0' in text
     assert 'tailor_model_fallback{tenant="default"} 0.0' in text
+    # One event, one group commit, which took some time.
+    assert 'tailor_ingest_commits_total{tenant="default"} 1.0' in text
+    assert 'tailor_ingest_commit_failures_total{tenant="default"} 0.0' in text
+    seconds = re.search(r'tailor_ingest_commit_seconds_total\{tenant="default"\} (\S+)', text)
+    assert seconds and float(seconds.group(1)) > 0
     # No raw user id anywhere (the model version's random suffix may hold the letters).
     assert "tailor_model_info{" in text and '"c1"' not in text and "/users/c1" not in text
     spec = client.get("/openapi.json").json()

@@ -107,6 +107,21 @@ class _ServingCollector(Collector):
         reloads = CounterMetricFamily(
             "tailor_model_loads", "Models loaded (start and hot reloads).", labels=["tenant"]
         )
+        # Group commit: events per commit = accepted events / commits; time per commit =
+        # commit seconds / commits (a slow disk or database shows here first).
+        commits = CounterMetricFamily(
+            "tailor_ingest_commits", "Store transactions of the ingest writer.", labels=["tenant"]
+        )
+        commit_failures = CounterMetricFamily(
+            "tailor_ingest_commit_failures",
+            "Ingest transactions that failed (their requests were answered 503).",
+            labels=["tenant"],
+        )
+        commit_seconds = CounterMetricFamily(
+            "tailor_ingest_commit_seconds",
+            "Seconds spent in ingest transactions, failed ones included.",
+            labels=["tenant"],
+        )
         for name, tenant in self._tenants().items():
             serving = tenant.serving
             loaded = serving.loaded
@@ -118,7 +133,13 @@ class _ServingCollector(Collector):
             cache.add_metric([name], len(serving.cache))
             cache_hits.add_metric([name], serving.cache.hits)
             reloads.add_metric([name], serving.reloads)
+            writer = tenant.writer
+            if writer is not None:
+                commits.add_metric([name], writer.commits)
+                commit_failures.add_metric([name], writer.commit_failures)
+                commit_seconds.add_metric([name], writer.commit_seconds_total)
         yield from (info, fallback, ready, sessions, cache, cache_hits, reloads)
+        yield from (commits, commit_failures, commit_seconds)
 
 
 class MetricsMiddleware:
