@@ -598,16 +598,18 @@ class ServingState:
 
     def forget_users(self, users: list[str]) -> None:
         """Drop ``users`` (pseudonyms) from memory: sessions, caches, consent state, the
-        served log and the loaded model (one swap for all of them)."""
+        served log and the loaded model (one swap for all of them, which also empties the
+        answer cache: no scan of it per user)."""
         for user in users:
             self._erased.add(user)
             self._consent.pop(user, None)
             self.sessions.drop(user)
-            self.cache.drop_user(user)
         with self._change:
             loaded = self.loaded
             if loaded is not None:
                 self._swap(_replace(loaded, loaded.service.without_users(users)))
+            else:
+                self.cache.clear()
         gone = set(users)
         for index, entry in enumerate(self.served):
             if entry[2] in gone:
