@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import shutil
 import signal
@@ -621,8 +622,8 @@ def main(argv: list[str] | None = None) -> dict:
             "--users, --items, --events, --duration, --connections and --ingest-connections "
             "must be >= 1"
         )
-    if args.rate < 0 or args.paced_connections < 1:
-        parser.error("--rate must be >= 0 and --paced-connections >= 1")
+    if not math.isfinite(args.rate) or args.rate < 0 or args.paced_connections < 1:
+        parser.error("--rate must be a finite number >= 0 and --paced-connections >= 1")
     workers = args.workers or (1 if args.store == "duckdb" else max(os.cpu_count() or 1, 1))
 
     wrk = ensure_wrk()

@@ -54,6 +54,8 @@ def test_quick_serve_bench_answers_every_request(capsys):
     "argv",
     [
         ["--rate", "-1"],
+        ["--rate", "nan"],
+        ["--rate", "inf"],
         ["--paced-connections", "0"],
         ["--connections", "0"],
         ["--duration", "0"],
