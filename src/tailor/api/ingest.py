@@ -758,6 +758,10 @@ class GroupCommitWriter:
 
     # --- the writer thread ----------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self.store.prepare_appends()
+        except Exception:
+            log.exception("preparing the event store for appends failed; appends will try again")
         while True:
             subs = self._take()
             if subs is None:

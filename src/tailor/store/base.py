@@ -74,6 +74,11 @@ class EventWriter(Protocol):
         """
         ...
 
+    def prepare_appends(self) -> None:
+        """Build ahead what appends need (an index of stored ids, say), so that the first
+        append does not wait for it; appends work without it."""
+        ...
+
 
 class EventReader(Protocol):
     def read_events(

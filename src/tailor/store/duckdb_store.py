@@ -8,12 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from tailor.errors import StoreError
 from tailor.events.columns import ColumnKind
 from tailor.store.base import AppendResult
 from tailor.store.sql import SqlStore
+from tailor.store.stored_ids import StoredIdFilter, shared_filter
 
 _TYPES: dict[ColumnKind, str] = {
     "string": "VARCHAR",
@@ -57,6 +59,11 @@ class DuckDBStore(SqlStore):
         self._con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'").fetchall()
         self._names = itertools.count()
         self._create_schema()
+        if str(path) == ":memory:":  # each connection to :memory: is a database of its own
+            self._stored_ids = StoredIdFilter()
+            self._release_ids = None
+        else:
+            self._stored_ids, self._release_ids = shared_filter(str(Path(path).resolve()), self)
 
     def _sql_type(self, kind: ColumnKind) -> str:
         return _TYPES[kind]
@@ -73,6 +80,12 @@ class DuckDBStore(SqlStore):
         with self._lock:
             table = self._con.sql(sql, params=list(params) or None).to_arrow_table()
         return table.rename_columns(schema.names).cast(schema)
+
+    def _id_hashes(self, relation: str) -> np.ndarray:
+        # DuckDB's hash may change between versions; the filter lives in this process only.
+        with self._lock:
+            found = self._con.execute(f"SELECT hash(event_id) AS h FROM {relation}").fetchnumpy()
+        return np.asarray(found["h"], np.uint64)
 
     @contextmanager
     def _staged(self, table: pa.Table) -> Iterator[str]:
@@ -102,3 +115,5 @@ class DuckDBStore(SqlStore):
     def close(self) -> None:
         with self._lock:
             self._con.close()
+            if self._release_ids is not None:
+                self._release_ids()

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 
 from tailor.events.columns import (
@@ -30,6 +31,7 @@ from tailor.store.base import (
     ProgressCallback,
     UpsertResult,
 )
+from tailor.store.stored_ids import StoredIdFilter
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class SqlStore:
     url: str
     opt_out_purposes: frozenset[str]
     _events_primary_key: bool = True
+    _stored_ids: StoredIdFilter | None = None
+    """Without the key, a filter that lets appends of new ids skip the duplicate probe."""
 
     def __init__(self, url: str, *, opt_out_purposes: Sequence[str] = ()) -> None:
         self.url = url
@@ -85,6 +89,19 @@ class SqlStore:
 
     def _rollback(self) -> None:
         self._run("ROLLBACK")
+
+    def _id_hashes(self, relation: str) -> np.ndarray:
+        """64-bit hashes of the event ids of ``relation`` (for :attr:`_stored_ids`)."""
+        raise NotImplementedError
+
+    def _stored_id_hashes(self) -> np.ndarray:
+        return self._id_hashes("events")
+
+    def prepare_appends(self) -> None:
+        """Build ahead what appends need, so that the first one does not wait for it."""
+        with self._lock:
+            if self._stored_ids is not None:
+                self._stored_ids.load(self._stored_id_hashes)
 
     # --- schema ---------------------------------------------------------------------------
     def _create_schema(self) -> None:
@@ -208,12 +225,18 @@ class SqlStore:
             # worker) storing the same id waits for it instead of failing.
             conflict = " ON CONFLICT (event_id, line) DO NOTHING"
         else:
-            # Only stored ids that occur in the new rows matter, so the cost follows the new
-            # rows, not the size of the whole log; with none (a first import) nothing to filter.
-            stored = self._run(
-                "SELECT count(*) FROM events e WHERE e.event_id IN "
-                f"(SELECT event_id FROM {ids_relation or relation})"
-            )[0][0]
+            stored = 0
+            known = self._stored_ids
+            hashes = self._id_hashes(ids_relation or relation) if known is not None else None
+            if known is None or known.may_hold_any(hashes, self._stored_id_hashes):
+                # Only stored ids that occur in the new rows matter; with none (a first
+                # import, or new ids the filter vouches for) nothing to filter.
+                stored = self._run(
+                    "SELECT count(*) FROM events e WHERE e.event_id IN "
+                    f"(SELECT event_id FROM {ids_relation or relation})"
+                )[0][0]
+            if known is not None:
+                known.add(hashes)
             if stored:
                 filters.append(
                     "s.event_id NOT IN (SELECT e.event_id FROM events e WHERE e.event_id IN "
