@@ -1,0 +1,268 @@
+"""Lifetime-value benchmark (issue 6): tailor's BG/NBD, Pareto/NBD and Gamma-Gamma fits against
+the published CDNOW figures and, side by side in the same run, the ``lifetimes`` package.
+
+1. **CDNOW 1/10 sample** (``cdnow/CDNOW_sample.txt`` below ``../shared/data`` or
+   ``$TAILOR_DATA``): the calibration summary (39 weeks, to 1997-09-30) is computed from the
+   purchase log by :func:`tailor.audience.rfm.customer_summary` and checked against the
+   published summary (``cdnow_customers_summary.csv``); the three models are fitted on it and
+   their parameters compared with Fader, Hardie and Lee's: BG/NBD r = 0.243, alpha = 4.414,
+   a = 0.793, b = 2.426 (log-likelihood -9582.4); Pareto/NBD r = 0.553, alpha = 10.578,
+   s = 0.606, beta = 11.669; Gamma-Gamma p = 6.25, q = 3.74, gamma = 15.44 (946 repeat
+   buyers); E[X(39) | x = 2, t_x = 30.43, T = 38.86] = 1.226.
+2. **lifetimes**, fitted on the same summaries: in this process when it imports, else with
+   the Python of a side environment (``--lifetimes-python`` or ``$TAILOR_LIFETIMES_PYTHON``;
+   lifetimes 0.11 needs pandas and autograd: ``python -m venv /tmp/lt && /tmp/lt/bin/pip
+   install lifetimes``). Each fit is timed as the median of ``--repeats`` runs, both sides.
+3. **Full CDNOW master log**: calibration on the first 39 weeks, holdout on the next 39
+   (to 1998-06-30): mean absolute error of the BG/NBD's expected against the actual repeat
+   purchases of each customer in the holdout, ours and lifetimes'.
+
+Usage: ``python -m bench.audience [--repeats 5] [--lifetimes-python PATH]``. Last line: one
+JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from rich.console import Console
+from rich.table import Table
+
+from tailor.audience.lifetime_value import BetaGeo, GammaGamma, ParetoNBD
+from tailor.audience.rfm import Periods, customer_summary
+from tailor.datasets.base import dataset_path
+from tailor.datasets.cdnow import load_cdnow
+
+console = Console(stderr=True)
+
+PUBLISHED = {
+    "bgnbd": {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426},
+    "paretonbd": {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669},
+    "gammagamma": {"p": 6.25, "q": 3.74, "gamma": 15.44},
+}
+PUBLISHED_LL = -9582.4
+PUBLISHED_E_X39 = 1.226
+CALIBRATION = Periods(calibration_end=date(1997, 9, 30), holdout_end=date(1998, 6, 30))
+
+LIFETIMES_SCRIPT = r"""
+import json, statistics, sys, time, warnings
+warnings.simplefilter("ignore")
+import pandas as pd
+from lifetimes import BetaGeoFitter, ParetoNBDFitter, GammaGammaFitter
+sample = pd.read_csv(sys.argv[1]); master = pd.read_csv(sys.argv[2]); repeats = int(sys.argv[3])
+horizon = float(sys.argv[4])
+def timed(make, *columns):
+    times, model = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model = make().fit(*columns)
+        times.append(time.perf_counter() - started)
+    return model, statistics.median(times)
+out = {"version": __import__("lifetimes").__version__}
+bg, out["bgnbd_s"] = timed(BetaGeoFitter, sample.frequency, sample.recency, sample["T"])
+pn, out["paretonbd_s"] = timed(ParetoNBDFitter, sample.frequency, sample.recency, sample["T"])
+rep = sample[sample.frequency > 0]
+gg, out["gammagamma_s"] = timed(GammaGammaFitter, rep.frequency, rep.monetary_value)
+out["bgnbd"] = bg.params_.to_dict(); out["paretonbd"] = pn.params_.to_dict()
+out["gammagamma"] = {"p": gg.params_["p"], "q": gg.params_["q"], "gamma": gg.params_["v"]}
+full = BetaGeoFitter().fit(master.frequency, master.recency, master["T"])
+predicted = full.conditional_expected_number_of_purchases_up_to_time(
+    horizon, master.frequency, master.recency, master["T"]
+)
+out["holdout_mae"] = float((predicted - master.holdout_frequency).abs().mean())
+print(json.dumps(out))
+"""
+
+
+def timed(fit, repeats: int) -> tuple[Any, float]:
+    times, model = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model = fit()
+        times.append(time.perf_counter() - started)
+    return model, statistics.median(times)
+
+
+def published_summary_matches(summary: pa.Table) -> bool:
+    """Our summary of the sample log against the published one: the same multiset of
+    (frequency, recency, T) to the published two decimals (the files share no customer key)."""
+    published = pacsv.read_csv(dataset_path("cdnow", "cdnow_customers_summary.csv"))
+    ours = sorted(
+        zip(
+            summary["frequency"].to_pylist(),
+            np.round(summary["recency"].to_numpy(), 2).tolist(),
+            np.round(summary["T"].to_numpy(), 2).tolist(),
+            strict=True,
+        )
+    )
+    theirs = sorted(
+        zip(
+            published["frequency"].cast(pa.float64()).to_pylist(),
+            published["recency"].to_pylist(),
+            published["T"].to_pylist(),
+            strict=True,
+        )
+    )
+    return ours == theirs
+
+
+def run_lifetimes(
+    python: str | None, sample: pa.Table, master: pa.Table, repeats: int
+) -> dict[str, Any] | None:
+    """lifetimes' fits and holdout error, from a side Python when it does not import here."""
+    if python is None:
+        try:
+            import lifetimes  # noqa: F401
+        except ImportError:
+            console.print(
+                "lifetimes is not installed here and no --lifetimes-python was given: "
+                "its columns stay empty"
+            )
+            return None
+        python = sys.executable
+    with tempfile.TemporaryDirectory() as folder:
+        sample_csv, master_csv = Path(folder, "sample.csv"), Path(folder, "master.csv")
+        pacsv.write_csv(sample.select(["frequency", "recency", "T", "monetary_value"]), sample_csv)
+        pacsv.write_csv(
+            master.select(["frequency", "recency", "T", "holdout_frequency"]), master_csv
+        )
+        done = subprocess.run(
+            [
+                python, "-c", LIFETIMES_SCRIPT, str(sample_csv), str(master_csv), str(repeats),
+                str(CALIBRATION.holdout_length),
+            ],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    if done.returncode != 0:
+        console.print(f"lifetimes failed ({python}):\n{done.stderr[-2000:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def relative_errors(fitted: dict[str, float], published: dict[str, float]) -> dict[str, float]:
+    return {k: abs(fitted[k] - v) / abs(v) for k, v in published.items()}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.audience", description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5, help="timed fits per model (median)")
+    parser.add_argument(
+        "--lifetimes-python",
+        default=os.environ.get("TAILOR_LIFETIMES_PYTHON"),
+        help="a Python with lifetimes installed, when it does not import here",
+    )
+    parser.add_argument("--data", help="the cdnow folder (default: ../shared/data/cdnow)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+
+    console.print("CDNOW sample: summary from the purchase log ...")
+    sample = customer_summary(load_cdnow(args.data, sample=True).events, CALIBRATION)
+    x, t_x, age = (sample[c].to_numpy() for c in ("frequency", "recency", "T"))
+    matches = published_summary_matches(sample)
+    bgnbd, bg_s = timed(lambda: BetaGeo().fit(x, t_x, age), args.repeats)
+    paretonbd, pn_s = timed(lambda: ParetoNBD().fit(x, t_x, age), args.repeats)
+    repeat = x > 0
+    spend = sample["monetary_value"].to_numpy()
+    gammagamma, gg_s = timed(lambda: GammaGamma().fit(x[repeat], spend[repeat]), args.repeats)
+    fitted = {
+        "bgnbd": bgnbd.params_,
+        "paretonbd": paretonbd.params_,
+        "gammagamma": gammagamma.params_,
+    }
+    errors = {name: relative_errors(fitted[name], PUBLISHED[name]) for name in PUBLISHED}
+    max_error = max(e for per_model in errors.values() for e in per_model.values())
+    e_x39 = float(bgnbd.conditional_expected_purchases(39, 2, 30.43, 38.86)[0])
+
+    console.print("CDNOW master log: 39 weeks of calibration, 39 of holdout ...")
+    master = customer_summary(load_cdnow(args.data).events, CALIBRATION)
+    mx, mt, mT = (master[c].to_numpy() for c in ("frequency", "recency", "T"))
+    full = BetaGeo().fit(mx, mt, mT)
+    predicted = full.conditional_expected_purchases(CALIBRATION.holdout_length, mx, mt, mT)
+    actual = master["holdout_frequency"].to_numpy()
+    holdout_mae = float(np.mean(np.abs(predicted - actual)))
+
+    console.print("lifetimes on the same summaries ...")
+    peer = run_lifetimes(args.lifetimes_python, sample, master, args.repeats)
+    ours_s = {"bgnbd": bg_s, "paretonbd": pn_s, "gammagamma": gg_s}
+    ratios = None if peer is None else {n: ours_s[n] / peer[f"{n}_s"] for n in ours_s}
+
+    table = Table(title="CDNOW: tailor against the published parameters and lifetimes")
+    for column in ("model", "parameter", "published", "tailor (± s.e.)", "rel. error", "lifetimes"):
+        table.add_column(column, justify="left" if column in ("model", "parameter") else "right")
+    models = {"bgnbd": bgnbd, "paretonbd": paretonbd, "gammagamma": gammagamma}
+    for name, model in models.items():
+        for key, value in PUBLISHED[name].items():
+            theirs = "" if peer is None else f"{peer[name][key]:.4f}"
+            table.add_row(
+                name,
+                key,
+                f"{value:g}",
+                f"{model.params_[key]:.4f} ± {model.standard_errors_[key]:.4f}",
+                f"{errors[name][key]:.3%}",
+                theirs,
+            )
+    console.print(table)
+    timing = Table(title="fit seconds (median) and other figures")
+    for column in ("figure", "tailor", "lifetimes", "target"):
+        timing.add_column(column, justify="left" if column == "figure" else "right")
+    for name in ours_s:
+        timing.add_row(
+            f"{name} fit s",
+            f"{ours_s[name]:.4f}",
+            "" if peer is None else f"{peer[f'{name}_s']:.4f}",
+            "tailor <= half",
+        )
+    timing.add_row("BG/NBD log-likelihood", f"{bgnbd.log_likelihood_:.2f}", "", f"{PUBLISHED_LL}")
+    timing.add_row("E[X(39) | 2, 30.43, 38.86]", f"{e_x39:.4f}", "", f"{PUBLISHED_E_X39}")
+    timing.add_row("summary = published summary", str(matches), "", "True")
+    timing.add_row(
+        "holdout MAE (23,570 customers)",
+        f"{holdout_mae:.4f}",
+        "" if peer is None else f"{peer['holdout_mae']:.4f}",
+        "<= lifetimes",
+    )
+    console.print(timing)
+
+    rounded = {n: {k: round(v, 4) for k, v in p.items()} for n, p in fitted.items()}
+    figures = {
+        "bench": "audience",
+        "bgnbd": {**rounded["bgnbd"], "ll": round(bgnbd.log_likelihood_, 2)},
+        "paretonbd": {**rounded["paretonbd"], "ll": round(paretonbd.log_likelihood_, 2)},
+        "gammagamma": rounded["gammagamma"],
+        "max_param_rel_err": round(max_error, 5),
+        "e_x39": round(e_x39, 4),
+        "summary_matches_published": matches,
+        "fit_s": {n: round(s, 4) for n, s in ours_s.items()},
+        "fit_time_ratio_vs_lifetimes": None if ratios is None else round(max(ratios.values()), 3),
+        "fit_time_ratios": None if ratios is None else {n: round(r, 3) for n, r in ratios.items()},
+        "holdout_mae": round(holdout_mae, 4),
+        "holdout_mae_lifetimes": None if peer is None else round(peer["holdout_mae"], 4),
+        "lifetimes_version": None if peer is None else peer["version"],
+        "churn_auc": None,
+        "targets_met": {
+            "params": max_error <= 0.005,
+            "e_x39": round(e_x39, 3) == PUBLISHED_E_X39,
+            "fit_time": None if ratios is None else max(ratios.values()) <= 0.5,
+            "holdout_mae": None if peer is None else holdout_mae <= peer["holdout_mae"] + 1e-9,
+        },
+    }
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""BG/NBD, Pareto/NBD and Gamma-Gamma: the papers' CDNOW figures, recovery of simulated
+parameters, the analytic gradients against differences, and bad summaries."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tailor.audience.lifetime_value import (
+    BetaGeo,
+    GammaGamma,
+    ParetoNBD,
+    discounted_lifetime_value,
+)
+
+# Fader, Hardie and Lee (2005) and Fader and Hardie (2005), CDNOW 1/10 sample, 39 weeks.
+BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+PARETO = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
+GAMMA_GAMMA = {"p": 6.25, "q": 3.74, "gamma": 15.44}
+
+
+def within(fitted: dict[str, float], published: dict[str, float], tolerance: float) -> None:
+    for name, value in published.items():
+        assert fitted[name] == pytest.approx(value, rel=tolerance), name
+
+
+def columns(summary):
+    return summary["frequency"], summary["recency"], summary["T"]
+
+
+def test_bgnbd_reproduces_the_paper_on_cdnow(cdnow_summary):
+    model = BetaGeo().fit(*columns(cdnow_summary))
+    within(model.params_, BGNBD, 0.005)
+    assert model.log_likelihood_ == pytest.approx(-9582.4, abs=0.05)
+    assert round(float(model.conditional_expected_purchases(39, 2, 30.43, 38.86)[0]), 3) == 1.226
+    # Standard errors from the Hessian, as lifetimes reports them for the same fit.
+    within(model.standard_errors_, {"r": 0.0126, "alpha": 0.3782, "a": 0.1857, "b": 0.7054}, 0.01)
+
+
+def test_paretonbd_reproduces_the_paper_on_cdnow(cdnow_summary):
+    model = ParetoNBD().fit(*columns(cdnow_summary))
+    within(model.params_, PARETO, 0.005)
+    alive = model.probability_alive(*columns(cdnow_summary))
+    assert ((alive > 0) & (alive <= 1)).all()
+    assert alive[cdnow_summary["frequency"] == 0].max() < 1  # may have left before buying
+
+
+def test_gamma_gamma_reproduces_the_paper_on_cdnow(cdnow_spend):
+    repeat = cdnow_spend["x"] > 0
+    assert repeat.sum() == 946
+    model = GammaGamma().fit(cdnow_spend["x"][repeat], cdnow_spend["zbar"][repeat])
+    within(model.params_, GAMMA_GAMMA, 0.005)
+    spend = model.conditional_expected_spend([0, 10], [0, 40.0])
+    p, q, gamma = (model.params_[k] for k in ("p", "q", "gamma"))
+    assert spend[0] == pytest.approx(p * gamma / (q - 1))  # no repeat: the population mean
+    assert spend[0] < spend[1] < 40  # shrunk from the customer's own mean towards it
+
+
+def simulate_bgnbd(n, r, alpha, a, b, rng):
+    """Customers of a BG/NBD world (FHL 2005, section 2), observed for T ~ U(20, 52) weeks."""
+    T = rng.uniform(20, 52, n)
+    rate = rng.gamma(r, 1 / alpha, n)
+    drop = rng.beta(a, b, n)
+    x, t_x = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        now = 0.0
+        while True:
+            now += rng.exponential(1 / rate[i])
+            if now > T[i]:
+                break
+            x[i] += 1
+            t_x[i] = now
+            if rng.random() < drop[i]:
+                break
+    return x, t_x, T
+
+
+def test_bgnbd_recovers_the_parameters_of_a_simulated_population():
+    truth = {"r": 0.8, "alpha": 6.0, "a": 1.5, "b": 4.0}
+    x, t_x, T = simulate_bgnbd(6000, **truth, rng=np.random.default_rng(7))
+    model = BetaGeo().fit(x, t_x, T)
+    for name, value in truth.items():
+        assert abs(model.params_[name] - value) < 3 * model.standard_errors_[name], name
+
+
+def test_gamma_gamma_recovers_the_parameters_of_a_simulated_population():
+    rng = np.random.default_rng(3)
+    p, q, gamma = 4.0, 5.0, 20.0
+    x = rng.integers(1, 8, 4000).astype(float)
+    nu = rng.gamma(q, 1 / gamma, len(x))
+    zbar = np.array([rng.gamma(p, 1 / v, int(k)).mean() for v, k in zip(nu, x, strict=True)])
+    model = GammaGamma().fit(x, zbar)
+    for name, value in {"p": p, "q": q, "gamma": gamma}.items():
+        assert abs(model.params_[name] - value) < 3 * model.standard_errors_[name], name
+
+
+def numeric_gradient(function, params, data, step=1e-6):
+    columns_ = []
+    for k in range(len(params)):
+        up, down = params.copy(), params.copy()
+        up[k] += step
+        down[k] -= step
+        columns_.append((function(up, *data) - function(down, *data)) / (2 * step))
+    return np.stack(columns_, axis=1)
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "data"),
+    [
+        (
+            BetaGeo,
+            np.array([0.3, 4.0, 0.8, 2.5]),
+            (np.array([0.0, 1, 2, 7]), np.array([0.0, 3.0, 30.4, 20.0]), np.array([38.9] * 4)),
+        ),
+        (GammaGamma, np.array([6.0, 3.7, 15.0]), (np.array([1.0, 2, 9]), np.array([10, 35, 3.5]))),
+    ],
+)
+def test_analytic_gradient_agrees_with_differences(model, params, data):
+    analytic = model._gradient(params, *data)
+    numeric = numeric_gradient(model._log_likelihood, params, data)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
+
+
+def paper_bgnbd(r, alpha, a, b, x, t_x, T):
+    """FHL (2005) eq. 6 as printed: products of Gamma and Beta functions, no logs."""
+    beta = lambda u, v: math.gamma(u) * math.gamma(v) / math.gamma(u + v)  # noqa: E731
+    common = math.gamma(r + x) * alpha**r / math.gamma(r)
+    value = beta(a, b + x) / beta(a, b) * common / (alpha + T) ** (r + x)
+    if x > 0:
+        value += beta(a + 1, b + x - 1) / beta(a, b) * common / (alpha + t_x) ** (r + x)
+    return value
+
+
+def test_log_space_likelihood_agrees_with_the_printed_equation():
+    params = (0.243, 4.414, 0.793, 2.426)
+    customers = [(0, 0.0, 38.86), (2, 30.43, 38.86), (5, 12.0, 30.0), (1, 1.71, 38.86)]
+    x, t_x, T = (np.array(c, float) for c in zip(*customers, strict=True))
+    ours = BetaGeo._log_likelihood(np.array(params), x, t_x, T)
+    for row, (xi, txi, Ti) in enumerate(customers):
+        assert ours[row] == pytest.approx(math.log(paper_bgnbd(*params, xi, txi, Ti)), rel=1e-10)
+
+
+def test_expected_purchases_grow_with_time_and_the_conditional_ones_with_activity():
+    model = BetaGeo.from_params(**BGNBD)
+    horizon = model.expected_purchases([1, 10, 39, 78])
+    assert (np.diff(horizon) > 0).all() and horizon[0] > 0
+    # A recent buyer is expected to buy more than one whose last purchase is long past.
+    recent, lapsed = model.conditional_expected_purchases(39, [5, 5], [37, 5], [38, 38])
+    assert recent > lapsed
+    alive = model.probability_alive([0, 5, 5], [0, 37, 5], [38, 38, 38])
+    assert alive[0] == 1 and alive[1] > alive[2]
+
+
+def test_discounted_value_without_discount_is_expected_purchases_times_spend():
+    model = BetaGeo.from_params(**BGNBD)
+    args = ([2, 0], [30.43, 0], [38.86, 38.86])
+    undiscounted = discounted_lifetime_value(
+        model, np.array([20.0, 20.0]), *args, periods=12, period_length=4.0, discount_rate=0
+    )
+    expected = model.conditional_expected_purchases(48.0, *args) * 20
+    np.testing.assert_allclose(undiscounted, expected)
+    discounted = discounted_lifetime_value(
+        model, np.array([20.0, 20.0]), *args, periods=12, period_length=4.0, discount_rate=0.01
+    )
+    assert (discounted < undiscounted).all()
+    with pytest.raises(ValueError, match="periods must be >= 1"):
+        discounted_lifetime_value(
+            model, np.array([1.0]), [1], [1], [2], periods=0, period_length=4, discount_rate=0
+        )
+
+
+@pytest.mark.parametrize(
+    ("frequency", "recency", "T", "message"),
+    [
+        ([1, 2], [1.0, 5.0], [4.0, 4.0], r"recency\[1\] = 5.0 must not exceed T"),
+        ([1, -1], [1.0, 0.0], [4.0, 4.0], r"frequency\[1\] = -1.0 must be 0 or more"),
+        ([1.5], [1.0], [4.0], r"frequency\[0\] = 1.5 must be a whole number"),
+        ([0, 0], [0.0, 2.0], [4.0, 4.0], r"recency\[1\] = 2.0 must be 0 for a customer"),
+        ([2], [0.0], [4.0], r"recency\[0\] = 0.0 must be more than 0 when frequency"),
+        ([1], [1.0], [0.0], r"T\[0\] = 0.0 must be more than 0"),
+        ([1], [float("nan")], [3.0], r"recency\[0\] = nan must be a finite number"),
+        ([1, 1], [1.0], [3.0, 3.0], "must have one length, got 2, 1 and 2"),
+        ([], [], [], "no customers"),
+    ],
+)
+def test_bad_summaries_name_the_field_and_the_row(frequency, recency, T, message):
+    for model in (BetaGeo(), ParetoNBD()):
+        with pytest.raises(ValueError, match=message):
+            model.fit(frequency, recency, T)
+
+
+def test_gamma_gamma_refuses_customers_without_repeat_purchases_and_free_ones():
+    with pytest.raises(ValueError, match=r"frequency\[1\] = 0.0 must be more than 0: fit on"):
+        GammaGamma().fit([2, 0], [10.0, 0.0])
+    with pytest.raises(ValueError, match=r"monetary_value\[0\] = 0.0 must be more than 0"):
+        GammaGamma().fit([2], [0.0])
+
+
+def test_unfitted_models_say_so_and_saved_ones_come_back(tmp_path, cdnow_summary):
+    with pytest.raises(RuntimeError, match="not fitted: call fit"):
+        BetaGeo().probability_alive([1], [1.0], [2.0])
+    model = BetaGeo().fit(*columns(cdnow_summary))
+    again = BetaGeo.load(model.save(tmp_path / "bgnbd.json"))
+    assert again.params_ == model.params_ and again.standard_errors_ == model.standard_errors_
+    np.testing.assert_array_equal(
+        again.conditional_expected_purchases(39, *columns(cdnow_summary)),
+        model.conditional_expected_purchases(39, *columns(cdnow_summary)),
+    )
+    with pytest.raises(ValueError, match="does not hold a saved ParetoNBD"):
+        ParetoNBD.load(tmp_path / "bgnbd.json")
+    with pytest.raises(ValueError, match="missing \\['b'\\]"):
+        BetaGeo.from_params(r=1, alpha=1, a=1)
+    with pytest.raises(ValueError, match="must be positive"):
+        BetaGeo.from_params(r=1, alpha=-1, a=1, b=1)
