@@ -16,6 +16,13 @@ the published CDNOW figures and, side by side in the same run, the ``lifetimes``
 3. **Full CDNOW master log**: calibration on the first 39 weeks, holdout on the next 39
    (to 1998-06-30): mean absolute error of the BG/NBD's expected against the actual repeat
    purchases of each customer in the holdout, ours and lifetimes'.
+4. **Churn** on the CDNOW master log and the Online Retail II purchases, temporal: with ``H``
+   = ``--horizon`` days (90) and the log's last day ``L``, the model learns features at
+   ``L - 2H`` with labels from the next ``H`` days and is tested on features at ``L - H``
+   with labels from the last ``H`` days. AUC and Brier score of the calibrated LightGBM model
+   against baselines on the same test customers: the BG/NBD (fitted on the test cut-off's
+   summary) as 1 - P(alive) and as P(no purchase in the horizon), and the recency rule (days
+   since the last purchase; its Brier score after an isotonic fit on the training customers).
 
 Usage: ``python -m bench.audience [--repeats 5] [--lifetimes-python PATH]``. Last line: one
 JSON object with the figures.
@@ -31,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +48,12 @@ import pyarrow.csv as pacsv
 from rich.console import Console
 from rich.table import Table
 
+from tailor.audience.churn import ChurnModel, churn_data, recency_rule
 from tailor.audience.lifetime_value import BetaGeo, GammaGamma, ParetoNBD
 from tailor.audience.rfm import Periods, customer_summary
-from tailor.datasets.base import dataset_path
+from tailor.datasets.base import DataNotFoundError, dataset_path
 from tailor.datasets.cdnow import load_cdnow
+from tailor.datasets.online_retail import load_online_retail
 
 console = Console(stderr=True)
 
@@ -152,6 +161,49 @@ def run_lifetimes(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def load_retail():
+    return load_online_retail(None)
+
+
+def churn_figures(purchases: pa.Table, horizon: int) -> dict[str, Any]:
+    """Train at L - 2H, test at L - H (see the module's docstring)."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    last = as_date(max(purchases["occurred_at"].to_pylist()))
+    test_cutoff = last - timedelta(days=horizon)
+    train = churn_data(purchases, test_cutoff - timedelta(days=horizon), horizon)
+    test = churn_data(purchases, test_cutoff, horizon)
+    model = ChurnModel().fit(train)
+    truth = test.churned
+    summary = test.summary
+    rfm = [summary[c].to_numpy() for c in ("frequency", "recency", "T")]
+    bgnbd = BetaGeo().fit(*rfm)
+    scores = {
+        "lightgbm": model.predict_proba(test),
+        "p_alive": 1 - bgnbd.probability_alive(*rfm),
+        "bgnbd_silent": bgnbd.probability_no_purchase(horizon / 7, *rfm),
+    }
+    rule = IsotonicRegression(out_of_bounds="clip").fit(recency_rule(train), train.churned)
+    scores["recency"] = rule.predict(recency_rule(test))
+    return {
+        "train_cutoff": str(train.cutoff),
+        "test_cutoff": str(test.cutoff),
+        "train_customers": len(train.customer_id),
+        "test_customers": len(test.customer_id),
+        "test_churn_rate": round(float(truth.mean()), 4),
+        "auc": {
+            k: round(float(roc_auc_score(truth, recency_rule(test) if k == "recency" else v)), 4)
+            for k, v in scores.items()
+        },
+        "brier": {k: round(float(brier_score_loss(truth, v)), 4) for k, v in scores.items()},
+    }
+
+
+def as_date(value: Any) -> date:
+    return value.date() if hasattr(value, "date") else value
+
+
 def relative_errors(fitted: dict[str, float], published: dict[str, float]) -> dict[str, float]:
     return {k: abs(fitted[k] - v) / abs(v) for k, v in published.items()}
 
@@ -165,9 +217,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="a Python with lifetimes installed, when it does not import here",
     )
     parser.add_argument("--data", help="the cdnow folder (default: ../shared/data/cdnow)")
+    parser.add_argument("--horizon", type=int, default=90, help="churn horizon in days")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    if args.repeats < 1 or args.horizon < 1:
+        parser.error("--repeats and --horizon must be at least 1")
 
     console.print("CDNOW sample: summary from the purchase log ...")
     sample = customer_summary(load_cdnow(args.data, sample=True).events, CALIBRATION)
@@ -194,6 +247,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     predicted = full.conditional_expected_purchases(CALIBRATION.holdout_length, mx, mt, mT)
     actual = master["holdout_frequency"].to_numpy()
     holdout_mae = float(np.mean(np.abs(predicted - actual)))
+
+    churn = {}
+    for name, load in (("cdnow", lambda: load_cdnow(args.data)), ("online_retail", load_retail)):
+        try:
+            purchases = load().events
+        except DataNotFoundError as exc:
+            console.print(f"churn on {name} skipped: {exc}")
+            continue
+        console.print(f"churn on {name}: {args.horizon}-day horizon ...")
+        churn[name] = churn_figures(purchases, args.horizon)
 
     console.print("lifetimes on the same summaries ...")
     peer = run_lifetimes(args.lifetimes_python, sample, master, args.repeats)
@@ -236,6 +299,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "<= lifetimes",
     )
     console.print(timing)
+    churn_table = Table(title=f"churn in the next {args.horizon} days (test cut-off)")
+    for column in ("data", "customers", "churned", "model", "AUC", "Brier"):
+        churn_table.add_column(column, justify="left" if column in ("data", "model") else "right")
+    for name, figures_ in churn.items():
+        for model_name in ("lightgbm", "bgnbd_silent", "p_alive", "recency"):
+            churn_table.add_row(
+                name,
+                f"{figures_['test_customers']:,}",
+                f"{figures_['test_churn_rate']:.1%}",
+                model_name,
+                f"{figures_['auc'][model_name]:.4f}",
+                f"{figures_['brier'][model_name]:.4f}",
+            )
+    console.print(churn_table)
 
     rounded = {n: {k: round(v, 4) for k, v in p.items()} for n, p in fitted.items()}
     figures = {
@@ -252,12 +329,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "holdout_mae": round(holdout_mae, 4),
         "holdout_mae_lifetimes": None if peer is None else round(peer["holdout_mae"], 4),
         "lifetimes_version": None if peer is None else peer["version"],
-        "churn_auc": None,
+        "churn_auc": {name: f["auc"] for name, f in churn.items()},
+        "churn_brier": {name: f["brier"] for name, f in churn.items()},
         "targets_met": {
             "params": max_error <= 0.005,
             "e_x39": round(e_x39, 3) == PUBLISHED_E_X39,
             "fit_time": None if ratios is None else max(ratios.values()) <= 0.5,
             "holdout_mae": None if peer is None else holdout_mae <= peer["holdout_mae"] + 1e-9,
+            # The issue's baselines: P(alive) and the recency rule.
+            "churn": bool(churn)
+            and all(
+                f["auc"]["lightgbm"] > max(f["auc"]["p_alive"], f["auc"]["recency"])
+                for f in churn.values()
+            ),
+        },
+        # A stronger baseline than the issue asks for, reported as it falls.
+        "churn_beats_bgnbd_silent": {
+            name: f["auc"]["lightgbm"] > f["auc"]["bgnbd_silent"] for name, f in churn.items()
         },
     }
     print(json.dumps(figures))

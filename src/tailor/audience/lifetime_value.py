@@ -296,6 +296,16 @@ class BetaGeo(_MaximumLikelihood):
         )
         return 1.0 / (1.0 + odds)
 
+    def probability_no_purchase(self, t: float, frequency: Any, recency: Any, T: Any) -> np.ndarray:
+        """P(no purchase in (T, T + t] | x, t_x, T): gone, or alive and silent. A customer
+        alive at T drops out only right after a purchase, so silence while alive has the
+        probability E[exp(-λt)] under λ's posterior Gamma(r + x, α + T)."""
+        alive = self.probability_alive(frequency, recency, T)
+        r, alpha, _, _ = self._params
+        d = Summary.of(frequency, recency, T)
+        silent = ((alpha + d.T) / (alpha + d.T + t)) ** (r + d.frequency)
+        return 1 - alive + alive * silent
+
     def expected_purchases(self, t: Any) -> np.ndarray:
         """E[X(t)] of a customer just acquired: FHL (2005), eq. 9."""
         self._check_fitted()

@@ -1,0 +1,180 @@
+"""Churn risk: will a customer buy again within a horizon after a cut-off day?
+
+Features come from :func:`~tailor.audience.rfm.customer_summary` over the purchases up to the
+cut-off only, and labels from the horizon after it, so nothing a model learns can come from the
+future it predicts (``tests/audience/test_churn.py`` proves it: features computed from a log
+that ends at the cut-off equal those from the whole log). A LightGBM classifier learns on one
+cut-off; its probabilities are calibrated (isotonic, cross-validated) and each score carries
+the features that pushed it up or down most (LightGBM's per-row contributions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tailor.audience.lifetime_value import BetaGeo, FitError
+from tailor.audience.rfm import Periods, customer_summary
+
+FEATURES = (
+    "frequency",
+    "recency",
+    "T",
+    "days_since_last",
+    "monetary_value",
+    "total_value",
+    "mean_days_between",
+    "distinct_items",
+    "return_rate",
+    "bgnbd_silent",
+)
+"""The model's inputs: the summary at the cut-off (weeks for ``recency`` and ``T``) and the
+BG/NBD's probability of no purchase in the horizon, the model fitted on the same summary."""
+
+
+@dataclass(frozen=True)
+class ChurnData:
+    """Customers known at ``cutoff``: their features and, when the log reaches past the
+    horizon, whether they churned (no purchase in the ``horizon_days`` after the cut-off)."""
+
+    cutoff: date
+    horizon_days: int
+    customer_id: np.ndarray
+    features: np.ndarray
+    churned: np.ndarray | None
+    summary: pa.Table
+
+
+def churn_data(
+    purchases: pa.Table, cutoff: date, horizon_days: int, *, labelled: bool = True
+) -> ChurnData:
+    """Features at ``cutoff`` from the purchases up to it; labels from the horizon after it.
+
+    ``labelled=False`` scores today's customers: no label is read (the horizon is the future).
+    """
+    if horizon_days < 1:
+        raise ValueError(f"horizon_days must be at least 1, got {horizon_days}")
+    holdout_end = cutoff + timedelta(days=horizon_days)
+    periods = Periods(cutoff, holdout_end if labelled else None)
+    summary = customer_summary(purchases, periods)
+    if summary.num_rows == 0:
+        raise ValueError(f"no customer bought on or before the cut-off {cutoff}")
+    days_since_last = (summary["T"].to_numpy() - summary["recency"].to_numpy()) * 7.0
+    columns = {
+        name: summary[name].to_numpy(zero_copy_only=False).astype(float)
+        for name in FEATURES
+        if name not in ("days_since_last", "bgnbd_silent")
+    }
+    columns["days_since_last"] = days_since_last
+    rfm = [summary[c].to_numpy() for c in ("frequency", "recency", "T")]
+    try:
+        bgnbd = BetaGeo().fit(*rfm)
+        columns["bgnbd_silent"] = bgnbd.probability_no_purchase(horizon_days / 7, *rfm)
+    except FitError:  # a degenerate log (say, nobody bought twice): the trees go without it
+        columns["bgnbd_silent"] = np.full(summary.num_rows, np.nan)
+    features = np.column_stack([columns[name] for name in FEATURES])
+    churned = None
+    if labelled:
+        churned = (summary["holdout_frequency"].to_numpy() == 0).astype(np.int8)
+    return ChurnData(
+        cutoff=cutoff,
+        horizon_days=horizon_days,
+        customer_id=np.asarray(summary["customer_id"].to_pylist(), dtype=object),
+        features=features,
+        churned=churned,
+        summary=summary,
+    )
+
+
+class ChurnModel:
+    """A calibrated LightGBM classifier of churn on :data:`FEATURES`.
+
+    Parameters
+    ----------
+    n_estimators, learning_rate, num_leaves, min_child_samples : LightGBM's.
+    calibration_folds : folds of the isotonic calibration (cross-validated, so the calibrator
+        never sees the rows its classifier learned from).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_estimators: int = 200,
+        learning_rate: float = 0.03,
+        num_leaves: int = 15,
+        min_child_samples: int = 20,
+        calibration_folds: int = 3,
+        random_state: int = 0,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.calibration_folds = calibration_folds
+        self.random_state = random_state
+
+    def _classifier(self) -> Any:
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            random_state=self.random_state,
+            n_jobs=1,
+            verbose=-1,
+        )
+
+    def fit(self, data: ChurnData) -> ChurnModel:
+        from sklearn.calibration import CalibratedClassifierCV
+
+        if data.churned is None:
+            raise ValueError("fit needs labelled data: churn_data(..., labelled=True)")
+        classes = np.unique(data.churned)
+        if len(classes) < 2:
+            raise ValueError(
+                f"every customer at {data.cutoff} has churned={int(classes[0])}: a classifier "
+                "needs both outcomes; choose another cut-off or horizon"
+            )
+        if min(np.bincount(data.churned)) < self.calibration_folds:
+            raise ValueError(
+                f"fewer customers of one outcome than calibration_folds={self.calibration_folds}"
+            )
+        self.booster_ = self._classifier().fit(data.features, data.churned)
+        self.calibrated_ = CalibratedClassifierCV(
+            self._classifier(), method="isotonic", cv=self.calibration_folds
+        ).fit(data.features, data.churned)
+        self.cutoff_ = data.cutoff
+        self.horizon_days_ = data.horizon_days
+        return self
+
+    def predict_proba(self, data: ChurnData) -> np.ndarray:
+        """P(churn) per customer, calibrated."""
+        self._check_fitted()
+        return self.calibrated_.predict_proba(data.features)[:, 1]
+
+    def explain(self, data: ChurnData, top: int = 3) -> list[list[tuple[str, float]]]:
+        """Per customer, the ``top`` features by the size of their contribution to the
+        log-odds of churn (positive: towards churn), from the uncalibrated booster."""
+        self._check_fitted()
+        contributions = self.booster_.predict(data.features, pred_contrib=True)[:, :-1]
+        order = np.argsort(-np.abs(contributions), axis=1)[:, :top]
+        return [
+            [(FEATURES[j], round(float(row[j]), 4)) for j in picks]
+            for row, picks in zip(contributions, order, strict=True)
+        ]
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "calibrated_"):
+            raise RuntimeError("ChurnModel is not fitted: call fit() first")
+
+
+def recency_rule(data: ChurnData) -> np.ndarray:
+    """The rule a shop uses without a model: the longer since the last purchase, the likelier
+    gone (a score, not a probability)."""
+    return data.features[:, FEATURES.index("days_since_last")]
