@@ -3,6 +3,7 @@ parameters, the analytic gradients against differences, and bad summaries."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -214,3 +215,13 @@ def test_unfitted_models_say_so_and_saved_ones_come_back(tmp_path, cdnow_summary
         BetaGeo.from_params(r=1, alpha=1, a=1)
     with pytest.raises(ValueError, match="must be positive"):
         BetaGeo.from_params(r=1, alpha=-1, a=1, b=1)
+
+
+def test_probability_of_no_purchase_runs_from_one_to_the_probability_of_being_gone():
+    model = BetaGeo.from_params(**BGNBD)
+    args = ([3, 0], [20.0, 0.0], [38.0, 38.0])
+    alive = model.probability_alive(*args)
+    np.testing.assert_allclose(model.probability_no_purchase(0.0, *args), 1.0)
+    later = [model.probability_no_purchase(t, *args) for t in (1.0, 13.0, 52.0, 1e30)]
+    assert all((a > b).all() for a, b in itertools.pairwise(later))
+    np.testing.assert_allclose(later[-1], 1 - alive, atol=1e-3)
