@@ -96,3 +96,13 @@ def test_bad_input_says_what_to_change():
         ChurnModel().fit(churn_data(purchases, date(2024, 12, 31), 30))
     with pytest.raises(RuntimeError, match="not fitted"):
         ChurnModel().predict_proba(unlabelled)
+
+
+def test_a_saved_model_scores_and_explains_alike(tmp_path):
+    purchases = simulated_purchases(300)
+    model = ChurnModel(n_estimators=50).fit(churn_data(purchases, CUTOFF - timedelta(days=60), 60))
+    today = churn_data(purchases, CUTOFF, 60, labelled=False)
+    again = ChurnModel.load(model.save(tmp_path / "churn"))
+    np.testing.assert_array_equal(again.predict_proba(today), model.predict_proba(today))
+    assert again.explain(today) == model.explain(today)
+    assert (again.cutoff_, again.horizon_days_) == (CUTOFF - timedelta(days=60), 60)

@@ -4,14 +4,16 @@ Features come from :func:`~tailor.audience.rfm.customer_summary` over the purcha
 cut-off only, and labels from the horizon after it, so nothing a model learns can come from the
 future it predicts (``tests/audience/test_churn.py`` proves it: features computed from a log
 that ends at the cut-off equal those from the whole log). A LightGBM classifier learns on one
-cut-off; its probabilities are calibrated (isotonic, cross-validated) and each score carries
+cut-off; its probabilities are calibrated (isotonic, on out-of-fold scores) and each score carries
 the features that pushed it up or down most (LightGBM's per-row contributions).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,11 +95,14 @@ def churn_data(
 class ChurnModel:
     """A calibrated LightGBM classifier of churn on :data:`FEATURES`.
 
+    The booster learns on every customer; the isotonic calibration learns on out-of-fold
+    scores (``calibration_folds`` boosters, each scoring the customers it did not learn from),
+    so the calibrator never sees a score of a customer the booster has learned.
+
     Parameters
     ----------
     n_estimators, learning_rate, num_leaves, min_child_samples : LightGBM's.
-    calibration_folds : folds of the isotonic calibration (cross-validated, so the calibrator
-        never sees the rows its classifier learned from).
+    calibration_folds : folds of the out-of-fold scores the calibration learns from.
     """
 
     def __init__(
@@ -117,38 +122,54 @@ class ChurnModel:
         self.calibration_folds = calibration_folds
         self.random_state = random_state
 
-    def _classifier(self) -> Any:
+    def _booster(self, features: np.ndarray, churned: np.ndarray) -> Any:
         from lightgbm import LGBMClassifier
 
-        return LGBMClassifier(
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
-            num_leaves=self.num_leaves,
-            min_child_samples=self.min_child_samples,
-            random_state=self.random_state,
-            n_jobs=1,
-            verbose=-1,
+        return (
+            LGBMClassifier(
+                n_estimators=self.n_estimators,
+                learning_rate=self.learning_rate,
+                num_leaves=self.num_leaves,
+                min_child_samples=self.min_child_samples,
+                random_state=self.random_state,
+                n_jobs=1,
+                verbose=-1,
+            )
+            .fit(features, churned)
+            .booster_
         )
 
     def fit(self, data: ChurnData) -> ChurnModel:
-        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.isotonic import IsotonicRegression
+        from sklearn.model_selection import StratifiedKFold
 
         if data.churned is None:
             raise ValueError("fit needs labelled data: churn_data(..., labelled=True)")
-        classes = np.unique(data.churned)
-        if len(classes) < 2:
+        if self.calibration_folds < 2:
+            raise ValueError(f"calibration_folds must be at least 2, got {self.calibration_folds}")
+        counts = np.bincount(data.churned, minlength=2)
+        if counts.min() == 0:
             raise ValueError(
-                f"every customer at {data.cutoff} has churned={int(classes[0])}: a classifier "
-                "needs both outcomes; choose another cut-off or horizon"
+                f"every customer at {data.cutoff} has churned={int(np.argmax(counts))}: a "
+                "classifier needs both outcomes; choose another cut-off or horizon"
             )
-        if min(np.bincount(data.churned)) < self.calibration_folds:
+        if counts.min() < self.calibration_folds:
             raise ValueError(
-                f"fewer customers of one outcome than calibration_folds={self.calibration_folds}"
+                f"fewer customers of one outcome ({counts.min()}) than calibration_folds="
+                f"{self.calibration_folds}: score more customers or use fewer folds"
             )
-        self.booster_ = self._classifier().fit(data.features, data.churned)
-        self.calibrated_ = CalibratedClassifierCV(
-            self._classifier(), method="isotonic", cv=self.calibration_folds
-        ).fit(data.features, data.churned)
+        out_of_fold = np.empty(len(data.churned))
+        folds = StratifiedKFold(
+            self.calibration_folds, shuffle=True, random_state=self.random_state
+        )
+        for learn, held in folds.split(data.features, data.churned):
+            booster = self._booster(data.features[learn], data.churned[learn])
+            out_of_fold[held] = booster.predict(data.features[held])
+        calibration = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
+        calibration.fit(out_of_fold, data.churned)
+        self.calibration_x_ = np.asarray(calibration.X_thresholds_, float)
+        self.calibration_y_ = np.asarray(calibration.y_thresholds_, float)
+        self.booster_ = self._booster(data.features, data.churned)
         self.cutoff_ = data.cutoff
         self.horizon_days_ = data.horizon_days
         return self
@@ -156,11 +177,13 @@ class ChurnModel:
     def predict_proba(self, data: ChurnData) -> np.ndarray:
         """P(churn) per customer, calibrated."""
         self._check_fitted()
-        return self.calibrated_.predict_proba(data.features)[:, 1]
+        return np.interp(
+            self.booster_.predict(data.features), self.calibration_x_, self.calibration_y_
+        )
 
     def explain(self, data: ChurnData, top: int = 3) -> list[list[tuple[str, float]]]:
         """Per customer, the ``top`` features by the size of their contribution to the
-        log-odds of churn (positive: towards churn), from the uncalibrated booster."""
+        log-odds of churn (positive: towards churn), from the booster."""
         self._check_fitted()
         contributions = self.booster_.predict(data.features, pred_contrib=True)[:, :-1]
         order = np.argsort(-np.abs(contributions), axis=1)[:, :top]
@@ -169,8 +192,42 @@ class ChurnModel:
             for row, picks in zip(contributions, order, strict=True)
         ]
 
+    def save(self, folder: str | Path) -> Path:
+        """The booster as LightGBM's text model, the calibration as arrays: no pickle."""
+        self._check_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(folder / "churn.lightgbm.txt"))
+        np.savez(folder / "churn_calibration.npz", x=self.calibration_x_, y=self.calibration_y_)
+        (folder / "churn.json").write_text(
+            json.dumps(
+                {"cutoff": str(self.cutoff_), "horizon_days": self.horizon_days_,
+                 "features": list(FEATURES)},
+                indent=2,
+            )
+        )  # fmt: skip
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ChurnModel:
+        from lightgbm import Booster
+
+        folder = Path(folder)
+        meta = json.loads((folder / "churn.json").read_text())
+        if meta["features"] != list(FEATURES):
+            raise ValueError(
+                f"{folder} holds a churn model of other features ({meta['features']}): fit again"
+            )
+        model = cls()
+        model.booster_ = Booster(model_file=str(folder / "churn.lightgbm.txt"))
+        with np.load(folder / "churn_calibration.npz") as arrays:
+            model.calibration_x_, model.calibration_y_ = arrays["x"], arrays["y"]
+        model.cutoff_ = date.fromisoformat(meta["cutoff"])
+        model.horizon_days_ = int(meta["horizon_days"])
+        return model
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "calibrated_"):
+        if not hasattr(self, "booster_"):
             raise RuntimeError("ChurnModel is not fitted: call fit() first")
 
 
