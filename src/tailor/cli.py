@@ -44,6 +44,17 @@ app.add_typer(_simulate_app(), name="simulate", help="Generate data with known g
 app.add_typer(evaluate_app, name="evaluate", help="Evaluate the engines offline.")
 
 
+def _audience_app() -> typer.Typer:
+    from tailor.cli_audience import app as audience
+
+    return audience
+
+
+app.add_typer(
+    _audience_app(), name="audience", help="Customer segments, churn risk and lifetime value."
+)
+
+
 def _serve_command():
     from tailor.cli_serve import SERVE_HELP, serve
 

@@ -116,16 +116,19 @@ class _MaximumLikelihood:
 
             def gradient(log_params: np.ndarray) -> np.ndarray:
                 params = np.exp(log_params)  # chain rule: d/d log θ = θ d/dθ
-                return -(weights @ self._gradient(params, *distinct)) * params
+                value = -(weights @ self._gradient(params, *distinct)) * params
+                return np.where(np.isfinite(value), value, 0.0)
 
-        best = self._quasi_newton(loss, start, gradient)
-        if not best.success:  # a rough start: let Nelder-Mead find the basin first
-            rough = minimize(
-                loss, start, method="Nelder-Mead",
-                options={"maxiter": self.max_iterations, "xatol": 1e-6, "fatol": 1e-9},
-            )  # fmt: skip
-            polished = self._quasi_newton(loss, rough.x, gradient)
-            best = min((best, rough, polished), key=lambda result: result.fun)
+        # Steps into overflow are expected and answered with a huge loss: no warnings.
+        with np.errstate(all="ignore"):
+            best = self._quasi_newton(loss, start, gradient)
+            if not best.success:  # a rough start: let Nelder-Mead find the basin first
+                rough = minimize(
+                    loss, start, method="Nelder-Mead",
+                    options={"maxiter": self.max_iterations, "xatol": 1e-6, "fatol": 1e-9},
+                )  # fmt: skip
+                polished = self._quasi_newton(loss, rough.x, gradient)
+                best = min((best, rough, polished), key=lambda result: result.fun)
         if not np.isfinite(best.fun) or best.fun >= 1e300:
             raise FitError(
                 f"{type(self).__name__}: the likelihood is not finite at any point tried; "
@@ -134,7 +137,8 @@ class _MaximumLikelihood:
         self._params = np.exp(best.x)
         self.log_likelihood_ = -float(best.fun)
         self.n_customers_ = len(data[0])
-        hessian = _hessian(log_likelihood, self._params)
+        with np.errstate(all="ignore"):  # a NaN here becomes a NaN standard error
+            hessian = _hessian(log_likelihood, self._params)
         try:
             errors = np.sqrt(np.diag(np.linalg.inv(-hessian)))
         except np.linalg.LinAlgError:

@@ -89,6 +89,9 @@ def customer_summary(purchases: pa.Table, periods: Periods) -> pa.Table:
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        # One thread: parallel sums add in a varying order, and scores (quintiles, ties) must
+        # not change between two runs over the same log.
+        con.execute("SET threads = 1")
         con.register("purchases", purchases)
         table = con.sql(
             f"""

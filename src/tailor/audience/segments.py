@@ -93,12 +93,22 @@ def cluster_matrix(summary: pa.Table, period_days: float = 7.0) -> np.ndarray:
 @dataclass
 class Clusters:
     """k-means clusters of customers: ``labels`` per customer, ``k``, the silhouette of
-    each ``k`` tried and, per cluster, its size and distinguishing features."""
+    each ``k`` tried and, per cluster, its size and distinguishing features; ``centers`` in
+    the space standardized by ``mean`` and ``scale``, to assign other customers later."""
 
     labels: np.ndarray
     k: int
     silhouettes: dict[int, float]
     descriptions: list[dict]
+    centers: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def assign(self, summary: pa.Table) -> np.ndarray:
+        """The nearest cluster of each customer of ``summary``."""
+        scaled = (cluster_matrix(summary) - self.mean) / self.scale
+        distances = ((scaled[:, None, :] - self.centers[None, :, :]) ** 2).sum(axis=2)
+        return distances.argmin(axis=1)
 
 
 def cluster_customers(
@@ -122,22 +132,30 @@ def cluster_customers(
     distinct = len(np.unique(features, axis=0))
     if distinct < 2:
         raise ValueError("the customers do not separate into clusters (all alike)")
-    scaled = StandardScaler().fit_transform(features)
+    scaler = StandardScaler().fit(features)
+    scaled = scaler.transform(features)
     rng = np.random.default_rng(random_state)
     sample = rng.choice(n, size=min(n, silhouette_sample), replace=False)
     silhouettes, fitted = {}, {}
     for k in range(2, min(max_k, n - 1, distinct) + 1):
         model = KMeans(n_clusters=k, n_init=4, random_state=random_state).fit(scaled)
-        labels = model.labels_
-        if len(np.unique(labels[sample])) < 2:
+        if len(np.unique(model.labels_[sample])) < 2:
             continue
-        silhouettes[k] = float(silhouette_score(scaled[sample], labels[sample]))
-        fitted[k] = labels
+        silhouettes[k] = float(silhouette_score(scaled[sample], model.labels_[sample]))
+        fitted[k] = model
     if not silhouettes:
         raise ValueError("the customers do not separate into clusters (all alike)")
     k = max(silhouettes, key=silhouettes.get)
-    labels = fitted[k]
-    return Clusters(labels, k, silhouettes, _describe(scaled, features, labels))
+    labels = fitted[k].labels_
+    return Clusters(
+        labels,
+        k,
+        silhouettes,
+        _describe(scaled, features, labels),
+        centers=fitted[k].cluster_centers_,
+        mean=scaler.mean_,
+        scale=scaler.scale_,
+    )
 
 
 def _describe(scaled: np.ndarray, features: np.ndarray, labels: np.ndarray) -> list[dict]:

@@ -1,0 +1,186 @@
+"""``tailor audience ...``: segments, churn risk and lifetime value of the shop's customers.
+
+The lead CLI mounts :data:`app` as ``tailor audience``. Customers are the store's
+pseudonymous subjects with analytics consent; the engine is imported when a command runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+console = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    help="Customer segments, churn risk and lifetime value from the purchase events.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+PURCHASE_COLUMNS = ["subject_id", "occurred_at", "quantity", "price", "item_id", "event_type"]
+
+AsOf = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="The day (YYYY-MM-DD, UTC) the customer base is seen from; default: the day of "
+        "the last purchase stored.",
+        show_default=False,
+    ),
+]
+ModelDir = Annotated[
+    Path,
+    typer.Option("--model", help="Folder of the audience model (written by `fit`)."),
+]
+
+
+def _purchases() -> pa.Table:
+    from tailor.cli import _workspace
+
+    with _workspace() as ws:
+        purchases = ws.store.read_events(
+            purpose="analytics", event_types=["purchase"], columns=PURCHASE_COLUMNS
+        )
+    if purchases.num_rows == 0:
+        raise typer.BadParameter(
+            "the store holds no purchases of customers with analytics consent: import "
+            "purchase events first (`tailor import events FILE`)"
+        )
+    return purchases
+
+
+def _as_of(value: str | None, purchases: pa.Table) -> date:
+    import pyarrow.compute as pc
+
+    from tailor.audience.rfm import as_day
+
+    if value is None:
+        return as_day(pc.max(purchases["occurred_at"]).as_py())
+    try:
+        return as_day(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--as-of") from None
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+@app.command("fit")
+def fit(
+    model: ModelDir = Path("models/audience"),
+    as_of: AsOf = None,
+    horizon: Annotated[
+        int, typer.Option("--horizon", help="Churn horizon in days: no purchase in it = churned.")
+    ] = 90,
+    clv_months: Annotated[
+        int, typer.Option("--clv-months", help="Months of lifetime value (30-day periods).")
+    ] = 12,
+    discount: Annotated[
+        float, typer.Option("--discount", help="Discount rate per month for lifetime value.")
+    ] = 0.01,
+) -> None:
+    """Fit the BG/NBD, Gamma-Gamma, churn and cluster models on the stored purchases.
+
+    The churn model learns from the customers as they were HORIZON days before --as-of and
+    whether they bought in the HORIZON days that followed. Example:
+
+        tailor audience fit --model models/audience --horizon 90
+    """
+    from tailor.audience.model import AudienceConfig, AudienceModel
+
+    purchases = _purchases()
+    day = _as_of(as_of, purchases)
+    try:
+        config = AudienceConfig(
+            horizon_days=horizon, clv_periods=clv_months, discount_rate=discount
+        )
+        fitted = AudienceModel(config).fit(purchases, day)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    fitted.save(model)
+    described = fitted.describe()
+    table = Table(title=f"audience model as of {day}: {described['customers']:,} customers")
+    table.add_column("part")
+    table.add_column("fitted")
+    bgnbd = described["bgnbd"]
+    table.add_row("BG/NBD", ", ".join(f"{k} = {v:.4g}" for k, v in bgnbd.items()))
+    spend = described["gammagamma"]
+    table.add_row("Gamma-Gamma", "-" if spend is None else ", ".join(
+        f"{k} = {v:.4g}" for k, v in spend.items()))  # fmt: skip
+    table.add_row("churn model", "LightGBM, calibrated" if described["churn_model"] else "-")
+    for cluster in described["clusters"]["descriptions"]:
+        table.add_row(
+            f"cluster {cluster['cluster']}",
+            f"{cluster['customers']:,} customers: {', '.join(cluster['distinguished_by'])}",
+        )
+    console.print(table)
+    for note in described["notes"]:
+        err.print(f"[yellow]note:[/yellow] {note}")
+    console.print(f"saved to {model}")
+
+
+@app.command("score")
+def score(
+    model: ModelDir = Path("models/audience"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="File for the CRM: .parquet or .csv, one row per customer.",
+            show_default=False,
+        ),
+    ] = Path("audience-scores.parquet"),
+    as_of: AsOf = None,
+) -> None:
+    """Score every customer: segment, cluster, churn risk with its reasons, P(alive),
+    expected purchases and spend, lifetime value. Example:
+
+        tailor audience score --model models/audience --out scores.csv
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from tailor.audience.model import AudienceModel
+
+    if out.suffix not in (".parquet", ".csv"):
+        raise typer.BadParameter("write .parquet or .csv", param_hint="--out")
+    try:
+        fitted = AudienceModel.load(model)
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    purchases = _purchases()
+    day = _as_of(as_of, purchases)
+    try:
+        scores = fitted.score(purchases, day)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        pacsv.write_csv(scores, out)
+    else:
+        pq.write_table(scores, out)
+    sizes = Counter(scores["segment"].to_pylist())
+    table = Table(title=f"{scores.num_rows:,} customers as of {day}")
+    for column in ("segment", "customers", "mean churn risk", "mean CLV"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    segment = scores["segment"].to_numpy(zero_copy_only=False)
+    risk, clv = scores["churn_risk"].to_numpy(), scores["clv"].to_numpy()
+    for name, count in sizes.most_common():
+        members = segment == name
+        table.add_row(
+            name, f"{count:,}", f"{risk[members].mean():.1%}", f"{clv[members].mean():,.2f}"
+        )
+    console.print(table)
+    console.print(f"wrote {out}")

@@ -1,0 +1,81 @@
+"""``tailor audience fit`` and ``score`` end to end on imported purchases."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+
+from tests._cli import tailor
+from tests.audience.test_churn import simulated_purchases
+
+HEADER = [
+    "event_id", "event_type", "subject_id", "occurred_at", "item_id", "quantity", "price",
+    "currency", "purpose", "granted",
+]  # fmt: skip
+
+
+def write_log(path: Path, customers: int = 300, consenting: int | None = None) -> Path:
+    """Simulated purchases, and an analytics consent (opt-in by default) per customer."""
+    table = simulated_purchases(customers).to_pylist()
+    consenting = customers if consenting is None else consenting
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for k in range(consenting):
+            writer.writerow([f"ok{k}", "consent", f"c{k}", "2023-12-01T00:00:00Z", "", "", "",
+                             "", "analytics", "true"])  # fmt: skip
+        for n, row in enumerate(table):
+            when = (row["occurred_at"] + timedelta(microseconds=0)).isoformat()
+            writer.writerow([f"p{n}", "purchase", row["subject_id"], when, row["item_id"],
+                             row["quantity"], round(row["price"], 2), "EUR", "", ""])  # fmt: skip
+    return path
+
+
+def said(result) -> str:
+    return " ".join(result.output.split())
+
+
+def test_fit_then_score_writes_one_row_per_consenting_customer(workdir: Path) -> None:
+    assert tailor("init").exit_code == 0
+    log = write_log(workdir / "purchases.csv", customers=300, consenting=250)
+    imported = tailor("import", "events", str(log), "--no-progress")
+    assert imported.exit_code == 0, imported.output
+
+    fitted = tailor("audience", "fit", "--model", "m", "--horizon", "60")
+    assert fitted.exit_code == 0, fitted.output
+    assert "BG/NBD" in fitted.output and "cluster 0" in fitted.output
+    described = json.loads((workdir / "m" / "audience.json").read_text())
+    buyers = {f"c{k}" for k in range(250)} & set(simulated_purchases(300)["subject_id"].to_pylist())
+    assert described["churn_model"] and described["customers"] == len(buyers)
+
+    scored = tailor("audience", "score", "--model", "m", "--out", "scores.csv")
+    assert scored.exit_code == 0, scored.output
+    scores = pacsv.read_csv(workdir / "scores.csv")
+    # Customers without analytics consent are not scored; ids stay pseudonyms.
+    assert scores.num_rows == len(buyers)
+    assert not any(c.startswith("c") and c[1:].isdigit() for c in scores["customer_id"].to_pylist())
+    risk = scores["churn_risk"].to_pylist()
+    assert all(0 <= r <= 1 for r in risk)
+    assert all(v >= 0 for v in scores["clv"].to_pylist())
+    reasons = json.loads(scores["churn_reasons"][0].as_py())
+    assert reasons and {"feature", "contribution"} <= set(reasons[0])
+
+
+def test_audience_commands_explain_bad_input(workdir: Path) -> None:
+    assert tailor("init").exit_code == 0
+    empty = tailor("audience", "fit", "--model", "m")
+    assert empty.exit_code != 0 and "no purchases" in said(empty)
+    log = write_log(workdir / "purchases.csv", customers=60)
+    assert tailor("import", "events", str(log), "--no-progress").exit_code == 0
+    bad_day = tailor("audience", "fit", "--model", "m", "--as-of", "31/12/2024")
+    assert bad_day.exit_code != 0 and "YYYY-MM-DD" in said(bad_day)
+    missing = tailor("audience", "score", "--model", "nowhere", "--out", "s.csv")
+    assert missing.exit_code == 1 and "holds no audience model" in said(missing)
+    wrong_suffix = tailor("audience", "score", "--model", "m", "--out", "s.txt")
+    assert wrong_suffix.exit_code != 0 and ".parquet or .csv" in said(wrong_suffix)
+    early = tailor("audience", "fit", "--model", "m", "--as-of", "2023-01-01")
+    assert early.exit_code == 1 and "customer" in said(early)
