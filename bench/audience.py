@@ -324,10 +324,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "e_x39": round(e_x39, 4),
         "summary_matches_published": matches,
         "fit_s": {n: round(s, 4) for n, s in ours_s.items()},
+        "lifetimes_fit_s": None if peer is None else {n: round(peer[f"{n}_s"], 4) for n in ours_s},
         "fit_time_ratio_vs_lifetimes": None if ratios is None else round(max(ratios.values()), 3),
         "fit_time_ratios": None if ratios is None else {n: round(r, 3) for n, r in ratios.items()},
         "holdout_mae": round(holdout_mae, 4),
         "holdout_mae_lifetimes": None if peer is None else round(peer["holdout_mae"], 4),
+        "lifetimes_params": None
+        if peer is None
+        else {n: {k: round(v, 4) for k, v in peer[n].items()} for n in PUBLISHED},
         "lifetimes_version": None if peer is None else peer["version"],
         "churn_auc": {name: f["auc"] for name, f in churn.items()},
         "churn_brier": {name: f["brier"] for name, f in churn.items()},
