@@ -49,6 +49,14 @@ def serve(
             "a popularity fallback is built from the store and flagged in /v1/ready.",
         ),
     ] = None,
+    audience: Annotated[
+        Path | None,
+        typer.Option(
+            "--audience",
+            help="A folder written by `tailor audience fit`: every customer is scored at start-up "
+            "for GET /v1/users/{id}/profile and GET /v1/segments.",
+        ),
+    ] = None,
     save_model: Annotated[
         Path | None,
         typer.Option(
@@ -91,10 +99,12 @@ def serve(
         raise typer.Exit(1)
     import uvicorn
 
-    from tailor.api.app import MODEL_ENV, WORKERS_ENV
+    from tailor.api.app import AUDIENCE_ENV, MODEL_ENV, WORKERS_ENV
 
     if model is not None:
         os.environ[MODEL_ENV] = str(model)
+    if audience is not None:
+        os.environ[AUDIENCE_ENV] = str(audience)
     os.environ[WORKERS_ENV] = str(workers)
     console.print(f"serving on http://{host}:{port}/v1 (OpenAPI: /openapi.json, docs: /docs)")
     uvicorn.run(

@@ -28,7 +28,7 @@ from tailor.api.ingest import GroupCommitWriter
 from tailor.api.keys import KeyRing
 from tailor.api.limits import RateLimiter
 from tailor.api.metrics import ApiMetrics, MetricsMiddleware
-from tailor.api.routes import events, items, ops, recommend, users
+from tailor.api.routes import audience, events, items, ops, recommend, users
 from tailor.api.state import AppState, NotReady, ServingState, TenantState
 from tailor.config import ApiSettings, Settings, get_settings
 from tailor.errors import StoreError, StoreUnavailable
@@ -50,10 +50,12 @@ TAGS = [
     {"name": "recommendations", "description": "Ask what to show (scope `recommend`)."},
     {"name": "items", "description": "Catalog changes (scope `admin`)."},
     {"name": "users", "description": "Consent, erasure and data export."},
+    {"name": "customers", "description": "Profiles and segments (scope `admin`)."},
     {"name": "operations", "description": "Health, readiness, metrics, model reloads."},
 ]
 
 MODEL_ENV = "TAILOR_SERVE_MODEL"
+AUDIENCE_ENV = "TAILOR_SERVE_AUDIENCE"
 WORKERS_ENV = "TAILOR_SERVE_WORKERS"
 TAIL_INTERVAL_S = 0.5
 """With several workers, how often each reads what the others stored (a view reaches the
@@ -75,6 +77,7 @@ def build_tenant(
     model_path: str | Path | None = None,
     workers: int = 1,
     poll_interval_s: float | None = 1.0,
+    audience_path: str | Path | None = None,
 ) -> TenantState:
     """A tenant's serving state and ingest writer over ``workspace`` (not started yet).
 
@@ -93,7 +96,23 @@ def build_tenant(
         max_batch_events=max(20_000, api.max_batch_events),
         on_committed=serving.on_committed,
     )
-    return TenantState(name, workspace, serving, writer)
+    extras = {}
+    if audience_path is not None:
+        extras = _audience(workspace, serving, audience_path)
+    return TenantState(name, workspace, serving, writer, extras)
+
+
+def _audience(workspace: Workspace, serving: ServingState, path: str | Path) -> dict[str, object]:
+    """The scored customer base for the profile and segment routes; erasures reach it."""
+    from tailor.audience.service import AudienceService
+
+    try:
+        service = AudienceService.from_store(path, workspace.store)
+    except (ValueError, OSError) as exc:
+        log.warning("audience model %s not loaded: %s", path, exc)
+        return {"audience_error": str(exc)}
+    serving.forget_listeners.append(service.forget)
+    return {"audience": service}
 
 
 def create_app(
@@ -105,6 +124,7 @@ def create_app(
     model_path: str | Path | None = None,
     workers: int = 1,
     fast_path: bool = True,
+    audience_path: str | Path | None = None,
 ) -> FastAPI:
     """The API app.
 
@@ -120,7 +140,12 @@ def create_app(
         workspace = open_workspace(settings)
         tenants = {
             "default": build_tenant(
-                "default", workspace, api, model_path=model_path, workers=workers
+                "default",
+                workspace,
+                api,
+                model_path=model_path,
+                workers=workers,
+                audience_path=audience_path,
             )
         }
         owned = [workspace]
@@ -162,7 +187,7 @@ def create_app(
         telemetry=None if api.opentelemetry else dict.fromkeys(_TELEMETRY_SIGNALS, False),
     )
     app.state.tailor = state
-    for module in (events, recommend, items, users, ops):
+    for module in (events, recommend, items, users, audience, ops):
         app.include_router(module.router, prefix="/v1")
     app.include_router(ops.metrics_router)
     # Inside the metrics: a request the fast path answers is counted like any other.
@@ -257,4 +282,5 @@ def app_from_env() -> FastAPI:
     return create_app(
         model_path=os.environ.get(MODEL_ENV) or None,
         workers=int(os.environ.get(WORKERS_ENV, "1")),
+        audience_path=os.environ.get(AUDIENCE_ENV) or None,
     )

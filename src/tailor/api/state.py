@@ -281,6 +281,8 @@ class ServingState:
         self.reloads = 0
         self._change = threading.RLock()  # serializes swaps: reload, catalog, erasure
         self._erased: set[str] = set()
+        self.forget_listeners: list[Callable[[list[str]], None]] = []
+        """Other engines' in-memory state to forget erased users in (the audience scores)."""
         self._consent: dict[str, bool] = {}
         defaults = workspace.settings.privacy.consent_default
         self._consent_default = defaults.get("personalization", "opt-in") == "opt-out"
@@ -614,6 +616,8 @@ class ServingState:
         for index, entry in enumerate(self.served):
             if entry[2] in gone:
                 self.served[index] = (entry[0], entry[1], None, entry[3])
+        for listener in self.forget_listeners:
+            listener(users)
 
     def follow_erasures(self) -> list[str]:
         """Forget the users erased elsewhere since the last look: by another worker's

@@ -1,0 +1,120 @@
+"""GET /v1/users/{id}/profile and GET /v1/segments: scores served, consent and erasure obeyed."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tailor.api.app import build_tenant, create_app
+from tailor.api.keys import KeyRing
+from tailor.audience.model import AudienceConfig, AudienceModel
+from tailor.audience.service import read_purchases
+from tailor.config import Settings
+from tailor.events.importer import import_table
+from tailor.workspace import open_workspace
+from tests.api._serving import KEY, OPT_OUT, auth, raw_events
+from tests.audience.test_churn import simulated_purchases
+
+
+def purchase_log(customers: int = 200) -> list[dict]:
+    """Simulated purchases and an analytics consent for every customer but c1."""
+    events = [
+        {"event_id": f"ok{k}", "event_type": "consent", "subject_id": f"c{k}",
+         "occurred_at": "2023-12-01T00:00:00Z", "purpose": "analytics", "granted": True}
+        for k in range(customers) if k != 1
+    ]  # fmt: skip
+    for n, row in enumerate(simulated_purchases(customers).to_pylist()):
+        events.append(
+            {
+                "event_id": f"p{n}",
+                "event_type": "purchase",
+                "subject_id": row["subject_id"],
+                "occurred_at": row["occurred_at"].isoformat(),
+                "currency": "EUR",
+                "items": [{"item_id": "i", "quantity": row["quantity"], "price": row["price"]}],
+            }
+        )
+    return events
+
+
+def buyers(customers: int = 200) -> list[str]:
+    """Consenting customers with purchases, in id order."""
+    bought = set(simulated_purchases(customers)["subject_id"].to_pylist())
+    return [f"c{k}" for k in range(customers) if k != 1 and f"c{k}" in bought]
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    settings = Settings(
+        store=str(tmp_path / "tailor.duckdb"),
+        secret_key=KEY,
+        secret_key_file=tmp_path / "secret.key",
+        privacy={"consent_default": OPT_OUT},
+    )
+    ws = open_workspace(settings, create=True)
+    import_table(ws.store, raw_events(purchase_log()), pseudonymizer=ws.pseudonymizer)
+    AudienceModel(AudienceConfig(horizon_days=60)).fit(
+        read_purchases(ws.store), date(2024, 12, 31)
+    ).save(tmp_path / "audience")
+    tenants = {
+        "default": build_tenant(
+            "default", ws, settings.api, poll_interval_s=None, audience_path=tmp_path / "audience"
+        ),
+        "plain": build_tenant("plain", ws, settings.api, poll_interval_s=None),
+    }
+    ring = KeyRing(tmp_path / "keys.json")
+    _, admin = ring.create(name="admin", scopes=["admin"], rate_per_s=1000.0, burst=1000)
+    _, plain = ring.create(
+        name="plain", scopes=["admin"], tenant="plain", rate_per_s=1e3, burst=1000
+    )
+    _, reader = ring.create(name="reader", scopes=["recommend"], rate_per_s=1000.0, burst=1000)
+    app = create_app(settings=settings, tenants=tenants, keys=ring)
+    with TestClient(app) as client:
+        yield client, {"admin": admin, "plain": plain, "reader": reader}
+    ws.close()
+
+
+def test_a_customer_profile_and_the_segments(served):
+    client, keys = served
+    profile = client.get(f"/v1/users/{buyers()[0]}/profile", headers=auth(keys["admin"]))
+    assert profile.status_code == 200, profile.text
+    body = profile.json()
+    assert 0 <= body["churn_risk"] <= 1 and body["clv"] >= 0 and body["segment"]
+    assert body["churn_reasons"] and {"feature", "contribution"} <= set(body["churn_reasons"][0])
+    segments = client.get("/v1/segments", headers=auth(keys["admin"])).json()
+    assert sum(s["customers"] for s in segments["segments"]) == segments["customers"]
+    assert segments["clusters"] and segments["as_of"] <= str(datetime.now(UTC).date())
+
+
+def test_no_consent_revoked_consent_and_erasure_each_end_the_profile(served):
+    client, keys = served
+    admin = auth(keys["admin"])
+    assert client.get("/v1/users/c1/profile", headers=admin).status_code == 404  # never consented
+    before = client.get("/v1/segments", headers=admin).json()["customers"]
+    revoking, erased = buyers()[:2]
+    assert client.get(f"/v1/users/{revoking}/profile", headers=admin).status_code == 200
+    revoked = client.put(
+        f"/v1/users/{revoking}/consent", json={"purpose": "analytics", "granted": False},
+        headers=admin,
+    )  # fmt: skip
+    assert revoked.status_code == 200, revoked.text
+    assert client.get(f"/v1/users/{revoking}/profile", headers=admin).status_code == 404
+    assert client.get(f"/v1/users/{erased}/profile", headers=admin).status_code == 200
+    assert client.delete(f"/v1/users/{erased}", headers=admin).status_code == 200
+    assert client.get(f"/v1/users/{erased}/profile", headers=admin).status_code == 404
+    assert client.get("/v1/segments", headers=admin).json()["customers"] == before - 1
+
+
+def test_scope_missing_model_and_bad_ids_are_client_errors(served):
+    client, keys = served
+    assert client.get("/v1/segments", headers=auth(keys["reader"])).status_code == 403
+    missing = client.get("/v1/segments", headers=auth(keys["plain"], "plain"))
+    assert missing.status_code == 404 and "tailor serve --audience" in missing.json()["detail"]
+    assert client.get("/v1/users/nobody/profile", headers=auth(keys["admin"])).status_code == 404
+    long_id = "x" * 129
+    assert (
+        client.get(f"/v1/users/{long_id}/profile", headers=auth(keys["admin"])).status_code == 422
+    )
