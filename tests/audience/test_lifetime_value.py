@@ -225,3 +225,25 @@ def test_probability_of_no_purchase_runs_from_one_to_the_probability_of_being_go
     later = [model.probability_no_purchase(t, *args) for t in (1.0, 13.0, 52.0, 1e30)]
     assert all((a > b).all() for a, b in itertools.pairwise(later))
     np.testing.assert_allclose(later[-1], 1 - alive, atol=1e-3)
+
+
+def test_fits_converge_on_online_retail_without_a_penalizer():
+    from datetime import date
+
+    from tailor.audience.rfm import Periods, customer_summary
+    from tailor.datasets.base import DataNotFoundError
+    from tailor.datasets.online_retail import load_online_retail
+
+    try:
+        purchases = load_online_retail().events
+    except DataNotFoundError as exc:
+        pytest.skip(f"public dataset not available: {exc}")
+    summary = customer_summary(purchases, Periods(date(2011, 12, 9)))
+    x, t_x, T = (summary[c].to_numpy() for c in ("frequency", "recency", "T"))
+    for model in (BetaGeo().fit(x, t_x, T), ParetoNBD().fit(x, t_x, T)):
+        assert np.isfinite(model.log_likelihood_)
+        assert all(np.isfinite(v) and v > 0 for v in model.standard_errors_.values())
+    spend = summary["monetary_value"].to_numpy()
+    repeat = (x > 0) & (spend > 0)
+    gamma_gamma = GammaGamma().fit(x[repeat], spend[repeat])
+    assert all(np.isfinite(v) and v > 0 for v in gamma_gamma.standard_errors_.values())
