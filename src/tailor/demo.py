@@ -81,6 +81,8 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
         model_dir = service.save(out / "model")
         customer, item = _example_ids(dataset.events, ws.pseudonymizer, service)
         country = _busiest_country(ws.store.read_events(purpose=None, columns=["country"]))
+        audience_dir, scored = show_audience(ws, out, console)
+        buyer = _scored_customer(dataset.events, ws.pseudonymizer, scored)
     # The server opens the store itself: DuckDB lets one connection per process write.
     from tailor.demo_serve import serve_demo
 
@@ -92,7 +94,56 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
         country=country,
         console=console,
         smoke=smoke,
+        audience_dir=audience_dir,
+        buyer_id=buyer,
     )
+
+
+def show_audience(ws, out: Path, console: Console):
+    """Fit the audience engine on the purchases of customers with analytics consent, write
+    the CRM export and show the segments. Returns the model folder and the scored ids."""
+    from collections import Counter
+
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    from rich.table import Table
+
+    from tailor.audience.model import AudienceModel
+    from tailor.audience.rfm import as_day
+    from tailor.audience.service import read_purchases
+
+    console.rule("customers: segments, churn risk, lifetime value")
+    purchases = read_purchases(ws.store)
+    as_of = as_day(pc.max(purchases["occurred_at"]).as_py())
+    model = AudienceModel().fit(purchases, as_of)
+    folder = model.save(out / "audience")
+    scores = model.score(purchases, as_of)
+    export = out / "audience-scores.csv"
+    pacsv.write_csv(scores, export)
+    segment = np.asarray(scores["segment"].to_pylist(), dtype=object)
+    risk, clv = scores["churn_risk"].to_numpy(), scores["clv"].to_numpy()
+    table = Table(title=f"{scores.num_rows:,} customers as of {as_of}", title_justify="left")
+    for column in ("segment", "customers", "churn risk", "12-month value"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    for name, count in Counter(segment.tolist()).most_common():
+        members = segment == name
+        table.add_row(
+            name, f"{count:,}", f"{risk[members].mean():.0%}", f"{clv[members].mean():,.2f}"
+        )
+    console.print(table)
+    console.print(f"per-customer scores for the CRM: {export}")
+    return folder, set(scores["customer_id"].to_pylist())
+
+
+def _scored_customer(events, pseudonymizer, scored: set[str]) -> str | None:
+    """A simulated customer (their own id) whom the audience model scored."""
+    import pyarrow.compute as pc
+
+    purchases = events.filter(pc.equal(events["event_type"], "purchase"))
+    for raw in pc.unique(purchases["subject_id"]).to_pylist():
+        if pseudonymizer.pseudonymize("subject", raw) in scored:
+            return str(raw)
+    return None
 
 
 def show_recommendations(ws, console: Console):

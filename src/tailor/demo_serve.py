@@ -48,7 +48,9 @@ class Example:
         return f"{command} {shlex.quote(base + self.path)}"
 
 
-def demo_examples(user_id: str, item_id: str, country: str) -> list[Example]:
+def demo_examples(
+    user_id: str, item_id: str, country: str, buyer_id: str | None = None
+) -> list[Example]:
     """The calls the demo prints (and the smoke run makes): one per kind of answer."""
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     view = {
@@ -71,7 +73,12 @@ def demo_examples(user_id: str, item_id: str, country: str) -> list[Example]:
         Example("bought together", "GET", f"/v1/items/{item_id}/bought-together?k=5"),
         Example("send a view (stored before the answer)", "POST", "/v1/events", view),
         Example("what tailor holds about the customer", "GET", f"/v1/users/{user_id}/data"),
-    ]
+        Example("customer segments", "GET", "/v1/segments"),
+    ] + (
+        [Example("a buyer's churn risk and lifetime value", "GET", f"/v1/users/{buyer_id}/profile")]
+        if buyer_id
+        else []
+    )
 
 
 def serve_demo(
@@ -83,6 +90,8 @@ def serve_demo(
     country: str,
     console: Console,
     smoke: bool,
+    audience_dir: Path | None = None,
+    buyer_id: str | None = None,
 ) -> None:
     """Create a demo key, start the API on 127.0.0.1 and print (or, ``smoke``, call) the
     examples. Without ``smoke`` it serves until Ctrl-C."""
@@ -94,11 +103,11 @@ def serve_demo(
     sock = _listening_socket(DEMO_PORT if not smoke else 0)
     port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    app = create_app(settings=settings, model_path=model_dir)
+    app = create_app(settings=settings, model_path=model_dir, audience_path=audience_dir)
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     )
-    examples = demo_examples(user_id, item_id, country or "GB")
+    examples = demo_examples(user_id, item_id, country or "GB", buyer_id)
     console.rule(f"the HTTP API on {base} (OpenAPI: {base}/docs)")
     console.print(f"export TAILOR_API_KEY={token}", soft_wrap=True, highlight=False)
     for example in examples:

@@ -180,7 +180,7 @@ def test_discounted_value_without_discount_is_expected_purchases_times_spend():
         ([1.5], [1.0], [4.0], r"frequency\[0\] = 1.5 must be a whole number"),
         ([0, 0], [0.0, 2.0], [4.0, 4.0], r"recency\[1\] = 2.0 must be 0 for a customer"),
         ([2], [0.0], [4.0], r"recency\[0\] = 0.0 must be more than 0 when frequency"),
-        ([1], [1.0], [0.0], r"T\[0\] = 0.0 must be more than 0"),
+        ([0], [0.0], [-1.0], r"T\[0\] = -1.0 must be 0 or more"),
         ([1], [float("nan")], [3.0], r"recency\[0\] = nan must be a finite number"),
         ([1, 1], [1.0], [3.0, 3.0], "must have one length, got 2, 1 and 2"),
         ([], [], [], "no customers"),
@@ -247,3 +247,11 @@ def test_fits_converge_on_online_retail_without_a_penalizer():
     repeat = (x > 0) & (spend > 0)
     gamma_gamma = GammaGamma().fit(x[repeat], spend[repeat])
     assert all(np.isfinite(v) and v > 0 for v in gamma_gamma.standard_errors_.values())
+
+
+def test_customers_first_seen_on_the_last_day_add_nothing_to_the_likelihood(cdnow_summary):
+    x, t_x, T = columns(cdnow_summary)
+    base = BetaGeo().fit(x, t_x, T)
+    today = BetaGeo().fit(np.r_[x, 0, 0], np.r_[t_x, 0, 0], np.r_[T, 0, 0])
+    assert today.params_ == pytest.approx(base.params_, rel=1e-4)
+    assert today.probability_alive([0], [0.0], [0.0])[0] == 1

@@ -57,7 +57,8 @@ class Summary:
         _check(x < 0, "frequency", x, "must be 0 or more")
         _check(x != np.round(x), "frequency", x, "must be a whole number of repeat purchases")
         _check(t_x < 0, "recency", t_x, "must be 0 or more")
-        _check(age <= 0, "T", age, "must be more than 0")
+        # T = 0: first bought on the last day; such a customer adds nothing to the likelihood.
+        _check(age < 0, "T", age, "must be 0 or more")
         _check(t_x > age, "recency", t_x, "must not exceed T (the last purchase lies within it)")
         _check((x == 0) & (t_x != 0), "recency", t_x, "must be 0 for a customer with frequency 0")
         _check((x > 0) & (t_x == 0), "recency", t_x, "must be more than 0 when frequency > 0")
