@@ -64,6 +64,15 @@ def test_fit_then_score_writes_one_row_per_consenting_customer(workdir: Path) ->
     reasons = json.loads(scores["churn_reasons"][0].as_py())
     assert reasons and {"feature", "contribution"} <= set(reasons[0])
 
+    reported = tailor("audience", "report", "--model", "m", "--out", "r/customers.html")
+    assert reported.exit_code == 0, reported.output
+    page = (workdir / "r" / "customers.html").read_text()
+    assert page.count("<svg") >= 5 and "Back-test" in page
+    twin = json.loads((workdir / "r" / "customers.json").read_text())
+    assert twin["customers"] == len(buyers)
+    assert sum(s["customers"] for s in twin["segments"]) == len(buyers)
+    assert 0.5 < twin["backtest"]["auc"]["churn model"] <= 1
+
 
 def test_audience_commands_explain_bad_input(workdir: Path) -> None:
     assert tailor("init").exit_code == 0
@@ -77,5 +86,7 @@ def test_audience_commands_explain_bad_input(workdir: Path) -> None:
     assert missing.exit_code == 1 and "holds no audience model" in said(missing)
     wrong_suffix = tailor("audience", "score", "--model", "m", "--out", "s.txt")
     assert wrong_suffix.exit_code != 0 and ".parquet or .csv" in said(wrong_suffix)
+    not_html = tailor("audience", "report", "--model", "m", "--out", "r.pdf")
+    assert not_html.exit_code != 0 and "write an .html page" in said(not_html)
     early = tailor("audience", "fit", "--model", "m", "--as-of", "2023-01-01")
     assert early.exit_code == 1 and "customer" in said(early)

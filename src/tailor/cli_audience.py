@@ -184,3 +184,44 @@ def score(
         )
     console.print(table)
     console.print(f"wrote {out}")
+
+
+@app.command("report")
+def report(
+    model: ModelDir = Path("models/audience"),
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="The HTML page to write; its JSON twin goes beside it."),
+    ] = Path("audience-report.html"),
+    as_of: AsOf = None,
+) -> None:
+    """Write the audience report: segment sizes, the value distribution, the clusters and a
+    back-test (churn calibration and gains, BG/NBD holdout) on the stored purchases. Example:
+
+        tailor audience report --model models/audience --out reports/customers.html
+    """
+    from tailor.audience.evaluation import backtest
+    from tailor.audience.model import AudienceModel
+    from tailor.audience.report import audience_figures, write_audience_report
+
+    if out.suffix != ".html":
+        raise typer.BadParameter(
+            "write an .html page (its .json twin goes beside it)", param_hint="--out"
+        )
+    try:
+        fitted = AudienceModel.load(model)
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    purchases = _purchases()
+    day = _as_of(as_of, purchases)
+    try:
+        scores = fitted.score(purchases, day)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    try:
+        test = backtest(purchases, day, fitted.config.horizon_days)
+    except ValueError as exc:
+        err.print(f"[yellow]note:[/yellow] no back-test ({exc})")
+        test = None
+    page, twin = write_audience_report(audience_figures(scores, fitted.describe(), test), out)
+    console.print(f"wrote {page} and {twin}")

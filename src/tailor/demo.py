@@ -14,6 +14,9 @@ from tailor.events.mapping import load_mapping
 from tailor.workspace import open_workspace
 
 DEMO_SHOP = {"users": 2_000, "items": 400, "events": 60_000, "days": 60, "seed": 7}
+DEMO_HORIZON_DAYS = 14
+"""Churn horizon of the demo: the simulated shop spans 60 days, and the back-test needs two
+horizons of history before its last day."""
 
 
 def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = False) -> None:
@@ -108,14 +111,18 @@ def show_audience(ws, out: Path, console: Console):
     import pyarrow.csv as pacsv
     from rich.table import Table
 
-    from tailor.audience.model import AudienceModel
+    from tailor.audience.evaluation import backtest
+    from tailor.audience.model import AudienceConfig, AudienceModel
+    from tailor.audience.report import audience_figures, write_audience_report
     from tailor.audience.rfm import as_day
     from tailor.audience.service import read_purchases
 
     console.rule("customers: segments, churn risk, lifetime value")
     purchases = read_purchases(ws.store)
     as_of = as_day(pc.max(purchases["occurred_at"]).as_py())
-    model = AudienceModel().fit(purchases, as_of)
+    model = AudienceModel(AudienceConfig(horizon_days=DEMO_HORIZON_DAYS)).fit(purchases, as_of)
+    for note in model.notes_:
+        console.print(f"note: {note}")
     folder = model.save(out / "audience")
     scores = model.score(purchases, as_of)
     export = out / "audience-scores.csv"
@@ -123,7 +130,8 @@ def show_audience(ws, out: Path, console: Console):
     segment = np.asarray(scores["segment"].to_pylist(), dtype=object)
     risk, clv = scores["churn_risk"].to_numpy(), scores["clv"].to_numpy()
     table = Table(title=f"{scores.num_rows:,} customers as of {as_of}", title_justify="left")
-    for column in ("segment", "customers", "churn risk", "12-month value"):
+    risk_label = f"churn risk ({DEMO_HORIZON_DAYS} days)"
+    for column in ("segment", "customers", risk_label, "12-month value"):
         table.add_column(column, justify="left" if column == "segment" else "right")
     for name, count in Counter(segment.tolist()).most_common():
         members = segment == name
@@ -132,6 +140,15 @@ def show_audience(ws, out: Path, console: Console):
         )
     console.print(table)
     console.print(f"per-customer scores for the CRM: {export}")
+    try:
+        test = backtest(purchases, as_of, model.config.horizon_days)
+    except ValueError as exc:
+        console.print(f"no back-test: {exc}")
+        test = None
+    page, _ = write_audience_report(
+        audience_figures(scores, model.describe(), test), out / "audience-report.html"
+    )
+    console.print(f"report with charts: {page}")
     return folder, set(scores["customer_id"].to_pylist())
 
 

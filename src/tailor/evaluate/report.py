@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["report_data", "write_report"]
+__all__ = ["bar_chart", "histogram", "html_page", "line_chart", "report_data", "write_report"]
 
 PALETTE = (
     "#0072B2",
@@ -250,6 +250,11 @@ def _page(data: dict[str, Any]) -> str:
         _trials_section(data, colours),
         _how_to_read(k),
     ]
+    return html_page(title, sections)
+
+
+def html_page(title: str, sections: Sequence[str]) -> str:
+    """A self-contained page: the title (escaped here) and ready HTML sections."""
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
