@@ -6,7 +6,6 @@ pseudonymous subjects with analytics consent; the engine is imported when a comm
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -70,6 +69,39 @@ def _as_of(value: str | None, purchases: pa.Table) -> date:
         return as_day(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--as-of") from None
+
+
+def _scored(model: Path, as_of: str | None):
+    """The saved model, the purchases, the day and every customer's scores."""
+    from tailor.audience.model import AudienceModel
+
+    try:
+        fitted = AudienceModel.load(model)
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    purchases = _purchases()
+    day = _as_of(as_of, purchases)
+    try:
+        return fitted, purchases, day, fitted.score(purchases, day)
+    except ValueError as exc:
+        raise _fail(exc) from None
+
+
+def segment_table(scores: pa.Table, title: str, risk_label: str = "mean churn risk") -> Table:
+    """The segments of scored customers as a table for the terminal (the CLI and the demo)."""
+    from tailor.audience.segments import segment_summary
+
+    table = Table(title=title, title_justify="left")
+    for column in ("segment", "customers", risk_label, "mean 12-month value"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    for row in segment_summary(scores):
+        table.add_row(
+            row["segment"],
+            f"{row['customers']:,}",
+            f"{row['mean_churn_risk']:.0%}",
+            f"{row['mean_clv']:,.2f}",
+        )
+    return table
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -152,37 +184,15 @@ def score(
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from tailor.audience.model import AudienceModel
-
     if out.suffix not in (".parquet", ".csv"):
         raise typer.BadParameter("write .parquet or .csv", param_hint="--out")
-    try:
-        fitted = AudienceModel.load(model)
-    except (ValueError, OSError) as exc:
-        raise _fail(exc) from None
-    purchases = _purchases()
-    day = _as_of(as_of, purchases)
-    try:
-        scores = fitted.score(purchases, day)
-    except ValueError as exc:
-        raise _fail(exc) from None
+    _, _, day, scores = _scored(model, as_of)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
         pacsv.write_csv(scores, out)
     else:
         pq.write_table(scores, out)
-    sizes = Counter(scores["segment"].to_pylist())
-    table = Table(title=f"{scores.num_rows:,} customers as of {day}")
-    for column in ("segment", "customers", "mean churn risk", "mean CLV"):
-        table.add_column(column, justify="left" if column == "segment" else "right")
-    segment = scores["segment"].to_numpy(zero_copy_only=False)
-    risk, clv = scores["churn_risk"].to_numpy(), scores["clv"].to_numpy()
-    for name, count in sizes.most_common():
-        members = segment == name
-        table.add_row(
-            name, f"{count:,}", f"{risk[members].mean():.1%}", f"{clv[members].mean():,.2f}"
-        )
-    console.print(table)
+    console.print(segment_table(scores, f"{scores.num_rows:,} customers as of {day}"))
     console.print(f"wrote {out}")
 
 
@@ -201,23 +211,13 @@ def report(
         tailor audience report --model models/audience --out reports/customers.html
     """
     from tailor.audience.evaluation import backtest
-    from tailor.audience.model import AudienceModel
     from tailor.audience.report import audience_figures, write_audience_report
 
     if out.suffix != ".html":
         raise typer.BadParameter(
             "write an .html page (its .json twin goes beside it)", param_hint="--out"
         )
-    try:
-        fitted = AudienceModel.load(model)
-    except (ValueError, OSError) as exc:
-        raise _fail(exc) from None
-    purchases = _purchases()
-    day = _as_of(as_of, purchases)
-    try:
-        scores = fitted.score(purchases, day)
-    except ValueError as exc:
-        raise _fail(exc) from None
+    fitted, purchases, day, scores = _scored(model, as_of)
     try:
         test = backtest(purchases, day, fitted.config.horizon_days)
     except ValueError as exc:

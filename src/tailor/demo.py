@@ -105,17 +105,15 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
 def show_audience(ws, out: Path, console: Console):
     """Fit the audience engine on the purchases of customers with analytics consent, write
     the CRM export and show the segments. Returns the model folder and the scored ids."""
-    from collections import Counter
-
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
-    from rich.table import Table
 
     from tailor.audience.evaluation import backtest
     from tailor.audience.model import AudienceConfig, AudienceModel
     from tailor.audience.report import audience_figures, write_audience_report
     from tailor.audience.rfm import as_day
     from tailor.audience.service import read_purchases
+    from tailor.cli_audience import segment_table
 
     console.rule("customers: segments, churn risk, lifetime value")
     purchases = read_purchases(ws.store)
@@ -127,18 +125,8 @@ def show_audience(ws, out: Path, console: Console):
     scores = model.score(purchases, as_of)
     export = out / "audience-scores.csv"
     pacsv.write_csv(scores, export)
-    segment = np.asarray(scores["segment"].to_pylist(), dtype=object)
-    risk, clv = scores["churn_risk"].to_numpy(), scores["clv"].to_numpy()
-    table = Table(title=f"{scores.num_rows:,} customers as of {as_of}", title_justify="left")
-    risk_label = f"churn risk ({DEMO_HORIZON_DAYS} days)"
-    for column in ("segment", "customers", risk_label, "12-month value"):
-        table.add_column(column, justify="left" if column == "segment" else "right")
-    for name, count in Counter(segment.tolist()).most_common():
-        members = segment == name
-        table.add_row(
-            name, f"{count:,}", f"{risk[members].mean():.0%}", f"{clv[members].mean():,.2f}"
-        )
-    console.print(table)
+    title = f"{scores.num_rows:,} customers as of {as_of}"
+    console.print(segment_table(scores, title, f"churn risk ({DEMO_HORIZON_DAYS} days)"))
     console.print(f"per-customer scores for the CRM: {export}")
     try:
         test = backtest(purchases, as_of, model.config.horizon_days)

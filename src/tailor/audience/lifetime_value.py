@@ -244,28 +244,31 @@ class BetaGeo(_MaximumLikelihood):
         return self
 
     @staticmethod
-    def _log_likelihood(params, x, t_x, T) -> np.ndarray:
+    def _a3_a4(params, x, t_x, T) -> tuple[np.ndarray, np.ndarray]:
+        """The two terms of eq. 6's sum, in logs; A4 only for repeat buyers (else -inf)."""
         r, alpha, a, b = params
-        # FHL (2005), eq. 6, with B(a+1, b+x-1)/B(a, b+x) = a / (b+x-1).
-        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-        a2 = betaln(a, b + x) - betaln(a, b)
         a3 = -(r + x) * np.log(alpha + T)
         repeat = x > 0
         a4 = np.full_like(a3, -np.inf)
         a4[repeat] = (
             np.log(a) - np.log(b + x[repeat] - 1) - (r + x[repeat]) * np.log(alpha + t_x[repeat])
         )
-        return a1 + a2 + np.logaddexp(a3, a4)
+        return a3, a4
 
-    @staticmethod
-    def _gradient(params, x, t_x, T) -> np.ndarray:
+    @classmethod
+    def _log_likelihood(cls, params, x, t_x, T) -> np.ndarray:
+        r, alpha, a, b = params
+        # FHL (2005), eq. 6, with B(a+1, b+x-1)/B(a, b+x) = a / (b+x-1).
+        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+        a2 = betaln(a, b + x) - betaln(a, b)
+        return a1 + a2 + np.logaddexp(*cls._a3_a4(params, x, t_x, T))
+
+    @classmethod
+    def _gradient(cls, params, x, t_x, T) -> np.ndarray:
         """d eq. 6 / d(r, α, a, b); A3 and A4 enter through their shares of exp(A3) + exp(A4)."""
         r, alpha, a, b = params
-        a3 = -(r + x) * np.log(alpha + T)
-        repeat = x > 0
-        a4 = np.full_like(a3, -np.inf)
-        bx1 = np.where(repeat, b + x - 1, 1.0)
-        a4[repeat] = np.log(a) - np.log(bx1[repeat]) - (r + x[repeat]) * np.log(alpha + t_x[repeat])
+        a3, a4 = cls._a3_a4(params, x, t_x, T)
+        bx1 = np.where(x > 0, b + x - 1, 1.0)
         share4 = np.exp(a4 - np.logaddexp(a3, a4))
         share3 = 1 - share4
         d_r = (

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import html
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from tailor.audience.segments import segment_summary
 from tailor.evaluate.report import PALETTE, bar_chart, histogram, html_page, line_chart
 
 VALUE_BINS = 10
@@ -18,21 +18,8 @@ VALUE_BINS = 10
 
 def audience_figures(scores: pa.Table, described: dict[str, Any], test: dict | None) -> dict:
     """Everything the page shows, in plain types (the JSON twin)."""
-    segment = np.asarray(scores["segment"].to_pylist(), dtype=object)
     clv = scores["clv"].to_numpy()
-    risk = scores["churn_risk"].to_numpy()
-    segments = []
-    for name, count in Counter(segment.tolist()).most_common():
-        members = segment == name
-        segments.append(
-            {
-                "segment": name,
-                "customers": count,
-                "mean_churn_risk": round(float(risk[members].mean()), 4),
-                "mean_clv": round(float(clv[members].mean()), 2),
-                "share_of_value": round(float(clv[members].sum() / max(clv.sum(), 1e-12)), 4),
-            }
-        )
+    segments = segment_summary(scores)
     upper = float(np.quantile(clv, 0.99)) if len(clv) else 1.0
     counts, edges = np.histogram(np.clip(clv, 0, upper), bins=VALUE_BINS, range=(0, upper or 1))
     return {

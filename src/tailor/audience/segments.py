@@ -15,6 +15,7 @@ no labels and penalizes both merged and split groups.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,3 +184,26 @@ def _describe(scaled: np.ndarray, features: np.ndarray, labels: np.ndarray) -> l
             }
         )
     return out
+
+
+def segment_summary(scores: pa.Table) -> list[dict]:
+    """Per named segment of scored customers (``segment``, ``churn_risk``, ``clv``), largest
+    first: customers, mean churn risk, mean and total lifetime value, share of all value."""
+    segment = np.asarray(scores["segment"].to_pylist(), dtype=object)
+    risk = scores["churn_risk"].to_numpy()
+    clv = scores["clv"].to_numpy()
+    everything = max(float(clv.sum()), 1e-12)
+    rows = []
+    for name, count in Counter(segment.tolist()).most_common():
+        members = segment == name
+        rows.append(
+            {
+                "segment": name,
+                "customers": count,
+                "mean_churn_risk": round(float(risk[members].mean()), 4),
+                "mean_clv": round(float(clv[members].mean()), 2),
+                "total_clv": round(float(clv[members].sum()), 2),
+                "share_of_value": round(float(clv[members].sum()) / everything, 4),
+            }
+        )
+    return rows

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailor.audience.model import AudienceModel
 from tailor.audience.rfm import as_day
+from tailor.audience.segments import segment_summary
 from tailor.store.base import Store
 
 PURPOSE = "analytics"
@@ -66,25 +65,10 @@ class AudienceService:
         return values
 
     def segments(self) -> dict[str, Any]:
-        segment = np.asarray(self.scores["segment"].to_pylist(), dtype=object)
-        risk = self.scores["churn_risk"].to_numpy()
-        clv = self.scores["clv"].to_numpy()
-        rows = []
-        for name, count in Counter(segment.tolist()).most_common():
-            members = segment == name
-            rows.append(
-                {
-                    "segment": name,
-                    "customers": count,
-                    "mean_churn_risk": round(float(risk[members].mean()), 4),
-                    "mean_clv": round(float(clv[members].mean()), 2),
-                    "total_clv": round(float(clv[members].sum()), 2),
-                }
-            )
         return {
             "as_of": self.described["scored_as_of"],
             "customers": self.scores.num_rows,
-            "segments": rows,
+            "segments": segment_summary(self.scores),
             "clusters": self.described["clusters"]["descriptions"],
         }
 
