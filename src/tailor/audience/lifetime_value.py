@@ -226,7 +226,17 @@ def _hessian(function, point: np.ndarray) -> np.ndarray:
     return hessian
 
 
-class BetaGeo(_MaximumLikelihood):
+class _PurchaseModel(_MaximumLikelihood):
+    """A model of repeat purchases, fitted on (frequency, recency, T)."""
+
+    def fit(self, frequency: Any, recency: Any, T: Any) -> Self:
+        data = Summary.of(frequency, recency, T)
+        start = np.zeros(len(self.parameter_names))  # every parameter 1
+        self._maximize((data.frequency, data.recency, data.T), start)
+        return self
+
+
+class BetaGeo(_PurchaseModel):
     """BG/NBD: purchases at rate λ ~ Gamma(r, α) while alive; after each purchase the
     customer drops out with probability p ~ Beta(a, b).
 
@@ -237,11 +247,6 @@ class BetaGeo(_MaximumLikelihood):
     """
 
     parameter_names = ("r", "alpha", "a", "b")
-
-    def fit(self, frequency: Any, recency: Any, T: Any) -> Self:
-        data = Summary.of(frequency, recency, T)
-        self._maximize((data.frequency, data.recency, data.T), np.zeros(4))
-        return self
 
     @staticmethod
     def _a3_a4(params, x, t_x, T) -> tuple[np.ndarray, np.ndarray]:
@@ -347,16 +352,11 @@ class BetaGeo(_MaximumLikelihood):
         return head * tail / (1 + odds)
 
 
-class ParetoNBD(_MaximumLikelihood):
+class ParetoNBD(_PurchaseModel):
     """Pareto/NBD: purchases at rate λ ~ Gamma(r, α) while alive, a lifetime exponential
     with rate μ ~ Gamma(s, β)."""
 
     parameter_names = ("r", "alpha", "s", "beta")
-
-    def fit(self, frequency: Any, recency: Any, T: Any) -> Self:
-        data = Summary.of(frequency, recency, T)
-        self._maximize((data.frequency, data.recency, data.T), np.zeros(4))
-        return self
 
     @staticmethod
     def _log_a0(params, x, t_x, T) -> np.ndarray:
