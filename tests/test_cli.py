@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -121,9 +122,15 @@ def test_demo_smoke_runs_the_main_job(workdir: Path, monkeypatch: pytest.MonkeyP
     assert "what the store holds" in result.output
     assert "purchase" in result.output and "view" in result.output
     # It ends by serving the shop: every printed example was called over HTTP and answered.
-    assert "smoke run: all 8 endpoints answered as expected" in result.output
+    assert "smoke run: all 10 endpoints answered as expected" in result.output
     assert "BAD" not in result.output
-    assert result.output.count("curl -s") == 8
+    assert result.output.count("curl -s") == 10
+    # The customer models: the CRM export and the report with its back-test.
+    with (workdir / "demo" / "audience-scores.csv").open(newline="") as handle:
+        scores = list(csv.DictReader(handle))
+    assert len(scores) > 100 and {"segment", "churn_risk", "clv"} <= set(scores[0])
+    report = json.loads((workdir / "demo" / "audience-report.json").read_text())
+    assert report["backtest"] is not None and report["customers"] == len(scores)
     # Idempotent: a second run stores nothing new.
     again = tailor("demo", "--out", str(workdir / "demo"))
     assert again.exit_code == 0, again.output
