@@ -54,6 +54,17 @@ def test_fit_then_score_writes_one_row_per_consenting_customer(workdir: Path) ->
 
     scored = tailor("audience", "score", "--model", "m", "--out", "scores.csv")
     assert scored.exit_code == 0, scored.output
+    assert f"stored the scores of {len(buyers):,} customers" in scored.output
+    from tailor.config import get_settings
+    from tailor.store import open_store
+
+    get_settings.cache_clear()
+    store = open_store(str(get_settings().store))
+    try:
+        stored = store.read_scores("audience")
+    finally:
+        store.close()
+    assert len(stored) == len(buyers) and "churn_risk" in json.loads(stored[0][1])
     scores = pacsv.read_csv(workdir / "scores.csv")
     # Customers without analytics consent are not scored; ids stay pseudonyms.
     assert scores.num_rows == len(buyers)

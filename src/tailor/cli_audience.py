@@ -167,33 +167,43 @@ def fit(
 def score(
     model: ModelDir = Path("models/audience"),
     out: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--out",
-            help="File for the CRM: .parquet or .csv, one row per customer.",
+            help="Also export for the CRM: .parquet or .csv, one row per customer.",
             show_default=False,
         ),
-    ] = Path("audience-scores.parquet"),
+    ] = None,
     as_of: AsOf = None,
 ) -> None:
-    """Score every customer: segment, cluster, churn risk with its reasons, P(alive),
-    expected purchases and spend, lifetime value. Example:
+    """Score every customer (segment, cluster, churn risk with its reasons, P(alive),
+    expected purchases and spend, lifetime value) and store the scores, replacing the
+    previous ones; `tailor serve --audience` answers from them. Example:
 
         tailor audience score --model models/audience --out scores.csv
     """
+    from datetime import UTC, datetime
+
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    if out.suffix not in (".parquet", ".csv"):
+    from tailor.audience.service import store_scores
+    from tailor.cli import _workspace
+
+    if out is not None and out.suffix not in (".parquet", ".csv"):
         raise typer.BadParameter("write .parquet or .csv", param_hint="--out")
     _, _, day, scores = _scored(model, as_of)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".csv":
-        pacsv.write_csv(scores, out)
-    else:
-        pq.write_table(scores, out)
+    with _workspace() as ws:
+        stored = store_scores(ws.store, scores, datetime.now(UTC))
     console.print(segment_table(scores, f"{scores.num_rows:,} customers as of {day}"))
-    console.print(f"wrote {out}")
+    console.print(f"stored the scores of {stored:,} customers")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".csv":
+            pacsv.write_csv(scores, out)
+        else:
+            pq.write_table(scores, out)
+        console.print(f"wrote {out}")
 
 
 @app.command("report")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
@@ -118,3 +119,37 @@ def test_scope_missing_model_and_bad_ids_are_client_errors(served):
     assert (
         client.get(f"/v1/users/{long_id}/profile", headers=auth(keys["admin"])).status_code == 422
     )
+
+
+def test_stored_scores_are_served_and_exported(tmp_path: Path):
+    from tailor.audience.service import AudienceService, store_scores
+
+    settings = Settings(
+        store=str(tmp_path / "tailor.duckdb"),
+        secret_key=KEY,
+        secret_key_file=tmp_path / "secret.key",
+        privacy={"consent_default": OPT_OUT},
+    )
+    ws = open_workspace(settings, create=True)
+    try:
+        import_table(ws.store, raw_events(purchase_log(60)), pseudonymizer=ws.pseudonymizer)
+        model = AudienceModel(AudienceConfig(horizon_days=60)).fit(
+            read_purchases(ws.store), date(2024, 12, 31)
+        )
+        model.save(tmp_path / "audience")
+        scores = model.score(read_purchases(ws.store))
+        buyer = scores["customer_id"][0].as_py()
+        marked = scores.set_column(
+            scores.column_names.index("segment"), "segment", pa.array(["marked"] * scores.num_rows)
+        )
+        scored_at = datetime(2025, 1, 2, tzinfo=UTC)
+        assert store_scores(ws.store, marked, scored_at) == scores.num_rows
+        service = AudienceService.from_store(tmp_path / "audience", ws.store)
+        assert service.profile(buyer)["segment"] == "marked"  # the stored run, not a new one
+        assert service.segments()["as_of"] == "2025-01-02"
+        tenant = build_tenant("default", ws, settings.api, poll_interval_s=None)
+        assert tenant.serving.export_user(buyer)["scores"]["audience"]["segment"] == "marked"
+        tenant.serving.erase_user(buyer)
+        assert ws.store.read_scores("audience", buyer) == []
+    finally:
+        ws.close()

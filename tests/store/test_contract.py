@@ -267,3 +267,24 @@ def test_sparse_batches_keep_every_value_and_null(store):
 def test_rows_whose_only_value_is_the_key_are_staged(store):
     store.upsert_entities("items", pa.table({"item_id": ["x", "y"], "title": [None, None]}))
     assert store.count_entities("items") == 2
+
+
+def test_scores_are_replaced_whole_read_back_and_erased_with_their_subject(store):
+    when = datetime(2024, 6, 1, tzinfo=UTC)
+    stored = store.replace_scores(
+        "audience", ["a", "b", "a"], ['{"v": 1}', '{"v": 2}', '{"v": 3}'], when
+    )
+    assert stored == 2  # "a" twice: the last payload wins
+    assert [(s, p) for s, p, _ in store.read_scores("audience")] == [
+        ("a", '{"v": 3}'),
+        ("b", '{"v": 2}'),
+    ]
+    assert store.read_scores("audience", "b")[0][2] == when
+    assert store.read_scores("other") == []
+    store.replace_scores("audience", ["c"], ['{"v": 4}'], when)
+    assert [s for s, _, _ in store.read_scores("audience")] == ["c"]  # replaced whole
+    store.erase_subject("c", erased_at=when)
+    assert store.read_scores("audience") == []
+    assert store.replace_scores("audience", ["c", "d"], ["{}", "{}"], when) == 1  # erased: kept out
+    with pytest.raises(ValueError, match="2 subject ids but 1 payloads"):
+        store.replace_scores("audience", ["x", "y"], ["{}"], when)

@@ -26,6 +26,7 @@ Ids here are always pseudonyms; the API pseudonymizes the raw id before it calls
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -631,6 +632,11 @@ class ServingState:
         self._erasures_checked = checked
         return fresh
 
+    def _scores_of(self, user: str) -> list[tuple[str, Any]]:
+        from tailor.audience.service import SCORE_KIND
+
+        return [(SCORE_KIND, json.loads(p)) for _, p, _ in self.store.read_scores(SCORE_KIND, user)]
+
     def export_user(self, user: str) -> dict[str, Any]:
         """What is held about ``user`` (pseudonym): stored events, consent records, the
         user row, and what this process holds in memory."""
@@ -655,6 +661,7 @@ class ServingState:
             "events": events,
             "consent": consent,
             "user": rows[0] if rows else None,
+            "scores": {kind: payload for kind, payload in self._scores_of(user)},
             "in_memory": {
                 "in_model": in_model,
                 "session_events": [

@@ -141,9 +141,11 @@ class _MaximumLikelihood:
         with np.errstate(all="ignore"):  # a NaN here becomes a NaN standard error
             hessian = _hessian(log_likelihood, self._params)
         try:
-            errors = np.sqrt(np.diag(np.linalg.inv(-hessian)))
+            variances = np.diag(np.linalg.inv(-hessian))
         except np.linalg.LinAlgError:
-            errors = np.full(len(self._params), np.nan)
+            variances = np.full(len(self._params), np.nan)
+        # A flat or curved-up direction (tiny data, a parameter at its edge) has no error bar.
+        errors = np.sqrt(np.where(variances > 0, variances, np.nan))
         self.standard_errors_ = dict(zip(self.parameter_names, errors.tolist(), strict=True))
 
     def _quasi_newton(self, loss, start: np.ndarray, gradient=None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from tailor.audience.segments import segment_summary
 from tailor.store.base import Store
 
 PURPOSE = "analytics"
+SCORE_KIND = "audience"
+"""The store's ``customer_scores`` kind that ``tailor audience score`` writes."""
 PURCHASE_COLUMNS = ["subject_id", "occurred_at", "quantity", "price", "item_id", "event_type"]
 
 
@@ -37,7 +40,16 @@ class AudienceService:
 
     @classmethod
     def from_store(cls, model_folder: str | Path, store: Store) -> AudienceService:
+        """The scores ``tailor audience score`` stored, or, when there are none, every
+        customer scored now from the stored purchases."""
         model = AudienceModel.load(model_folder)
+        stored = store.read_scores(SCORE_KIND)
+        if stored:
+            scored_at = max(when for _, _, when in stored)
+            scores = pa.Table.from_pylist(
+                [{"customer_id": subject, **json.loads(payload)} for subject, payload, _ in stored]
+            )
+            return cls(scores, {**model.describe(), "scored_as_of": str(as_day(scored_at))})
         purchases = read_purchases(store)
         if purchases.num_rows == 0:
             raise ValueError("the store holds no purchases of customers with analytics consent")
@@ -71,6 +83,14 @@ class AudienceService:
             "segments": segment_summary(self.scores),
             "clusters": self.described["clusters"]["descriptions"],
         }
+
+
+def store_scores(store: Store, scores: pa.Table, scored_at: datetime) -> int:
+    """Replace the stored audience scores with ``scores`` (one JSON payload per customer)."""
+    rows = scores.to_pylist()
+    ids = [row.pop("customer_id") for row in rows]
+    payloads = [json.dumps(row, default=str) for row in rows]
+    return store.replace_scores(SCORE_KIND, ids, payloads, scored_at)
 
 
 def _indexed(scores: pa.Table) -> tuple[pa.Table, dict[str, int]]:

@@ -148,6 +148,21 @@ class PrivacyStore(Protocol):
         ...
 
 
+class ScoreStore(Protocol):
+    def replace_scores(
+        self, kind: str, subject_ids: Sequence[str], payloads: Sequence[str], scored_at: datetime
+    ) -> int:
+        """Replace every stored score of ``kind`` (one JSON payload per pseudonymous subject)
+        in one transaction; erased subjects' rows are skipped. Returns the rows stored."""
+        ...
+
+    def read_scores(
+        self, kind: str, subject_id: str | None = None
+    ) -> list[tuple[str, str, datetime]]:
+        """(subject, payload, scored at) of ``kind``, of one subject when given."""
+        ...
+
+
 class MetaStore(Protocol):
     def get_meta(self, key: str) -> str | None: ...
 
@@ -156,7 +171,14 @@ class MetaStore(Protocol):
 
 @runtime_checkable
 class Store(
-    EventWriter, EventReader, EntityWriter, EntityReader, PrivacyStore, MetaStore, Protocol
+    EventWriter,
+    EventReader,
+    EntityWriter,
+    EntityReader,
+    PrivacyStore,
+    ScoreStore,
+    MetaStore,
+    Protocol,
 ):
     url: str
 

@@ -123,6 +123,17 @@ class SqlStore:
             + ")",
             # Running servers look for erasures made since their last look (the CLI's too).
             "CREATE INDEX IF NOT EXISTS tombstones_erased_at ON tombstones (erased_at)",
+            # What engines computed per person (the audience's segment, churn risk, value):
+            # one JSON payload per (kind, subject), replaced whole by each scoring run.
+            "CREATE TABLE IF NOT EXISTS customer_scores (kind "
+            + self._sql_type("string")
+            + ", subject_id "
+            + self._sql_type("string")
+            + ", payload "
+            + self._sql_type("string")
+            + ", scored_at "
+            + self._sql_type("timestamp")
+            + ", PRIMARY KEY (kind, subject_id))",
             "CREATE TABLE IF NOT EXISTS meta (key "
             + self._sql_type("string")
             + " PRIMARY KEY, value "
@@ -401,12 +412,51 @@ class SqlStore:
             removed_devices = self._delete_count(
                 "DELETE FROM devices WHERE owner_id = ?", [subject_id]
             )
+            self._run("DELETE FROM customer_scores WHERE subject_id = ?", [subject_id])
             self._run(
                 "INSERT INTO tombstones (subject_id, erased_at) VALUES (?, ?) "
                 "ON CONFLICT (subject_id) DO NOTHING",
                 [subject_id, erased_at],
             )
         return ErasureCounts(events=events, users=users, devices=removed_devices)
+
+    # --- scores -----------------------------------------------------------------------------
+    def replace_scores(
+        self, kind: str, subject_ids: Sequence[str], payloads: Sequence[str], scored_at: datetime
+    ) -> int:
+        if not kind:
+            raise ValueError("scores need a kind (e.g. 'audience')")
+        if len(subject_ids) != len(payloads):
+            raise ValueError(
+                f"{len(subject_ids)} subject ids but {len(payloads)} payloads: one each"
+            )
+        table = pa.table(
+            {
+                "subject_id": pa.array(subject_ids, pa.string()),
+                "payload": pa.array(payloads, pa.string()),
+                "_ord": pa.array(range(len(payloads)), pa.int64()),
+            }
+        )
+        with self.transaction(), self._staged(table) as stage:
+            self._run("DELETE FROM customer_scores WHERE kind = ?", [kind])
+            return self._insert_count(
+                "INSERT INTO customer_scores (kind, subject_id, payload, scored_at) "
+                f"SELECT DISTINCT ON (s.subject_id) ?, s.subject_id, s.payload, ? FROM {stage} s "
+                "WHERE s.subject_id IS NOT NULL AND s.payload IS NOT NULL "
+                "AND s.subject_id NOT IN (SELECT subject_id FROM tombstones) "
+                "ORDER BY s.subject_id, s._ord DESC",  # a subject given twice: the last wins
+                [kind, scored_at],
+            )
+
+    def read_scores(
+        self, kind: str, subject_id: str | None = None
+    ) -> list[tuple[str, str, datetime]]:
+        sql = "SELECT subject_id, payload, scored_at FROM customer_scores WHERE kind = ?"
+        params: list[object] = [kind]
+        if subject_id is not None:
+            sql += " AND subject_id = ?"
+            params.append(subject_id)
+        return [(r[0], r[1], r[2]) for r in self._run(sql + " ORDER BY subject_id", params)]
 
     def _delete_count(self, sql: str, params: Sequence[object]) -> int:
         return self._insert_count(sql, params)
