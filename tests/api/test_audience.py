@@ -15,7 +15,7 @@ from tailor.audience.model import AudienceConfig, AudienceModel
 from tailor.audience.service import read_purchases
 from tailor.config import Settings
 from tailor.events.importer import import_table
-from tailor.workspace import open_workspace
+from tailor.workspace import Workspace, open_workspace
 from tests.api._serving import KEY, OPT_OUT, auth, raw_events
 from tests.audience.test_churn import simulated_purchases
 
@@ -47,19 +47,26 @@ def buyers(customers: int = 200) -> list[str]:
     return [f"c{k}" for k in range(customers) if k != 1 and f"c{k}" in bought]
 
 
-@pytest.fixture
-def served(tmp_path: Path):
+def shop(folder: Path, customers: int = 200) -> tuple[Settings, Workspace, AudienceModel]:
+    """A store holding the purchase log, and the audience model fitted on it (saved)."""
     settings = Settings(
-        store=str(tmp_path / "tailor.duckdb"),
+        store=str(folder / "tailor.duckdb"),
         secret_key=KEY,
-        secret_key_file=tmp_path / "secret.key",
+        secret_key_file=folder / "secret.key",
         privacy={"consent_default": OPT_OUT},
     )
     ws = open_workspace(settings, create=True)
-    import_table(ws.store, raw_events(purchase_log()), pseudonymizer=ws.pseudonymizer)
-    AudienceModel(AudienceConfig(horizon_days=60)).fit(
+    import_table(ws.store, raw_events(purchase_log(customers)), pseudonymizer=ws.pseudonymizer)
+    model = AudienceModel(AudienceConfig(horizon_days=60)).fit(
         read_purchases(ws.store), date(2024, 12, 31)
-    ).save(tmp_path / "audience")
+    )
+    model.save(folder / "audience")
+    return settings, ws, model
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    settings, ws, _ = shop(tmp_path)
     tenants = {
         "default": build_tenant(
             "default", ws, settings.api, poll_interval_s=None, audience_path=tmp_path / "audience"
@@ -124,19 +131,8 @@ def test_scope_missing_model_and_bad_ids_are_client_errors(served):
 def test_stored_scores_are_served_and_exported(tmp_path: Path):
     from tailor.audience.service import AudienceService, store_scores
 
-    settings = Settings(
-        store=str(tmp_path / "tailor.duckdb"),
-        secret_key=KEY,
-        secret_key_file=tmp_path / "secret.key",
-        privacy={"consent_default": OPT_OUT},
-    )
-    ws = open_workspace(settings, create=True)
+    settings, ws, model = shop(tmp_path, customers=60)
     try:
-        import_table(ws.store, raw_events(purchase_log(60)), pseudonymizer=ws.pseudonymizer)
-        model = AudienceModel(AudienceConfig(horizon_days=60)).fit(
-            read_purchases(ws.store), date(2024, 12, 31)
-        )
-        model.save(tmp_path / "audience")
         scores = model.score(read_purchases(ws.store))
         buyer = scores["customer_id"][0].as_py()
         marked = scores.set_column(
