@@ -194,7 +194,7 @@ def score(
         raise typer.BadParameter("write .parquet or .csv", param_hint="--out")
     _, _, day, scores = _scored(model, as_of)
     with _workspace() as ws:
-        stored = store_scores(ws.store, scores, datetime.now(UTC))
+        stored = store_scores(ws.store, scores, day, datetime.now(UTC))
     console.print(segment_table(scores, f"{scores.num_rows:,} customers as of {day}"))
     console.print(f"stored the scores of {stored:,} customers")
     if out is not None:

@@ -81,12 +81,12 @@ def served(tmp_path: Path):
     _, reader = ring.create(name="reader", scopes=["recommend"], rate_per_s=1000.0, burst=1000)
     app = create_app(settings=settings, tenants=tenants, keys=ring)
     with TestClient(app) as client:
-        yield client, {"admin": admin, "plain": plain, "reader": reader}
+        yield client, {"admin": admin, "plain": plain, "reader": reader}, ws
     ws.close()
 
 
 def test_a_customer_profile_and_the_segments(served):
-    client, keys = served
+    client, keys, _ = served
     profile = client.get(f"/v1/users/{buyers()[0]}/profile", headers=auth(keys["admin"]))
     assert profile.status_code == 200, profile.text
     body = profile.json()
@@ -98,7 +98,7 @@ def test_a_customer_profile_and_the_segments(served):
 
 
 def test_no_consent_revoked_consent_and_erasure_each_end_the_profile(served):
-    client, keys = served
+    client, keys, _ = served
     admin = auth(keys["admin"])
     assert client.get("/v1/users/c1/profile", headers=admin).status_code == 404  # never consented
     before = client.get("/v1/segments", headers=admin).json()["customers"]
@@ -117,7 +117,7 @@ def test_no_consent_revoked_consent_and_erasure_each_end_the_profile(served):
 
 
 def test_scope_missing_model_and_bad_ids_are_client_errors(served):
-    client, keys = served
+    client, keys, _ = served
     assert client.get("/v1/segments", headers=auth(keys["reader"])).status_code == 403
     missing = client.get("/v1/segments", headers=auth(keys["plain"], "plain"))
     assert missing.status_code == 404 and "tailor serve --audience" in missing.json()["detail"]
@@ -139,13 +139,32 @@ def test_stored_scores_are_served_and_exported(tmp_path: Path):
             scores.column_names.index("segment"), "segment", pa.array(["marked"] * scores.num_rows)
         )
         scored_at = datetime(2025, 1, 2, tzinfo=UTC)
-        assert store_scores(ws.store, marked, scored_at) == scores.num_rows
+        assert store_scores(ws.store, marked, date(2024, 12, 31), scored_at) == scores.num_rows
         service = AudienceService.from_store(tmp_path / "audience", ws.store)
         assert service.profile(buyer)["segment"] == "marked"  # the stored run, not a new one
-        assert service.segments()["as_of"] == "2025-01-02"
+        assert service.segments()["as_of"] == "2024-12-31"
         tenant = build_tenant("default", ws, settings.api, poll_interval_s=None)
         assert tenant.serving.export_user(buyer)["scores"]["audience"]["segment"] == "marked"
         tenant.serving.erase_user(buyer)
         assert ws.store.read_scores("audience", buyer) == []
     finally:
         ws.close()
+
+
+def test_a_reload_serves_the_latest_stored_scores(served):
+    from tailor.audience.service import store_scores
+
+    client, keys, ws = served
+    admin = auth(keys["admin"])
+    buyer = buyers()[0]
+    before = client.get(f"/v1/users/{buyer}/profile", headers=admin).json()
+    folder = client.app.state.tailor.tenants["default"].extras["audience"].model_folder
+    scores = AudienceModel.load(folder).score(read_purchases(ws.store))
+    marked = scores.set_column(
+        scores.column_names.index("segment"), "segment", pa.array(["marked"] * scores.num_rows)
+    )
+    store_scores(ws.store, marked, date(2024, 12, 30), datetime.now(UTC))
+    assert client.get(f"/v1/users/{buyer}/profile", headers=admin).json() == before  # not yet
+    assert client.post("/v1/admin/reload", headers=admin).status_code in (200, 503)
+    assert client.get(f"/v1/users/{buyer}/profile", headers=admin).json()["segment"] == "marked"
+    assert client.get("/v1/segments", headers=admin).json()["as_of"] == "2024-12-30"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from tailor.store.base import Store
 PURPOSE = "analytics"
 SCORE_KIND = "audience"
 """The store's ``customer_scores`` kind that ``tailor audience score`` writes."""
+AS_OF_META = "audience_scores_as_of"
 PURCHASE_COLUMNS = ["subject_id", "occurred_at", "quantity", "price", "item_id", "event_type"]
 
 
@@ -27,46 +28,48 @@ def read_purchases(store: Store) -> pa.Table:
 
 
 class AudienceService:
-    """Every customer's scores (see :meth:`AudienceModel.score`) as of the last purchase,
-    and the segments' summary."""
+    """Every customer's scores (see :meth:`AudienceModel.score`) and the segments' summary,
+    reloadable from the store while the server runs."""
 
-    def __init__(self, scores: pa.Table, described: dict[str, Any]) -> None:
-        self.described = described
-        self._snapshot = _indexed(scores)  # one reference: readers never see half a swap
+    def __init__(
+        self, scores: pa.Table, described: dict[str, Any], model_folder: str | Path | None = None
+    ) -> None:
+        self.model_folder = model_folder
+        # One reference for all three: readers never see half a reload or erasure.
+        self._snapshot = (*_indexed(scores), described)
 
     @property
     def scores(self) -> pa.Table:
         return self._snapshot[0]
 
+    @property
+    def described(self) -> dict[str, Any]:
+        return self._snapshot[2]
+
     @classmethod
     def from_store(cls, model_folder: str | Path, store: Store) -> AudienceService:
         """The scores ``tailor audience score`` stored, or, when there are none, every
         customer scored now from the stored purchases."""
-        model = AudienceModel.load(model_folder)
-        stored = store.read_scores(SCORE_KIND)
-        if stored:
-            scored_at = max(when for _, _, when in stored)
-            scores = pa.Table.from_pylist(
-                [{"customer_id": subject, **json.loads(payload)} for subject, payload, _ in stored]
-            )
-            return cls(scores, {**model.describe(), "scored_as_of": str(as_day(scored_at))})
-        purchases = read_purchases(store)
-        if purchases.num_rows == 0:
-            raise ValueError("the store holds no purchases of customers with analytics consent")
-        as_of = as_day(pc.max(purchases["occurred_at"]).as_py())
-        return cls(model.score(purchases, as_of), {**model.describe(), "scored_as_of": str(as_of)})
+        return cls(*_load(model_folder, store), model_folder=model_folder)
+
+    def reload(self, store: Store) -> None:
+        """Read the model and the stored scores again (after a new ``fit`` and ``score``)."""
+        if self.model_folder is None:
+            raise ValueError("this audience service was not loaded from a model folder")
+        scores, described = _load(self.model_folder, store)
+        self._snapshot = (*_indexed(scores), described)
 
     def forget(self, pseudonyms: list[str]) -> None:
         """Drop erased customers (the server's erasure reaches here); one swap, so a
         concurrent reader sees the scores before or after, never half."""
-        scores, rows = self._snapshot
+        scores, rows, described = self._snapshot
         gone = set(pseudonyms) & rows.keys()
         if gone:
             keep = pc.invert(pc.is_in(scores["customer_id"], pa.array(sorted(gone))))
-            self._snapshot = _indexed(scores.filter(keep))
+            self._snapshot = (*_indexed(scores.filter(keep)), described)
 
     def profile(self, pseudonym: str) -> dict[str, Any] | None:
-        scores, rows = self._snapshot
+        scores, rows, _ = self._snapshot
         row = rows.get(pseudonym)
         if row is None:
             return None
@@ -77,20 +80,41 @@ class AudienceService:
         return values
 
     def segments(self) -> dict[str, Any]:
+        scores, _, described = self._snapshot
         return {
-            "as_of": self.described["scored_as_of"],
-            "customers": self.scores.num_rows,
-            "segments": segment_summary(self.scores),
-            "clusters": self.described["clusters"]["descriptions"],
+            "as_of": described["scored_as_of"],
+            "customers": scores.num_rows,
+            "segments": segment_summary(scores),
+            "clusters": described["clusters"]["descriptions"],
         }
 
 
-def store_scores(store: Store, scores: pa.Table, scored_at: datetime) -> int:
-    """Replace the stored audience scores with ``scores`` (one JSON payload per customer)."""
+def store_scores(store: Store, scores: pa.Table, as_of: date, scored_at: datetime) -> int:
+    """Replace the stored audience scores with ``scores`` of the customer base as of
+    ``as_of`` (one JSON payload per customer, the day in the store's meta), atomically."""
     rows = scores.to_pylist()
     ids = [row.pop("customer_id") for row in rows]
     payloads = [json.dumps(row, default=str) for row in rows]
-    return store.replace_scores(SCORE_KIND, ids, payloads, scored_at)
+    with store.transaction():
+        stored = store.replace_scores(SCORE_KIND, ids, payloads, scored_at)
+        store.set_meta(AS_OF_META, str(as_of))
+    return stored
+
+
+def _load(model_folder: str | Path, store: Store) -> tuple[pa.Table, dict[str, Any]]:
+    model = AudienceModel.load(model_folder)
+    stored = store.read_scores(SCORE_KIND)
+    if stored:
+        scores = pa.Table.from_pylist(
+            [{"customer_id": subject, **json.loads(payload)} for subject, payload, _ in stored]
+        )
+        as_of = store.get_meta(AS_OF_META) or str(as_day(max(when for _, _, when in stored)))
+        return scores, {**model.describe(), "scored_as_of": as_of}
+    purchases = read_purchases(store)
+    if purchases.num_rows == 0:
+        raise ValueError("the store holds no purchases of customers with analytics consent")
+    day = as_day(pc.max(purchases["occurred_at"]).as_py())
+    return model.score(purchases, day), {**model.describe(), "scored_as_of": str(day)}
 
 
 def _indexed(scores: pa.Table) -> tuple[pa.Table, dict[str, int]]:

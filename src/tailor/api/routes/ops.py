@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -10,6 +12,7 @@ from tailor.api.deps import AdminCaller, AppStateDep, ProbeTenant
 from tailor.api.schemas import HealthOut, ReadyOut
 from tailor.api.state import TenantState
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 metrics_router = APIRouter(tags=["operations"])
 
@@ -34,8 +37,15 @@ async def ready(tenant: ProbeTenant) -> JSONResponse:
 
 @router.post("/admin/reload", response_model=ReadyOut)
 def reload(caller: AdminCaller) -> JSONResponse:
-    """Load the model at the configured path now (the server also polls it)."""
+    """Load the model at the configured path now (the server also polls it), and the
+    audience scores when the server has an audience model (``tailor serve --audience``)."""
     caller.tenant.serving.reload()
+    audience = caller.tenant.extras.get("audience")
+    if audience is not None:
+        try:
+            audience.reload(caller.tenant.workspace.store)
+        except (ValueError, OSError) as exc:  # the scores served so far stay
+            log.warning("audience scores not reloaded: %s", exc)
     body = readiness(caller.tenant)
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
 
