@@ -99,5 +99,16 @@ def test_audience_commands_explain_bad_input(workdir: Path) -> None:
     assert wrong_suffix.exit_code != 0 and ".parquet or .csv" in said(wrong_suffix)
     not_html = tailor("audience", "report", "--model", "m", "--out", "r.pdf")
     assert not_html.exit_code != 0 and "write an .html page" in said(not_html)
+    damaged = workdir / "damaged"
+    damaged.mkdir()
+    (damaged / "audience.json").write_text('{"format": "tailor.audience/1"}')
+    broken = tailor("audience", "score", "--model", "damaged")
+    assert broken.exit_code == 1 and "damaged or incompatible audience model" in said(broken)
+    assert tailor("audience", "fit", "--model", "m").exit_code == 0
+    (workdir / "a-file").write_text("")
+    blocked = tailor("audience", "report", "--model", "m", "--out", "a-file/r.html")
+    assert blocked.exit_code == 1 and "cannot write a-file/r.html" in said(blocked)
+    into_file = tailor("audience", "fit", "--model", "a-file")
+    assert into_file.exit_code == 1 and "cannot write the model to a-file" in said(into_file)
     early = tailor("audience", "fit", "--model", "m", "--as-of", "2023-01-01")
     assert early.exit_code == 1 and "customer" in said(early)

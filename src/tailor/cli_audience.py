@@ -141,7 +141,10 @@ def fit(
         fitted = AudienceModel(config).fit(purchases, day)
     except ValueError as exc:
         raise _fail(exc) from None
-    fitted.save(model)
+    try:
+        fitted.save(model)
+    except OSError as exc:
+        raise _fail(OSError(f"cannot write the model to {model}: {exc.strerror or exc}")) from None
     described = fitted.describe()
     table = Table(title=f"audience model as of {day}: {described['customers']:,} customers")
     table.add_column("part")
@@ -198,11 +201,14 @@ def score(
     console.print(segment_table(scores, f"{scores.num_rows:,} customers as of {day}"))
     console.print(f"stored the scores of {stored:,} customers")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".csv":
-            pacsv.write_csv(scores, out)
-        else:
-            pq.write_table(scores, out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.suffix == ".csv":
+                pacsv.write_csv(scores, out)
+            else:
+                pq.write_table(scores, out)
+        except OSError as exc:
+            raise _fail(OSError(f"cannot write {out}: {exc.strerror or exc}")) from None
         console.print(f"wrote {out}")
 
 
@@ -233,5 +239,8 @@ def report(
     except ValueError as exc:
         err.print(f"[yellow]note:[/yellow] no back-test ({exc})")
         test = None
-    page, twin = write_audience_report(audience_figures(scores, fitted.describe(), test), out)
+    try:
+        page, twin = write_audience_report(audience_figures(scores, fitted.describe(), test), out)
+    except OSError as exc:
+        raise _fail(OSError(f"cannot write {out}: {exc.strerror or exc}")) from None
     console.print(f"wrote {page} and {twin}")

@@ -255,3 +255,18 @@ def test_customers_first_seen_on_the_last_day_add_nothing_to_the_likelihood(cdno
     today = BetaGeo().fit(np.r_[x, 0, 0], np.r_[t_x, 0, 0], np.r_[T, 0, 0])
     assert today.params_ == pytest.approx(base.params_, rel=1e-4)
     assert today.probability_alive([0], [0.0], [0.0])[0] == 1
+
+
+def test_customers_who_do_not_differ_leave_parameters_at_their_bound_and_predictions_finite():
+    """One purchase rate for all, nobody leaving: the maximum lies at 0 or infinity, where the
+    predictions would overflow; the fit stops at the bound and says so."""
+    rng = np.random.default_rng(5)
+    T = rng.uniform(30, 52, 400)
+    purchases = [np.sort(rng.uniform(0, t, rng.poisson(0.1 * t))) for t in T]
+    x = np.array([max(len(p) - 1, 0) for p in purchases], float)
+    t_x = np.array([p[-1] - p[0] if len(p) > 1 else 0.0 for p in purchases])
+    age = np.array([t - p[0] if len(p) else t for p, t in zip(purchases, T, strict=True)])
+    model = BetaGeo().fit(x, t_x, age)
+    assert model.at_bound_
+    assert all(abs(math.log(v)) <= 10 + 1e-6 for v in model.params_.values())
+    assert np.isfinite(model.conditional_expected_purchases(13, x, t_x, age)).all()

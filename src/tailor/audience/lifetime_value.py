@@ -27,6 +27,10 @@ from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1, logsumexp
 
 FORMAT = "tailor.audience.lifetime_value/1"
+LOG_BOUND = 10.0
+"""Parameters stay within e^±10 (4.5e-5 to 22,026). Data without heterogeneity (every
+customer buying at one rate, nobody leaving) have their maximum at 0 or infinity, where the
+predictions overflow; at the bound they stay finite, and :attr:`at_bound_` says so."""
 
 
 class FitError(RuntimeError):
@@ -126,6 +130,7 @@ class _MaximumLikelihood:
             if not best.success:  # a rough start: let Nelder-Mead find the basin first
                 rough = minimize(
                     loss, start, method="Nelder-Mead",
+                    bounds=[(-LOG_BOUND, LOG_BOUND)] * len(start),
                     options={"maxiter": self.max_iterations, "xatol": 1e-6, "fatol": 1e-9},
                 )  # fmt: skip
                 polished = self._quasi_newton(loss, rough.x, gradient)
@@ -136,6 +141,11 @@ class _MaximumLikelihood:
                 "check that frequency, recency and T share one time unit"
             )
         self._params = np.exp(best.x)
+        self.at_bound_ = [
+            name
+            for name, value in zip(self.parameter_names, best.x, strict=True)
+            if abs(value) >= LOG_BOUND - 1e-6
+        ]
         self.log_likelihood_ = -float(best.fun)
         self.n_customers_ = len(data[0])
         with np.errstate(all="ignore"):  # a NaN here becomes a NaN standard error
@@ -151,6 +161,7 @@ class _MaximumLikelihood:
     def _quasi_newton(self, loss, start: np.ndarray, gradient=None):
         return minimize(
             loss, start, jac=gradient, method="L-BFGS-B",
+            bounds=[(-LOG_BOUND, LOG_BOUND)] * len(start),
             options={"maxiter": self.max_iterations, "ftol": 1e-15, "gtol": 1e-9},
         )  # fmt: skip
 

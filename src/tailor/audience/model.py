@@ -79,6 +79,12 @@ class AudienceModel:
             self.churn_ = ChurnModel().fit(train)
         except ValueError as exc:
             self.notes_.append(f"no churn model ({exc}): churn_risk is the BG/NBD's")
+        for part in (self.bgnbd_, self.spend_):
+            if part is not None and part.at_bound_:
+                self.notes_.append(
+                    f"{type(part).__name__}: {', '.join(part.at_bound_)} at the edge of its range "
+                    "(the customers barely differ in this respect); predictions stay finite"
+                )
         self.clusters_: Clusters = cluster_customers(summary, max_k=self.config.max_clusters)
         self.as_of_ = as_of
         self.customers_ = summary.num_rows
@@ -115,6 +121,17 @@ class AudienceModel:
             period_length=config.clv_period_days / 7,
             discount_rate=config.discount_rate,
         )
+        expected = self.bgnbd_.conditional_expected_purchases(horizon_weeks, *rfm)
+        for name, values in (
+            ("expected purchases", expected),
+            ("lifetime value", clv),
+            ("churn risk", churn_risk),
+        ):
+            if not np.isfinite(values).all():
+                raise ValueError(
+                    f"the model's {name} is not finite for some customers: refit on more "
+                    "history (`tailor audience fit`)"
+                )
         segments = rfm_segments(summary)
         return pa.table(
             {
@@ -129,9 +146,7 @@ class AudienceModel:
                     json.dumps([{"feature": f, "contribution": c} for f, c in r]) for r in reasons
                 ],
                 "p_alive": np.round(self.bgnbd_.probability_alive(*rfm), 4),
-                "expected_purchases": np.round(
-                    self.bgnbd_.conditional_expected_purchases(horizon_weeks, *rfm), 4
-                ),
+                "expected_purchases": np.round(expected, 4),
                 "expected_spend": np.round(spend, 2),
                 "clv": np.round(clv, 2),
                 "frequency": rfm[0],
@@ -189,9 +204,19 @@ class AudienceModel:
         path = folder / "audience.json"
         if not path.exists():
             raise ValueError(f"{folder} holds no audience model (run `tailor audience fit`)")
-        meta = json.loads(path.read_text())
+        try:
+            return cls._load(folder, json.loads(path.read_text()))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{folder} holds a damaged or incompatible audience model ({exc!r}): fit again "
+                "with `tailor audience fit`"
+            ) from None
+
+    @classmethod
+    def _load(cls, folder: Path, meta: dict[str, Any]) -> AudienceModel:
+        path = folder / "audience.json"
         if meta.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} model: fit again")
+            raise ValueError(f"{path} is not a {FORMAT} model")
         model = cls(AudienceConfig(**meta["config"]))
         model.bgnbd_ = BetaGeo.load(folder / "bgnbd.json")
         spend_path = folder / "gammagamma.json"
