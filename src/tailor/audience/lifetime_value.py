@@ -127,7 +127,10 @@ class _MaximumLikelihood:
         # Steps into overflow are expected and answered with a huge loss: no warnings.
         with np.errstate(all="ignore"):
             best = self._quasi_newton(loss, start, gradient)
-            if not best.success:  # a rough start: let Nelder-Mead find the basin first
+            # L-BFGS-B may stop "abnormally" in a line search at the optimum itself, when the
+            # loss cannot fall further in double precision: a flat gradient is success too.
+            flat = np.isfinite(best.fun) and np.max(np.abs(best.jac)) < 1e-3
+            if not (best.success or flat):  # a rough start: Nelder-Mead finds the basin first
                 rough = minimize(
                     loss, start, method="Nelder-Mead",
                     bounds=[(-LOG_BOUND, LOG_BOUND)] * len(start),
