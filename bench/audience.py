@@ -178,7 +178,7 @@ def churn_figures(purchases: pa.Table, horizon: int) -> dict[str, Any]:
     truth = test.churned
     summary = test.summary
     rfm = [summary[c].to_numpy() for c in ("frequency", "recency", "T")]
-    bgnbd = BetaGeo().fit(*rfm)
+    bgnbd = test.bgnbd or BetaGeo().fit(*rfm)
     scores = {
         "lightgbm": model.predict_proba(test),
         "p_alive": 1 - bgnbd.probability_alive(*rfm),

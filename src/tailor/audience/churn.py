@@ -49,20 +49,30 @@ class ChurnData:
     features: np.ndarray
     churned: np.ndarray | None
     summary: pa.Table
+    bgnbd: BetaGeo | None
+    """The BG/NBD fitted on ``summary`` (None when it could not be fitted)."""
 
 
 def churn_data(
-    purchases: pa.Table, cutoff: date, horizon_days: int, *, labelled: bool = True
+    purchases: pa.Table,
+    cutoff: date,
+    horizon_days: int,
+    *,
+    labelled: bool = True,
+    summary: pa.Table | None = None,
+    bgnbd: BetaGeo | None = None,
 ) -> ChurnData:
     """Features at ``cutoff`` from the purchases up to it; labels from the horizon after it.
 
     ``labelled=False`` scores today's customers: no label is read (the horizon is the future).
+    A caller that already holds that day's summary (without holdout) and the BG/NBD fitted
+    on it passes them, and neither is computed again.
     """
     if horizon_days < 1:
         raise ValueError(f"horizon_days must be at least 1, got {horizon_days}")
-    holdout_end = cutoff + timedelta(days=horizon_days)
-    periods = Periods(cutoff, holdout_end if labelled else None)
-    summary = customer_summary(purchases, periods)
+    if summary is None or labelled:
+        holdout_end = cutoff + timedelta(days=horizon_days)
+        summary = customer_summary(purchases, Periods(cutoff, holdout_end if labelled else None))
     if summary.num_rows == 0:
         raise ValueError(f"no customer bought on or before the cut-off {cutoff}")
     days_since_last = (summary["T"].to_numpy() - summary["recency"].to_numpy()) * 7.0
@@ -73,11 +83,16 @@ def churn_data(
     }
     columns["days_since_last"] = days_since_last
     rfm = [summary[c].to_numpy() for c in ("frequency", "recency", "T")]
-    try:
-        bgnbd = BetaGeo().fit(*rfm)
-        columns["bgnbd_silent"] = bgnbd.probability_no_purchase(horizon_days / 7, *rfm)
-    except FitError:  # a degenerate log (say, nobody bought twice): the trees go without it
-        columns["bgnbd_silent"] = np.full(summary.num_rows, np.nan)
+    if bgnbd is None:
+        try:
+            bgnbd = BetaGeo().fit(*rfm)
+        except FitError:  # a degenerate log (say, nobody bought twice): the trees go without
+            bgnbd = None
+    columns["bgnbd_silent"] = (
+        np.full(summary.num_rows, np.nan)
+        if bgnbd is None
+        else bgnbd.probability_no_purchase(horizon_days / 7, *rfm)
+    )
     features = np.column_stack([columns[name] for name in FEATURES])
     churned = None
     if labelled:
@@ -89,6 +104,7 @@ def churn_data(
         features=features,
         churned=churned,
         summary=summary,
+        bgnbd=bgnbd,
     )
 
 

@@ -38,7 +38,7 @@ def backtest(purchases: pa.Table, as_of: date, horizon_days: int) -> dict[str, A
     risk = ChurnModel().fit(train).predict_proba(test)
     summary = test.summary
     rfm = [summary[c].to_numpy() for c in ("frequency", "recency", "T")]
-    bgnbd = BetaGeo().fit(*rfm)
+    bgnbd = test.bgnbd or BetaGeo().fit(*rfm)
     silent = bgnbd.probability_no_purchase(horizon_days / 7, *rfm)
     scores = {"churn model": risk, "BG/NBD": silent, "recency rule": recency_rule(test)}
     predicted = bgnbd.conditional_expected_purchases(horizon_days / 7, *rfm)

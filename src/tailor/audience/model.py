@@ -103,7 +103,14 @@ class AudienceModel:
         silent = self.bgnbd_.probability_no_purchase(horizon_weeks, *rfm)
         reasons: list[list[tuple[str, float]]]
         if self.churn_ is not None:
-            today = churn_data(purchases, as_of, config.horizon_days, labelled=False)
+            today = churn_data(
+                purchases,
+                as_of,
+                config.horizon_days,
+                labelled=False,
+                summary=summary,
+                bgnbd=self.bgnbd_ if as_of == self.as_of_ else None,
+            )
             churn_risk = self.churn_.predict_proba(today)
             reasons = self.churn_.explain(today)
         else:

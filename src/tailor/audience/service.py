@@ -35,8 +35,8 @@ class AudienceService:
         self, scores: pa.Table, described: dict[str, Any], model_folder: str | Path | None = None
     ) -> None:
         self.model_folder = model_folder
-        # One reference for all three: readers never see half a reload or erasure.
-        self._snapshot = (*_indexed(scores), described)
+        # One reference for all of it: readers never see half a reload or erasure.
+        self._snapshot = _snapshot(scores, described)
 
     @property
     def scores(self) -> pa.Table:
@@ -57,19 +57,19 @@ class AudienceService:
         if self.model_folder is None:
             raise ValueError("this audience service was not loaded from a model folder")
         scores, described = _load(self.model_folder, store)
-        self._snapshot = (*_indexed(scores), described)
+        self._snapshot = _snapshot(scores, described)
 
     def forget(self, pseudonyms: list[str]) -> None:
         """Drop erased customers (the server's erasure reaches here); one swap, so a
         concurrent reader sees the scores before or after, never half."""
-        scores, rows, described = self._snapshot
+        scores, rows, described, _ = self._snapshot
         gone = set(pseudonyms) & rows.keys()
         if gone:
             keep = pc.invert(pc.is_in(scores["customer_id"], pa.array(sorted(gone))))
-            self._snapshot = (*_indexed(scores.filter(keep)), described)
+            self._snapshot = _snapshot(scores.filter(keep), described)
 
     def profile(self, pseudonym: str) -> dict[str, Any] | None:
-        scores, rows, _ = self._snapshot
+        scores, rows, _, _ = self._snapshot
         row = rows.get(pseudonym)
         if row is None:
             return None
@@ -80,11 +80,11 @@ class AudienceService:
         return values
 
     def segments(self) -> dict[str, Any]:
-        scores, _, described = self._snapshot
+        scores, _, described, segments = self._snapshot
         return {
             "as_of": described["scored_as_of"],
             "customers": scores.num_rows,
-            "segments": segment_summary(scores),
+            "segments": segments,
             "clusters": described["clusters"]["descriptions"],
         }
 
@@ -117,8 +117,11 @@ def _load(model_folder: str | Path, store: Store) -> tuple[pa.Table, dict[str, A
     return model.score(purchases, day), {**model.describe(), "scored_as_of": str(day)}
 
 
-def _indexed(scores: pa.Table) -> tuple[pa.Table, dict[str, int]]:
-    return scores, {customer: row for row, customer in enumerate(scores["customer_id"].to_pylist())}
+def _snapshot(scores: pa.Table, described: dict[str, Any]) -> tuple:
+    """Scores, their row per customer, the description and the segments' summary, built
+    once per load or erasure, not per request."""
+    rows = {customer: row for row, customer in enumerate(scores["customer_id"].to_pylist())}
+    return scores, rows, described, segment_summary(scores)
 
 
 def may_profile(store: Store, pseudonym: str) -> bool:
