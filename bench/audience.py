@@ -223,7 +223,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("--repeats and --horizon must be at least 1")
 
     console.print("CDNOW sample: summary from the purchase log ...")
-    sample = customer_summary(load_cdnow(args.data, sample=True).events, CALIBRATION)
+    try:
+        sample_log, master_log = load_cdnow(args.data, sample=True), load_cdnow(args.data)
+    except FileNotFoundError as exc:  # DataNotFoundError too: it says how to point at the data
+        parser.error(f"the CDNOW logs: {exc}")
+    sample = customer_summary(sample_log.events, CALIBRATION)
     x, t_x, age = (sample[c].to_numpy() for c in ("frequency", "recency", "T"))
     matches = published_summary_matches(sample)
     bgnbd, bg_s = timed(lambda: BetaGeo().fit(x, t_x, age), args.repeats)
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     e_x39 = float(bgnbd.conditional_expected_purchases(39, 2, 30.43, 38.86)[0])
 
     console.print("CDNOW master log: 39 weeks of calibration, 39 of holdout ...")
-    master = customer_summary(load_cdnow(args.data).events, CALIBRATION)
+    master = customer_summary(master_log.events, CALIBRATION)
     mx, mt, mT = (master[c].to_numpy() for c in ("frequency", "recency", "T"))
     full = BetaGeo().fit(mx, mt, mT)
     predicted = full.conditional_expected_purchases(CALIBRATION.holdout_length, mx, mt, mT)
@@ -249,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     holdout_mae = float(np.mean(np.abs(predicted - actual)))
 
     churn = {}
-    for name, load in (("cdnow", lambda: load_cdnow(args.data)), ("online_retail", load_retail)):
+    for name, load in (("cdnow", lambda: master_log), ("online_retail", load_retail)):
         try:
             purchases = load().events
         except DataNotFoundError as exc:
