@@ -127,7 +127,7 @@ class _MaximumLikelihood:
         # Steps into overflow are expected and answered with a huge loss: no warnings.
         with np.errstate(all="ignore"):
             best = self._quasi_newton(loss, start, gradient)
-            # L-BFGS-B may stop "abnormally" in a line search at the optimum itself, when the
+            # L-BFGS-B may still stop "abnormally" in a line search at the optimum, when the
             # loss cannot fall further in double precision: a flat gradient is success too.
             flat = np.isfinite(best.fun) and np.max(np.abs(best.jac)) < 1e-3
             if not (best.success or flat):  # a rough start: Nelder-Mead finds the basin first
@@ -165,7 +165,7 @@ class _MaximumLikelihood:
         return minimize(
             loss, start, jac=gradient, method="L-BFGS-B",
             bounds=[(-LOG_BOUND, LOG_BOUND)] * len(start),
-            options={"maxiter": self.max_iterations, "ftol": 1e-15, "gtol": 1e-9},
+            options={"maxiter": self.max_iterations, "ftol": 1e-13, "gtol": 1e-9},
         )  # fmt: skip
 
     # --- persistence ----------------------------------------------------------------------
