@@ -6,6 +6,8 @@ pseudonymous subjects with analytics consent; the engine is imported when a comm
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,6 +19,8 @@ from rich.table import Table
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from tailor.store.base import Store
+
 console = Console()
 err = Console(stderr=True)
 
@@ -25,8 +29,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-PURCHASE_COLUMNS = ["subject_id", "occurred_at", "quantity", "price", "item_id", "event_type"]
 
 AsOf = Annotated[
     str | None,
@@ -43,46 +45,42 @@ ModelDir = Annotated[
 ]
 
 
-def _purchases() -> pa.Table:
+@contextmanager
+def _purchase_store(as_of: str | None) -> Iterator[tuple[Store, date]]:
+    """The store, open while the command works (its SQL engine summarizes the purchases),
+    and the day to work as of: ``--as-of`` or the day of the latest purchase."""
+    from tailor.audience.rfm import as_day, last_purchase_day
     from tailor.cli import _workspace
 
     with _workspace() as ws:
-        purchases = ws.store.read_events(
-            purpose="analytics", event_types=["purchase"], columns=PURCHASE_COLUMNS
-        )
-    if purchases.num_rows == 0:
-        raise typer.BadParameter(
-            "the store holds no purchases of customers with analytics consent: import "
-            "purchase events first (`tailor import events FILE`)"
-        )
-    return purchases
+        latest = last_purchase_day(ws.store)
+        if latest is None:
+            raise typer.BadParameter(
+                "the store holds no purchases of customers with analytics consent: import "
+                "purchase events first (`tailor import events FILE`)"
+            )
+        if as_of is None:
+            day = latest
+        else:
+            try:
+                day = as_day(as_of)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--as-of") from None
+        yield ws.store, day
 
 
-def _as_of(value: str | None, purchases: pa.Table) -> date:
-    import pyarrow.compute as pc
-
-    from tailor.audience.rfm import as_day
-
-    if value is None:
-        return as_day(pc.max(purchases["occurred_at"]).as_py())
-    try:
-        return as_day(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--as-of") from None
-
-
-def _scored(model: Path, as_of: str | None):
-    """The saved model, the purchases, the day and every customer's scores."""
+def _load_model(model: Path):
     from tailor.audience.model import AudienceModel
 
     try:
-        fitted = AudienceModel.load(model)
+        return AudienceModel.load(model)
     except (ValueError, OSError) as exc:
         raise _fail(exc) from None
-    purchases = _purchases()
-    day = _as_of(as_of, purchases)
+
+
+def _score(fitted, store: Store, day: date) -> pa.Table:
     try:
-        return fitted, purchases, day, fitted.score(purchases, day)
+        return fitted.score(store, day)
     except ValueError as exc:
         raise _fail(exc) from None
 
@@ -132,13 +130,12 @@ def fit(
     """
     from tailor.audience.model import AudienceConfig, AudienceModel
 
-    purchases = _purchases()
-    day = _as_of(as_of, purchases)
     try:
         config = AudienceConfig(
             horizon_days=horizon, clv_periods=clv_months, discount_rate=discount
         )
-        fitted = AudienceModel(config).fit(purchases, day)
+        with _purchase_store(as_of) as (store, day):
+            fitted = AudienceModel(config).fit(store, day)
     except ValueError as exc:
         raise _fail(exc) from None
     try:
@@ -191,13 +188,13 @@ def score(
     import pyarrow.parquet as pq
 
     from tailor.audience.service import store_scores
-    from tailor.cli import _workspace
 
     if out is not None and out.suffix not in (".parquet", ".csv"):
         raise typer.BadParameter("write .parquet or .csv", param_hint="--out")
-    _, _, day, scores = _scored(model, as_of)
-    with _workspace() as ws:
-        stored = store_scores(ws.store, scores, day, datetime.now(UTC))
+    fitted = _load_model(model)
+    with _purchase_store(as_of) as (store, day):
+        scores = _score(fitted, store, day)
+        stored = store_scores(store, scores, day, datetime.now(UTC))
     console.print(segment_table(scores, f"{scores.num_rows:,} customers as of {day}"))
     console.print(f"stored the scores of {stored:,} customers")
     if out is not None:
@@ -233,12 +230,14 @@ def report(
         raise typer.BadParameter(
             "write an .html page (its .json twin goes beside it)", param_hint="--out"
         )
-    fitted, purchases, day, scores = _scored(model, as_of)
-    try:
-        test = backtest(purchases, day, fitted.config.horizon_days)
-    except ValueError as exc:
-        err.print(f"[yellow]note:[/yellow] no back-test ({exc})")
-        test = None
+    fitted = _load_model(model)
+    with _purchase_store(as_of) as (store, day):
+        scores = _score(fitted, store, day)
+        try:
+            test = backtest(store, day, fitted.config.horizon_days)
+        except ValueError as exc:
+            err.print(f"[yellow]note:[/yellow] no back-test ({exc})")
+            test = None
     try:
         page, twin = write_audience_report(audience_figures(scores, fitted.describe(), test), out)
     except OSError as exc:

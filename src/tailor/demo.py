@@ -105,19 +105,17 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
 def show_audience(ws, out: Path, console: Console):
     """Fit the audience engine on the purchases of customers with analytics consent, write
     the CRM export and show the segments. Returns the model folder and the scored ids."""
-    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     from tailor.audience.evaluation import backtest
     from tailor.audience.model import AudienceConfig, AudienceModel
     from tailor.audience.report import audience_figures, write_audience_report
-    from tailor.audience.rfm import as_day
-    from tailor.audience.service import read_purchases
+    from tailor.audience.rfm import last_purchase_day
     from tailor.cli_audience import segment_table
 
     console.rule("customers: segments, churn risk, lifetime value")
-    purchases = read_purchases(ws.store)
-    as_of = as_day(pc.max(purchases["occurred_at"]).as_py())
+    purchases = ws.store  # summarized in the store's own SQL engine
+    as_of = last_purchase_day(purchases)
     model = AudienceModel(AudienceConfig(horizon_days=DEMO_HORIZON_DAYS)).fit(purchases, as_of)
     for note in model.notes_:
         console.print(f"note: {note}")

@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 from tailor.api.app import build_tenant, create_app
 from tailor.api.keys import KeyRing
 from tailor.audience.model import AudienceConfig, AudienceModel
-from tailor.audience.service import read_purchases
 from tailor.config import Settings
 from tailor.events.importer import import_table
 from tailor.workspace import Workspace, open_workspace
@@ -57,9 +56,7 @@ def shop(folder: Path, customers: int = 200) -> tuple[Settings, Workspace, Audie
     )
     ws = open_workspace(settings, create=True)
     import_table(ws.store, raw_events(purchase_log(customers)), pseudonymizer=ws.pseudonymizer)
-    model = AudienceModel(AudienceConfig(horizon_days=60)).fit(
-        read_purchases(ws.store), date(2024, 12, 31)
-    )
+    model = AudienceModel(AudienceConfig(horizon_days=60)).fit(ws.store, date(2024, 12, 31))
     model.save(folder / "audience")
     return settings, ws, model
 
@@ -133,7 +130,7 @@ def test_stored_scores_are_served_and_exported(tmp_path: Path):
 
     settings, ws, model = shop(tmp_path, customers=60)
     try:
-        scores = model.score(read_purchases(ws.store))
+        scores = model.score(ws.store)
         buyer = scores["customer_id"][0].as_py()
         marked = scores.set_column(
             scores.column_names.index("segment"), "segment", pa.array(["marked"] * scores.num_rows)
@@ -159,7 +156,7 @@ def test_a_reload_serves_the_latest_stored_scores(served):
     buyer = buyers()[0]
     before = client.get(f"/v1/users/{buyer}/profile", headers=admin).json()
     folder = client.app.state.tailor.tenants["default"].extras["audience"].model_folder
-    scores = AudienceModel.load(folder).score(read_purchases(ws.store))
+    scores = AudienceModel.load(folder).score(ws.store)
     marked = scores.set_column(
         scores.column_names.index("segment"), "segment", pa.array(["marked"] * scores.num_rows)
     )

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pytest
 from bench.audience import published_summary_matches
 
-from tailor.audience.rfm import Periods, as_day, customer_summary
+from tailor.audience.rfm import Periods, as_day, customer_summary, last_purchase_day
 from tailor.datasets.base import DataNotFoundError
 from tailor.datasets.cdnow import load_cdnow
+from tests.conftest import consent, events_table
 
 
 def purchases(*rows: tuple[str, str, float, float, str]) -> pa.Table:
@@ -89,3 +90,71 @@ def test_bad_input_says_what_is_wrong():
     with pytest.raises(ValueError, match="expected a day as YYYY-MM-DD"):
         as_day("01/02/2024")
     assert as_day(datetime(2024, 1, 1, 23, tzinfo=UTC)) == date(2024, 1, 1)
+
+
+def test_the_store_computes_the_summary_in_its_own_engine(store):
+    """DuckDB and PostgreSQL give the summary the in-process engine gives over the same
+    consented purchases; a customer without analytics consent is left out of both."""
+    lines = [
+        ("ann", "2024-01-01T09:00:00+00:00", 1, 10.0, "a"),
+        ("ann", "2024-01-01T23:30:00-02:00", 2, 5.0, "b"),  # 01:30 UTC on the 2nd
+        ("ann", "2024-01-15T10:00:00+00:00", 1, 30.0, "a"),
+        ("ann", "2024-01-22T10:00:00+00:00", -1, 30.0, "a"),
+        ("ann", "2024-02-05T10:00:00+00:00", 3, 10.0, "c"),
+        ("bob", "2024-01-29T23:59:00+00:00", 1, 8.0, "a"),
+        ("Cid", "2024-01-03T10:00:00+00:00", 1, 7.5, "a"),  # capital: byte order sorts it first
+        ("Cid", "2024-01-10T10:00:00+00:00", 2, 7.5, "d"),
+        ("eve", "2024-01-04T10:00:00+00:00", 1, 99.0, "a"),  # no analytics consent
+    ]
+    events = [
+        consent(f"ok-{who}", who, True, "2023-12-01T00:00:00Z", purpose="analytics")
+        for who in ("ann", "bob", "Cid")
+    ]
+    events += [
+        {
+            "event_id": f"p{n}",
+            "event_type": "purchase",
+            "subject_id": who,
+            "occurred_at": when,
+            "currency": "EUR",
+            "items": [{"item_id": item, "quantity": quantity, "price": price}],
+        }
+        for n, (who, when, quantity, price, item) in enumerate(lines)
+    ]
+    store.append_events(events_table(*events))
+    periods = Periods(date(2024, 1, 29), date(2024, 2, 26))
+
+    in_store = customer_summary(store, periods)
+    in_process = customer_summary(purchases(*(line for line in lines if line[0] != "eve")), periods)
+    assert in_store.schema == in_process.schema
+    assert in_store.to_pylist() == in_process.to_pylist()
+    assert in_store["customer_id"].to_pylist() == ["Cid", "ann", "bob"]
+    ann = in_store.to_pylist()[1]
+    assert (ann["frequency"], ann["recency"], ann["occasions"]) == (2.0, 2.0, 3)
+    assert last_purchase_day(store) == date(2024, 2, 5)
+
+
+def test_aggregates_always_apply_a_purpose(store):
+    with pytest.raises(ValueError, match="purpose"):
+        store.aggregate_events(
+            "SELECT count(*) FROM scoped_events",
+            [],
+            pa.schema([("n", pa.int64())]),
+            purpose=None,
+            event_types=["purchase"],
+            columns=["subject_id"],
+        )
+    with pytest.raises(ValueError, match="unknown event column"):
+        store.aggregate_events(
+            "SELECT count(*) FROM scoped_events",
+            [],
+            pa.schema([("n", pa.int64())]),
+            purpose="analytics",
+            event_types=["purchase"],
+            columns=["password"],
+        )
+
+
+def test_an_empty_store_has_no_last_purchase(store):
+    assert last_purchase_day(store) is None
+    assert customer_summary(store, Periods(date(2024, 1, 1))).num_rows == 0

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from tailor.audience.lifetime_value import BetaGeo, FitError
 from tailor.audience.rfm import Periods, customer_summary
+from tailor.store.base import Store
 
 FEATURES = (
     "frequency",
@@ -54,7 +55,7 @@ class ChurnData:
 
 
 def churn_data(
-    purchases: pa.Table,
+    purchases: pa.Table | Store,
     cutoff: date,
     horizon_days: int,
     *,

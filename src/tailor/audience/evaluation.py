@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from tailor.audience.churn import ChurnModel, churn_data, recency_rule
 from tailor.audience.lifetime_value import BetaGeo
+from tailor.store.base import Store
 
 BINS = 10
 FREQUENCY_CAP = 7
@@ -25,7 +26,7 @@ FREQUENCY_CAP = 7
 chart, as in the paper's figure."""
 
 
-def backtest(purchases: pa.Table, as_of: date, horizon_days: int) -> dict[str, Any]:
+def backtest(purchases: pa.Table | Store, as_of: date, horizon_days: int) -> dict[str, Any]:
     """Figures and chart points of the churn and purchase predictions (plain types)."""
     from sklearn.metrics import brier_score_loss, roc_auc_score
 

@@ -22,6 +22,7 @@ from tailor.audience.lifetime_value import (
 )
 from tailor.audience.rfm import Periods, customer_summary
 from tailor.audience.segments import Clusters, cluster_customers, rfm_segments
+from tailor.store.base import Store
 
 FORMAT = "tailor.audience/1"
 
@@ -55,7 +56,9 @@ class AudienceModel:
     def __init__(self, config: AudienceConfig | None = None) -> None:
         self.config = config or AudienceConfig()
 
-    def fit(self, purchases: pa.Table, as_of: date) -> AudienceModel:
+    def fit(self, purchases: pa.Table | Store, as_of: date) -> AudienceModel:
+        """``purchases``: a store (its SQL engine summarizes them) or a table of purchase
+        rows; see :func:`~tailor.audience.rfm.customer_summary`."""
         summary = customer_summary(purchases, Periods(as_of))
         if summary.num_rows < 3:
             raise ValueError(
@@ -90,7 +93,7 @@ class AudienceModel:
         self.customers_ = summary.num_rows
         return self
 
-    def score(self, purchases: pa.Table, as_of: date | None = None) -> pa.Table:
+    def score(self, purchases: pa.Table | Store, as_of: date | None = None) -> pa.Table:
         """One row per customer who bought on or before ``as_of`` (default: the fit's day)."""
         self._check_fitted()
         as_of = as_of or self.as_of_

@@ -16,6 +16,9 @@ from datetime import UTC, date, datetime
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from tailor.store.base import Store
 
 REQUIRED = ("subject_id", "occurred_at", "quantity", "price")
 
@@ -60,14 +63,110 @@ def as_day(value: date | datetime | str) -> date:
     return value
 
 
-def customer_summary(purchases: pa.Table, periods: Periods) -> pa.Table:
+PURPOSE = "analytics"
+"""The consent purpose customer analytics reads purchases under."""
+
+SUMMARY_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("frequency", pa.float64()),
+        ("recency", pa.float64()),
+        ("T", pa.float64()),
+        ("monetary_value", pa.float64()),
+        ("first_purchase", pa.date32()),
+        ("last_purchase", pa.date32()),
+        ("occasions", pa.int64()),
+        ("total_value", pa.float64()),
+        ("mean_days_between", pa.float64()),
+        ("distinct_items", pa.int64()),
+        ("return_rate", pa.float64()),
+        ("holdout_frequency", pa.int64()),
+        ("holdout_value", pa.float64()),
+    ]
+)
+
+# Written once for both engines (DuckDB and PostgreSQL): ``?`` placeholders, DATE - DATE for
+# whole days, explicit DOUBLE PRECISION casts where PostgreSQL would divide integers.
+SUMMARY_SQL = """
+WITH settings AS (
+    SELECT CAST(? AS DATE) AS calibration_end, CAST(? AS DATE) AS holdout_end,
+           CAST(? AS DOUBLE PRECISION) AS period
+),
+lines AS (
+    SELECT p.subject_id AS customer_id,
+           CAST(timezone('UTC', p.occurred_at) AS DATE) AS day,
+           CAST(p.quantity AS DOUBLE PRECISION) * p.price AS value,
+           p.quantity, p.item_id
+    FROM scoped_events p, settings s
+    WHERE p.subject_id IS NOT NULL AND p.quantity IS NOT NULL AND p.price IS NOT NULL
+      AND CAST(timezone('UTC', p.occurred_at) AS DATE) <= s.holdout_end
+),
+days AS (  -- purchase occasions: days with a bought line
+    SELECT customer_id, day, sum(value) AS value
+    FROM lines WHERE quantity > 0 GROUP BY customer_id, day
+),
+firsts AS (
+    SELECT d.customer_id, min(d.day) AS first_day
+    FROM days d, settings s GROUP BY d.customer_id, s.calibration_end
+    HAVING min(d.day) <= s.calibration_end
+),
+calibration AS (
+    SELECT d.customer_id, f.first_day,
+           count(*) AS occasions,
+           max(d.day) AS last_day,
+           sum(d.value) AS total_value,
+           coalesce(sum(d.value) FILTER (WHERE d.day > f.first_day)
+                    / nullif(count(*) - 1, 0), 0) AS monetary_value
+    FROM days d JOIN firsts f ON f.customer_id = d.customer_id, settings s
+    WHERE d.day <= s.calibration_end
+    GROUP BY d.customer_id, f.first_day
+),
+holdout AS (
+    SELECT d.customer_id, count(*) AS holdout_frequency, sum(d.value) AS holdout_value
+    FROM days d, settings s WHERE d.day > s.calibration_end GROUP BY d.customer_id
+),
+habits AS (
+    SELECT l.customer_id,
+           count(DISTINCT l.item_id) FILTER (WHERE l.quantity > 0) AS distinct_items,
+           coalesce(-sum(l.value) FILTER (WHERE l.quantity < 0), 0)
+               / nullif(sum(l.value) FILTER (WHERE l.quantity > 0), 0) AS return_rate
+    FROM lines l, settings s WHERE l.day <= s.calibration_end GROUP BY l.customer_id
+)
+SELECT c.customer_id,
+       CAST(c.occasions - 1 AS DOUBLE PRECISION) AS frequency,
+       (c.last_day - c.first_day) / s.period AS recency,
+       (s.calibration_end - c.first_day) / s.period AS T,
+       c.monetary_value,
+       c.first_day AS first_purchase,
+       c.last_day AS last_purchase,
+       c.occasions,
+       c.total_value,
+       CASE WHEN c.occasions > 1
+            THEN CAST(c.last_day - c.first_day AS DOUBLE PRECISION) / (c.occasions - 1)
+       END AS mean_days_between,
+       h.distinct_items,
+       coalesce(h.return_rate, 0) AS return_rate,
+       coalesce(o.holdout_frequency, 0) AS holdout_frequency,
+       coalesce(o.holdout_value, 0) AS holdout_value
+FROM calibration c
+JOIN habits h ON h.customer_id = c.customer_id
+LEFT JOIN holdout o ON o.customer_id = c.customer_id
+CROSS JOIN settings s
+"""
+SUMMARY_COLUMNS = ("subject_id", "occurred_at", "quantity", "price", "item_id")
+
+
+def customer_summary(purchases: pa.Table | Store, periods: Periods) -> pa.Table:
     """One row per customer whose first purchase falls in the calibration period.
 
     Parameters
     ----------
-    purchases : purchase rows (``event_type`` other than ``purchase`` are ignored when the
-        column is present) with ``subject_id``, ``occurred_at``, ``quantity``, ``price`` and,
-        optionally, ``item_id``.
+    purchases : a store, whose own SQL engine (DuckDB or PostgreSQL) computes the summary
+        over the purchase events of the customers whose analytics consent allows it, so the
+        log never leaves the database as rows; or a table of purchase rows (rows whose
+        ``event_type``, when present, is not ``purchase`` are ignored) with ``subject_id``,
+        ``occurred_at``, ``quantity``, ``price`` and, optionally, ``item_id``, summarized by
+        the same SQL in an in-process DuckDB.
     periods : the calibration (and holdout) period.
 
     Returns
@@ -77,89 +176,66 @@ def customer_summary(purchases: pa.Table, periods: Periods) -> pa.Table:
         ``first_purchase``, ``last_purchase``, ``occasions``, ``total_value``,
         ``mean_days_between`` (null with one occasion), ``distinct_items``, ``return_rate``
         and, with a holdout period, ``holdout_frequency`` (occasions in it) and
-        ``holdout_value``; ordered by ``customer_id``.
+        ``holdout_value``; ordered by ``customer_id`` (byte order, whatever the database's
+        collation).
     """
+    params = [
+        periods.calibration_end,
+        periods.holdout_end or periods.calibration_end,
+        periods.period_days,
+    ]
+    if isinstance(purchases, pa.Table):
+        table = _summarize_table(purchases, params)
+    else:
+        table = purchases.aggregate_events(
+            SUMMARY_SQL,
+            params,
+            SUMMARY_SCHEMA,
+            purpose=PURPOSE,
+            event_types=["purchase"],
+            columns=SUMMARY_COLUMNS,
+        )
+    table = table.sort_by("customer_id")
+    if periods.holdout_end is None:
+        table = table.drop_columns(["holdout_frequency", "holdout_value"])
+    return table
+
+
+def _summarize_table(purchases: pa.Table, params: list[object]) -> pa.Table:
     missing = [c for c in REQUIRED if c not in purchases.column_names]
     if missing:
         raise ValueError(f"purchases lack column(s) {', '.join(missing)}")
-    end = periods.calibration_end
-    holdout_end = periods.holdout_end or end
-    has_type = "event_type" in purchases.column_names
-    item = "item_id" if "item_id" in purchases.column_names else "NULL"
+    if "event_type" in purchases.column_names:
+        purchases = purchases.filter(pc.equal(purchases["event_type"], "purchase"))
+    if "item_id" not in purchases.column_names:
+        purchases = purchases.append_column("item_id", pa.nulls(purchases.num_rows, pa.string()))
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         # One thread: parallel sums add in a varying order, and scores (quintiles, ties) must
         # not change between two runs over the same log.
         con.execute("SET threads = 1")
-        con.register("purchases", purchases)
-        table = con.sql(
-            f"""
-            WITH lines AS (
-                SELECT subject_id AS customer_id,
-                       CAST(timezone('UTC', occurred_at) AS DATE) AS day,
-                       quantity, price, {item} AS item_id
-                FROM purchases
-                WHERE subject_id IS NOT NULL AND quantity IS NOT NULL AND price IS NOT NULL
-                  {"AND event_type = 'purchase'" if has_type else ""}
-                  AND CAST(timezone('UTC', occurred_at) AS DATE) <= $holdout_end
-            ),
-            days AS (  -- purchase occasions: days with a bought line
-                SELECT customer_id, day, sum(quantity * price) AS value
-                FROM lines WHERE quantity > 0 GROUP BY customer_id, day
-            ),
-            firsts AS (
-                SELECT customer_id, min(day) AS first_day FROM days GROUP BY customer_id
-                HAVING min(day) <= $end
-            ),
-            calibration AS (
-                SELECT d.customer_id, f.first_day,
-                       count(*) AS occasions,
-                       max(d.day) AS last_day,
-                       sum(d.value) AS total_value,
-                       coalesce(sum(d.value) FILTER (WHERE d.day > f.first_day)
-                                / nullif(count(*) - 1, 0), 0) AS monetary_value
-                FROM days d JOIN firsts f USING (customer_id)
-                WHERE d.day <= $end
-                GROUP BY d.customer_id, f.first_day
-            ),
-            holdout AS (
-                SELECT customer_id, count(*) AS holdout_frequency, sum(value) AS holdout_value
-                FROM days WHERE day > $end GROUP BY customer_id
-            ),
-            habits AS (
-                SELECT customer_id,
-                       count(DISTINCT item_id) FILTER (WHERE quantity > 0) AS distinct_items,
-                       coalesce(-sum(quantity * price) FILTER (WHERE quantity < 0), 0)
-                           / nullif(sum(quantity * price) FILTER (WHERE quantity > 0), 0)
-                           AS return_rate
-                FROM lines WHERE day <= $end GROUP BY customer_id
-            )
-            SELECT c.customer_id,
-                   CAST(c.occasions - 1 AS DOUBLE) AS frequency,
-                   date_diff('day', c.first_day, c.last_day) / $period AS recency,
-                   date_diff('day', c.first_day, $end) / $period AS T,
-                   c.monetary_value,
-                   c.first_day AS first_purchase,
-                   c.last_day AS last_purchase,
-                   c.occasions,
-                   c.total_value,
-                   CASE WHEN c.occasions > 1
-                        THEN date_diff('day', c.first_day, c.last_day) / (c.occasions - 1)
-                   END AS mean_days_between,
-                   h.distinct_items,
-                   coalesce(h.return_rate, 0) AS return_rate,
-                   coalesce(o.holdout_frequency, 0) AS holdout_frequency,
-                   coalesce(o.holdout_value, 0) AS holdout_value
-            FROM calibration c
-            JOIN habits h USING (customer_id)
-            LEFT JOIN holdout o USING (customer_id)
-            ORDER BY c.customer_id
-            """,
-            params={"end": end, "holdout_end": holdout_end, "period": periods.period_days},
-        ).to_arrow_table()
+        con.register("scoped_events", purchases.select(list(SUMMARY_COLUMNS)))
+        table = con.sql(SUMMARY_SQL, params=params).to_arrow_table()
     finally:
         con.close()
-    if periods.holdout_end is None:
-        table = table.drop_columns(["holdout_frequency", "holdout_value"])
-    return table
+    return table.rename_columns(SUMMARY_SCHEMA.names).cast(SUMMARY_SCHEMA)
+
+
+def last_purchase_day(purchases: pa.Table | Store) -> date | None:
+    """The UTC day of the latest purchase (None without any), from the store's engine or
+    a table, with the consent :func:`customer_summary` applies."""
+    if isinstance(purchases, pa.Table):
+        if "event_type" in purchases.column_names:
+            purchases = purchases.filter(pc.equal(purchases["event_type"], "purchase"))
+        latest = pc.max(purchases["occurred_at"]).as_py() if purchases.num_rows else None
+    else:
+        latest = purchases.aggregate_events(
+            "SELECT max(occurred_at) FROM scoped_events WHERE subject_id IS NOT NULL",
+            [],
+            pa.schema([("latest", pa.timestamp("us", "UTC"))]),
+            purpose=PURPOSE,
+            event_types=["purchase"],
+            columns=["subject_id", "occurred_at"],
+        )["latest"][0].as_py()
+    return None if latest is None else as_day(latest)

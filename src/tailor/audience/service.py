@@ -11,20 +11,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailor.audience.model import AudienceModel
-from tailor.audience.rfm import as_day
+from tailor.audience.rfm import PURPOSE, as_day, last_purchase_day
 from tailor.audience.segments import segment_summary
 from tailor.store.base import Store
 
-PURPOSE = "analytics"
 SCORE_KIND = "audience"
 """The store's ``customer_scores`` kind that ``tailor audience score`` writes."""
 AS_OF_META = "audience_scores_as_of"
-PURCHASE_COLUMNS = ["subject_id", "occurred_at", "quantity", "price", "item_id", "event_type"]
-
-
-def read_purchases(store: Store) -> pa.Table:
-    """Purchase lines of the customers whose analytics consent allows it."""
-    return store.read_events(purpose=PURPOSE, event_types=["purchase"], columns=PURCHASE_COLUMNS)
 
 
 class AudienceService:
@@ -110,11 +103,10 @@ def _load(model_folder: str | Path, store: Store) -> tuple[pa.Table, dict[str, A
         )
         as_of = store.get_meta(AS_OF_META) or str(as_day(max(when for _, _, when in stored)))
         return scores, {**model.describe(), "scored_as_of": as_of}
-    purchases = read_purchases(store)
-    if purchases.num_rows == 0:
+    day = last_purchase_day(store)
+    if day is None:
         raise ValueError("the store holds no purchases of customers with analytics consent")
-    day = as_day(pc.max(purchases["occurred_at"]).as_py())
-    return model.score(purchases, day), {**model.describe(), "scored_as_of": str(day)}
+    return model.score(store, day), {**model.describe(), "scored_as_of": str(day)}
 
 
 def _snapshot(scores: pa.Table, described: dict[str, Any]) -> tuple:

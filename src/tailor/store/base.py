@@ -103,6 +103,26 @@ class EventReader(Protocol):
         """
         ...
 
+    def aggregate_events(
+        self,
+        sql: str,
+        params: Sequence[object],
+        schema: pa.Schema,
+        *,
+        purpose: str,
+        event_types: Sequence[str],
+        columns: Sequence[str],
+    ) -> pa.Table:
+        """Run a read-only query in the store's own SQL engine over the events that
+        :meth:`read_events` would give for ``purpose`` and ``event_types``.
+
+        ``sql`` reads them (only ``columns``) from the relation ``scoped_events``, uses ``?``
+        placeholders for ``params`` and SQL that DuckDB and PostgreSQL both accept; the
+        result comes back as ``schema`` (names by position), in no particular order.
+        Aggregates over large logs (RFM summaries) then never leave the database as rows.
+        """
+        ...
+
     def count_events(self) -> int: ...
 
     def event_summary(self) -> pa.Table:

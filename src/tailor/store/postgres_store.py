@@ -179,6 +179,8 @@ class PostgresStore(SqlStore):
         return pa_csv.read_csv(
             buffer,
             read_options=pa_csv.ReadOptions(column_names=schema.names),
+            # A one-column row holding NULL is an empty line in COPY's CSV: a row, not nothing.
+            parse_options=pa_csv.ParseOptions(ignore_empty_lines=False),
             convert_options=pa_csv.ConvertOptions(
                 column_types=schema,
                 strings_can_be_null=True,

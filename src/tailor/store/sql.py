@@ -275,8 +275,45 @@ class SqlStore:
         columns: Sequence[str] | None = None,
         received_after: datetime | None = None,
     ) -> pa.Table:
-        _check_purpose(purpose)
         names = list(columns) if columns else list(COLUMN_NAMES)
+        scoped, params = self._scoped_events(
+            names, purpose, event_types, start=start, end=end, received_after=received_after
+        )
+        sql = scoped + " ORDER BY e.occurred_at, e.event_id, e.line"
+        schema = pa.schema([EVENT_SCHEMA.field(n) for n in names])
+        return self._arrow(sql, params, schema)
+
+    def aggregate_events(
+        self,
+        sql: str,
+        params: Sequence[object],
+        schema: pa.Schema,
+        *,
+        purpose: str,
+        event_types: Sequence[str],
+        columns: Sequence[str],
+    ) -> pa.Table:
+        if purpose is None:
+            raise ValueError("aggregates feed engines: give the purpose whose consent applies")
+        scoped, scoped_params = self._scoped_events(list(columns), purpose, event_types)
+        # The caller's query (its own WITH clauses included) runs as a subquery that sees
+        # the consented events as the relation ``scoped_events``; DuckDB and PostgreSQL both
+        # let an inner query read an outer WITH.
+        query = f"WITH scoped_events AS ({scoped}) SELECT * FROM ({sql}) AS aggregate"
+        return self._arrow(query, [*scoped_params, *params], schema)
+
+    def _scoped_events(
+        self,
+        names: list[str],
+        purpose: str | None,
+        event_types: Sequence[str] | None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        received_after: datetime | None = None,
+    ) -> tuple[str, list[object]]:
+        """The SELECT of the events a purpose's consent allows, and its parameters."""
+        _check_purpose(purpose)
         unknown = [n for n in names if n not in COLUMN_NAMES]
         if unknown:
             raise ValueError(f"unknown event column(s): {', '.join(unknown)}")
@@ -293,24 +330,22 @@ class SqlStore:
         if received_after is not None:
             where.append("e.received_at > ?")
             params.append(received_after)
-        sql = ""
+        sql = f"SELECT {', '.join('e.' + n for n in names)} FROM events e "
         if purpose is not None:
             default = "TRUE" if purpose in self.opt_out_purposes else "FALSE"
-            sql = (
-                "WITH consent AS (SELECT DISTINCT ON (subject_id) subject_id, granted "
+            # The latest consent record per subject, as a scalar subquery: unlike a WITH, it
+            # nests inside a caller's WITH (see aggregate_events).
+            sql += (
+                "LEFT JOIN (SELECT DISTINCT ON (subject_id) subject_id, granted "
                 "FROM events WHERE event_type = 'consent' AND purpose = ? "
-                "ORDER BY subject_id, occurred_at DESC, received_at DESC, event_id DESC) "
+                "ORDER BY subject_id, occurred_at DESC, received_at DESC, event_id DESC) c "
+                "ON c.subject_id = e.subject_id "
             )
             params.insert(0, purpose)
             where.append(f"(e.subject_id IS NULL OR COALESCE(c.granted, {default}))")
-        sql += f"SELECT {', '.join('e.' + n for n in names)} FROM events e "
-        if purpose is not None:
-            sql += "LEFT JOIN consent c ON c.subject_id = e.subject_id "
         if where:
-            sql += "WHERE " + " AND ".join(where) + " "
-        sql += "ORDER BY e.occurred_at, e.event_id, e.line"
-        schema = pa.schema([EVENT_SCHEMA.field(n) for n in names])
-        return self._arrow(sql, params, schema)
+            sql += "WHERE " + " AND ".join(where)
+        return sql, params
 
     def count_events(self) -> int:
         return int(self._run("SELECT count(*) FROM events")[0][0])
