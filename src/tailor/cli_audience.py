@@ -120,23 +120,36 @@ def fit(
     discount: Annotated[
         float, typer.Option("--discount", help="Discount rate per month for lifetime value.")
     ] = 0.01,
+    intervals: Annotated[
+        bool,
+        typer.Option(
+            "--intervals",
+            help="Also fit the Bayesian BG/NBD and Gamma-Gamma (NumPyro; pip install "
+            "'tailor[bayes]'): scores then carry 90% credible intervals of P(alive), expected "
+            "purchases and lifetime value. Adds about a minute.",
+        ),
+    ] = False,
 ) -> None:
     """Fit the BG/NBD, Gamma-Gamma, churn and cluster models on the stored purchases.
 
     The churn model learns from the customers as they were HORIZON days before --as-of and
     whether they bought in the HORIZON days that followed. Example:
 
-        tailor audience fit --model models/audience --horizon 90
+        tailor audience fit --model models/audience --horizon 90 --intervals
     """
     from tailor.audience.model import AudienceConfig, AudienceModel
 
     try:
         config = AudienceConfig(
-            horizon_days=horizon, clv_periods=clv_months, discount_rate=discount
+            horizon_days=horizon,
+            clv_periods=clv_months,
+            discount_rate=discount,
+            intervals=intervals,
         )
-        with _purchase_store(as_of) as (store, day):
+        work = "the audience models" + (" and their posteriors (NUTS)" if intervals else "")
+        with _purchase_store(as_of) as (store, day), err.status(f"fitting {work} ..."):
             fitted = AudienceModel(config).fit(store, day)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:
         raise _fail(exc) from None
     try:
         fitted.save(model)
@@ -152,6 +165,14 @@ def fit(
     table.add_row("Gamma-Gamma", "-" if spend is None else ", ".join(
         f"{k} = {v:.4g}" for k, v in spend.items()))  # fmt: skip
     table.add_row("churn model", "LightGBM, calibrated" if described["churn_model"] else "-")
+    for name, posterior in described["posteriors"].items():
+        table.add_row(
+            f"Bayesian {name}",
+            ", ".join(
+                f"{k} 90% in [{v['q05']:.4g}, {v['q95']:.4g}] (R-hat {v['r_hat']:.3f})"
+                for k, v in posterior["parameters"].items()
+            ),
+        )
     for cluster in described["clusters"]["descriptions"]:
         table.add_row(
             f"cluster {cluster['cluster']}",

@@ -33,6 +33,22 @@ customer buying at one rate, nobody leaving) have their maximum at 0 or infinity
 predictions overflow; at the bound they stay finite, and :attr:`at_bound_` says so."""
 
 
+@dataclass(frozen=True)
+class ArrayMath:
+    """The functions the likelihoods use, from one array library: NumPy and SciPy for the
+    maximum-likelihood fits, JAX for the Bayesian ones (:mod:`tailor.audience.bayes`), so
+    one formula serves both."""
+
+    log: Any
+    logaddexp: Any
+    where: Any
+    gammaln: Any
+    betaln: Any
+
+
+NUMPY = ArrayMath(np.log, np.logaddexp, np.where, gammaln, betaln)
+
+
 class FitError(RuntimeError):
     """The optimizer did not reach a maximum of the likelihood."""
 
@@ -265,24 +281,25 @@ class BetaGeo(_PurchaseModel):
     parameter_names = ("r", "alpha", "a", "b")
 
     @staticmethod
-    def _a3_a4(params, x, t_x, T) -> tuple[np.ndarray, np.ndarray]:
+    def _a3_a4(params, x, t_x, T, math: ArrayMath = NUMPY) -> tuple[Any, Any]:
         """The two terms of eq. 6's sum, in logs; A4 only for repeat buyers (else -inf)."""
         r, alpha, a, b = params
-        a3 = -(r + x) * np.log(alpha + T)
+        a3 = -(r + x) * math.log(alpha + T)
         repeat = x > 0
-        a4 = np.full_like(a3, -np.inf)
-        a4[repeat] = (
-            np.log(a) - np.log(b + x[repeat] - 1) - (r + x[repeat]) * np.log(alpha + t_x[repeat])
+        # The inner where keeps the unused branch finite: a NaN there would poison gradients.
+        bx1 = math.where(repeat, b + x - 1, 1.0)
+        a4 = math.where(
+            repeat, math.log(a) - math.log(bx1) - (r + x) * math.log(alpha + t_x), -np.inf
         )
         return a3, a4
 
     @classmethod
-    def _log_likelihood(cls, params, x, t_x, T) -> np.ndarray:
+    def _log_likelihood(cls, params, x, t_x, T, math: ArrayMath = NUMPY) -> Any:
         r, alpha, a, b = params
         # FHL (2005), eq. 6, with B(a+1, b+x-1)/B(a, b+x) = a / (b+x-1).
-        a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-        a2 = betaln(a, b + x) - betaln(a, b)
-        return a1 + a2 + np.logaddexp(*cls._a3_a4(params, x, t_x, T))
+        a1 = math.gammaln(r + x) - math.gammaln(r) + r * math.log(alpha)
+        a2 = math.betaln(a, b + x) - math.betaln(a, b)
+        return a1 + a2 + math.logaddexp(*cls._a3_a4(params, x, t_x, T, math))
 
     @classmethod
     def _gradient(cls, params, x, t_x, T) -> np.ndarray:
@@ -457,18 +474,18 @@ class GammaGamma(_MaximumLikelihood):
         return x, zbar
 
     @staticmethod
-    def _log_likelihood(params, x, zbar) -> np.ndarray:
+    def _log_likelihood(params, x, zbar, math: ArrayMath = NUMPY) -> Any:
         p, q, gamma = params
         # FHL (2005b), eq. 3: z̄ | p, q, γ, x.
         px = p * x
         return (
-            gammaln(px + q)
-            - gammaln(px)
-            - gammaln(q)
-            + q * np.log(gamma)
-            + (px - 1) * np.log(zbar)
-            + px * np.log(x)
-            - (px + q) * np.log(gamma + x * zbar)
+            math.gammaln(px + q)
+            - math.gammaln(px)
+            - math.gammaln(q)
+            + q * math.log(gamma)
+            + (px - 1) * math.log(zbar)
+            + px * math.log(x)
+            - (px + q) * math.log(gamma + x * zbar)
         )
 
     @staticmethod

@@ -31,13 +31,20 @@ FORMAT = "tailor.audience/1"
 class AudienceConfig:
     """``horizon_days``: the churn horizon and the window of expected purchases;
     lifetime value over ``clv_periods`` periods of ``clv_period_days`` days, discounted by
-    ``discount_rate`` per period; clusters chosen among ``2..max_clusters``."""
+    ``discount_rate`` per period; clusters chosen among ``2..max_clusters``.
+
+    ``intervals``: also fit the Bayesian BG/NBD and Gamma-Gamma (NumPyro, the ``bayes``
+    extra) and score each customer's central ``interval_level`` credible interval of P(alive),
+    expected purchases and lifetime value, over ``interval_draws`` posterior draws."""
 
     horizon_days: int = 90
     clv_periods: int = 12
     clv_period_days: float = 30.0
     discount_rate: float = 0.01
     max_clusters: int = 8
+    intervals: bool = False
+    interval_level: float = 0.9
+    interval_draws: int = 100
 
     def __post_init__(self) -> None:
         if self.horizon_days < 1 or self.clv_periods < 1:
@@ -46,6 +53,8 @@ class AudienceConfig:
             raise ValueError("clv_period_days must be > 0 and discount_rate in [0, 1)")
         if self.max_clusters < 2:
             raise ValueError("max_clusters must be at least 2")
+        if not 0 < self.interval_level < 1 or self.interval_draws < 10:
+            raise ValueError("interval_level must be in (0, 1) and interval_draws at least 10")
 
 
 class AudienceModel:
@@ -88,10 +97,71 @@ class AudienceModel:
                     f"{type(part).__name__}: {', '.join(part.at_bound_)} at the edge of its range "
                     "(the customers barely differ in this respect); predictions stay finite"
                 )
+        self.posteriors_: dict[str, Any] = {}
+        if self.config.intervals:
+            self._fit_posteriors(x, t_x, T, summary["monetary_value"].to_numpy())
         self.clusters_: Clusters = cluster_customers(summary, max_k=self.config.max_clusters)
         self.as_of_ = as_of
         self.customers_ = summary.num_rows
         return self
+
+    def _fit_posteriors(self, x, t_x, T, spend) -> None:
+        from tailor.audience.bayes import BayesianBetaGeo, BayesianGammaGamma
+
+        self.posteriors_["bgnbd"] = BayesianBetaGeo().fit(x, t_x, T, start=self.bgnbd_)
+        if self.spend_ is not None:
+            repeat = (x > 0) & (spend > 0)
+            self.posteriors_["gammagamma"] = BayesianGammaGamma().fit(
+                x[repeat], spend[repeat], start=self.spend_
+            )
+        for name, fitted in self.posteriors_.items():
+            for problem in fitted.posterior_.problems():
+                self.notes_.append(f"Bayesian {name} did not settle ({problem}): read its "
+                                   "intervals with care, or fit on more history")  # fmt: skip
+
+    def _intervals(self, rfm: list[np.ndarray], mean_spend: np.ndarray) -> dict[str, Any]:
+        """Each customer's credible intervals (``NAME_low``, ``NAME_high`` columns)."""
+        from tailor.audience.bayes import credible_interval
+
+        config = self.config
+        purchases = self.posteriors_["bgnbd"].draws_as_models(config.interval_draws)
+        spend_model = self.posteriors_.get("gammagamma")
+        spends = spend_model.draws_as_models(len(purchases)) if spend_model is not None else None
+        if spends is None or len(spends) != len(purchases):
+            spends = [None] * len(purchases)
+
+        def spend_of(model) -> np.ndarray:
+            if model is None:
+                return np.where(mean_spend > 0, mean_spend, 0.0)
+            return model.conditional_expected_spend(rfm[0], mean_spend)
+
+        def clv(purchase_model, spend_model) -> np.ndarray:
+            return discounted_lifetime_value(
+                purchase_model,
+                spend_of(spend_model),
+                *rfm,
+                periods=config.clv_periods,
+                period_length=config.clv_period_days / 7,
+                discount_rate=config.discount_rate,
+            )
+
+        horizon_weeks = config.horizon_days / 7
+        level = config.interval_level
+        out: dict[str, Any] = {}
+        for name, predict, models in (
+            ("p_alive", lambda m: m.probability_alive(*rfm), (purchases,)),
+            (
+                "expected_purchases",
+                lambda m: m.conditional_expected_purchases(horizon_weeks, *rfm),
+                (purchases,),
+            ),
+            ("clv", clv, (purchases, spends)),
+        ):
+            low, high = credible_interval(predict, *models, level=level)
+            digits = 2 if name == "clv" else 4
+            out[f"{name}_low"] = np.round(low, digits)
+            out[f"{name}_high"] = np.round(high, digits)
+        return out
 
     def score(self, purchases: pa.Table | Store, as_of: date | None = None) -> pa.Table:
         """One row per customer who bought on or before ``as_of`` (default: the fit's day)."""
@@ -143,6 +213,7 @@ class AudienceModel:
                     "history (`tailor audience fit`)"
                 )
         segments = rfm_segments(summary)
+        intervals = self._intervals(rfm, mean_spend) if self.posteriors_ else {}
         return pa.table(
             {
                 "customer_id": summary["customer_id"],
@@ -164,6 +235,7 @@ class AudienceModel:
                 "tenure_weeks": rfm[2],
                 "total_value": summary["total_value"],
                 "last_purchase": summary["last_purchase"],
+                **intervals,
             }
         )
 
@@ -183,6 +255,14 @@ class AudienceModel:
                 "silhouettes": self.clusters_.silhouettes,
                 "descriptions": self.clusters_.descriptions,
             },
+            "posteriors": {
+                name: {
+                    "parameters": fitted.posterior_.diagnostics,
+                    "divergences": fitted.posterior_.divergences,
+                    "draws": fitted.posterior_.size,
+                }
+                for name, fitted in self.posteriors_.items()
+            },
             "notes": self.notes_,
         }
 
@@ -196,6 +276,8 @@ class AudienceModel:
             self.spend_.save(folder / "gammagamma.json")
         if self.churn_ is not None:
             self.churn_.save(folder / "churn")
+        for name, fitted in self.posteriors_.items():
+            fitted.save(folder / f"{name}_posterior.json")
         clusters = self.clusters_
         np.savez(
             folder / "clusters.npz",
@@ -232,6 +314,13 @@ class AudienceModel:
         spend_path = folder / "gammagamma.json"
         model.spend_ = GammaGamma.load(spend_path) if spend_path.exists() else None
         model.churn_ = ChurnModel.load(folder / "churn") if meta["churn_model"] else None
+        model.posteriors_ = {}
+        if model.config.intervals:
+            from tailor.audience.bayes import BayesianBetaGeo, BayesianGammaGamma
+
+            for name, kind in (("bgnbd", BayesianBetaGeo), ("gammagamma", BayesianGammaGamma)):
+                if name in meta.get("posteriors", {}):
+                    model.posteriors_[name] = kind.load(folder / f"{name}_posterior.json")
         with np.load(folder / "clusters.npz") as arrays:
             described = meta["clusters"]
             model.clusters_ = Clusters(

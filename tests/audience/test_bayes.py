@@ -1,0 +1,138 @@
+"""The Bayesian BG/NBD and Gamma-Gamma: they recover simulated truths, agree with the
+maximum-likelihood fits, report convergence, and give intervals around every prediction."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numpyro", reason="the Bayesian models need the bayes extra (NumPyro)")
+
+from tailor.audience.bayes import (
+    BayesianBetaGeo,
+    BayesianGammaGamma,
+    credible_interval,
+)
+from tailor.audience.lifetime_value import BetaGeo, GammaGamma
+from tailor.audience.model import AudienceConfig, AudienceModel
+from tests.audience.test_churn import simulated_purchases
+
+BGNBD_TRUTH = {"r": 0.6, "alpha": 5.0, "a": 0.8, "b": 3.0}
+GG_TRUTH = {"p": 6.0, "q": 4.0, "gamma": 15.0}
+QUICK = {"draws": 300, "warmup": 300, "chains": 2}
+
+
+def simulated_bgnbd(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Customers drawn from the BG/NBD story with BGNBD_TRUTH, observed for 20-52 weeks."""
+    rng = np.random.default_rng(seed)
+    r, alpha, a, b = BGNBD_TRUTH.values()
+    rate = rng.gamma(r, 1 / alpha, n)
+    dropout = rng.beta(a, b, n)
+    T = rng.uniform(20, 52, n)
+    x, t_x = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        now = 0.0
+        while True:
+            now += rng.exponential(1 / rate[i])
+            if now > T[i]:
+                break
+            x[i], t_x[i] = x[i] + 1, now
+            if rng.random() < dropout[i]:
+                break
+    return x, t_x, T
+
+
+def simulated_spend(n: int, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Repeat buyers' mean spend from the Gamma-Gamma story with GG_TRUTH."""
+    rng = np.random.default_rng(seed)
+    p, q, gamma = GG_TRUTH.values()
+    x = rng.integers(1, 8, n).astype(float)
+    nu = rng.gamma(q, 1 / gamma, n)
+    zbar = np.array([rng.gamma(p, 1 / nu[i], int(x[i])).mean() for i in range(n)])
+    return x, zbar
+
+
+def assert_recovers(model, truth: dict[str, float], point) -> None:
+    posterior = model.posterior_
+    assert posterior.divergences == 0 and posterior.problems() == []
+    for name, value in truth.items():
+        draws = posterior.draws[name]
+        low, high = np.quantile(draws, [0.005, 0.995])
+        assert low < value < high, f"{name}: truth {value} outside [{low:.4g}, {high:.4g}]"
+        # Weak priors: the posterior centres where the likelihood does.
+        assert abs(draws.mean() - point.params_[name]) < 0.5 * draws.std()
+
+
+def test_the_bayesian_bgnbd_recovers_a_simulated_population():
+    x, t_x, T = simulated_bgnbd(1500)
+    point = BetaGeo().fit(x, t_x, T)
+    model = BayesianBetaGeo(**QUICK).fit(x, t_x, T, start=point)
+    assert_recovers(model, BGNBD_TRUTH, point)
+    assert model.posterior_.size == QUICK["draws"] * QUICK["chains"]
+    assert set(model.posterior_.diagnostics["r"]) == {"mean", "sd", "q05", "q95", "r_hat", "ess"}
+
+
+def test_the_bayesian_gamma_gamma_recovers_simulated_spend(tmp_path):
+    x, zbar = simulated_spend(800)
+    point = GammaGamma().fit(x, zbar)
+    model = BayesianGammaGamma(**QUICK).fit(x, zbar, start=point)
+    assert_recovers(model, GG_TRUTH, point)
+
+    loaded = BayesianGammaGamma.load(model.save(tmp_path / "gg.json"))
+    for name, draws in model.posterior_.draws.items():
+        np.testing.assert_array_equal(loaded.posterior_.draws[name], draws)
+    assert loaded.point_.params_ == point.params_
+    with pytest.raises(ValueError, match="does not hold a saved BayesianBetaGeo"):
+        BayesianBetaGeo.load(tmp_path / "gg.json")
+
+
+def test_the_audience_model_scores_credible_intervals(tmp_path):
+    purchases = simulated_purchases(300)
+    config = AudienceConfig(horizon_days=60, intervals=True, interval_draws=50)
+    model = AudienceModel(config).fit(purchases, date(2024, 12, 31))
+    scores = model.score(purchases)
+    for name in ("p_alive", "expected_purchases", "clv"):
+        low, point, high = (scores[c].to_numpy() for c in (f"{name}_low", name, f"{name}_high"))
+        assert (low <= high).all()
+        # Near-certain customers (P(alive) ~ 0 or 1, nothing expected) round to no width.
+        unsure = (point > 0.05) & (point < 0.95) if name == "p_alive" else point > 0.01
+        assert unsure.sum() > 20
+        assert (high - low > 0)[unsure].mean() > 0.9, f"{name}: the intervals have no width"
+        inside = (low - 0.01 <= point) & (point <= high + 0.01)
+        assert inside.mean() > 0.9, f"{name}: the point estimate is mostly outside its interval"
+    described = model.describe()["posteriors"]
+    assert set(described) == {"bgnbd", "gammagamma"}
+    assert described["bgnbd"]["parameters"]["r"]["r_hat"] < 1.05
+
+    again = AudienceModel.load(model.save(tmp_path / "audience")).score(purchases)
+    assert again.equals(scores)
+
+
+def test_without_intervals_the_scores_have_none():
+    purchases = simulated_purchases(120)
+    scores = AudienceModel(AudienceConfig(horizon_days=60)).fit(purchases, date(2024, 12, 31))
+    assert not any(c.endswith(("_low", "_high")) for c in scores.score(purchases).column_names)
+
+
+def test_bad_settings_and_data_are_refused():
+    with pytest.raises(ValueError, match="chains at least 2"):
+        BayesianBetaGeo(chains=1)
+    with pytest.raises(ValueError, match=r"frequency\[1\]"):
+        BayesianBetaGeo(**QUICK).fit([1, -1], [2.0, 0.0], [5.0, 5.0])
+    with pytest.raises(ValueError, match="monetary_value"):
+        BayesianGammaGamma(**QUICK).fit([1, 2], [10.0, 0.0])
+    with pytest.raises(ValueError, match="level"):
+        credible_interval(lambda m: m, [1, 2], level=1.5)
+    with pytest.raises(ValueError, match="interval_level"):
+        AudienceConfig(intervals=True, interval_level=1.0)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        BayesianBetaGeo().draws_as_models()
+
+
+def test_without_numpyro_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numpyro", None)  # import numpyro now raises
+    with pytest.raises(ImportError, match=r"pip install 'tailor\[bayes\]'"):
+        BayesianBetaGeo(**QUICK).fit([1, 0], [2.0, 0.0], [5.0, 5.0])
