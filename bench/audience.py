@@ -24,8 +24,14 @@ the published CDNOW figures and, side by side in the same run, the ``lifetimes``
    summary) as 1 - P(alive) and as P(no purchase in the horizon), and the recency rule (days
    since the last purchase; its Brier score after an isotonic fit on the training customers).
 
-Usage: ``python -m bench.audience [--repeats 5] [--lifetimes-python PATH]``. Last line: one
-JSON object with the figures.
+5. **Bayesian** BG/NBD and Gamma-Gamma on the CDNOW sample (NumPyro NUTS, 4 chains of 500
+   draws after 500 of warm-up; skipped with ``--no-bayes`` or without the ``bayes`` extra):
+   posterior mean, 90% interval, R-hat and effective draws per parameter, divergences, the
+   seconds it took, whether each published value lies in its 90% interval, and the 90%
+   interval of E[X(39) | 2, 30.43, 38.86].
+
+Usage: ``python -m bench.audience [--repeats 5] [--lifetimes-python PATH] [--no-bayes]``.
+Last line: one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -208,6 +214,46 @@ def relative_errors(fitted: dict[str, float], published: dict[str, float]) -> di
     return {k: abs(fitted[k] - v) / abs(v) for k, v in published.items()}
 
 
+def bayes_figures(x, t_x, age, spend, bgnbd: BetaGeo, gammagamma: GammaGamma) -> dict | None:
+    """Posterior summaries of the Bayesian fits (None without NumPyro)."""
+    try:
+        from tailor.audience.bayes import BayesianBetaGeo, BayesianGammaGamma, credible_interval
+    except ImportError:
+        return None
+    started = time.perf_counter()
+    try:
+        purchases = BayesianBetaGeo().fit(x, t_x, age, start=bgnbd)
+        repeat = x > 0
+        spending = BayesianGammaGamma().fit(x[repeat], spend[repeat], start=gammagamma)
+    except ImportError as exc:
+        console.print(f"Bayesian fits skipped: {exc}")
+        return None
+    seconds = time.perf_counter() - started
+    rounded = {
+        name: {
+            key: {figure: round(value, 4) for figure, value in d.items()}
+            for key, d in model.posterior_.diagnostics.items()
+        }
+        for name, model in (("bgnbd", purchases), ("gammagamma", spending))
+    }
+    low, high = credible_interval(
+        lambda m: m.conditional_expected_purchases(39, 2, 30.43, 38.86),
+        purchases.draws_as_models(1000),
+    )
+    return {
+        **rounded,
+        "divergences": purchases.posterior_.divergences + spending.posterior_.divergences,
+        "problems": purchases.posterior_.problems() + spending.posterior_.problems(),
+        "fit_s": round(seconds, 2),
+        "published_inside_90": all(
+            rounded[name][k]["q05"] <= v <= rounded[name][k]["q95"]
+            for name in ("bgnbd", "gammagamma")
+            for k, v in PUBLISHED[name].items()
+        ),
+        "e_x39_interval": [round(float(low[0]), 4), round(float(high[0]), 4)],
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.audience", description=__doc__)
     parser.add_argument("--repeats", type=int, default=5, help="timed fits per model (median)")
@@ -218,6 +264,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--data", help="the cdnow folder (default: ../shared/data/cdnow)")
     parser.add_argument("--horizon", type=int, default=90, help="churn horizon in days")
+    parser.add_argument(
+        "--no-bayes", action="store_true", help="skip the Bayesian fits (NumPyro, about a minute)"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.horizon < 1:
         parser.error("--repeats and --horizon must be at least 1")
@@ -261,6 +310,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         console.print(f"churn on {name}: {args.horizon}-day horizon ...")
         churn[name] = churn_figures(purchases, args.horizon)
+
+    bayes = None
+    if not args.no_bayes:
+        console.print("Bayesian BG/NBD and Gamma-Gamma on the CDNOW sample (NUTS) ...")
+        bayes = bayes_figures(x, t_x, age, spend, bgnbd, gammagamma)
 
     console.print("lifetimes on the same summaries ...")
     peer = run_lifetimes(args.lifetimes_python, sample, master, args.repeats)
@@ -317,6 +371,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"{figures_['brier'][model_name]:.4f}",
             )
     console.print(churn_table)
+    if bayes is not None:
+        posterior_table = Table(
+            title=f"Bayesian fits on the CDNOW sample ({bayes['fit_s']:.1f} s, "
+            f"{bayes['divergences']} divergences)"
+        )
+        for column in ("model", "parameter", "published", "mean", "90% interval", "R-hat", "ESS"):
+            posterior_table.add_column(
+                column, justify="left" if column in ("model", "parameter") else "right"
+            )
+        for name in ("bgnbd", "gammagamma"):
+            for key, d in bayes[name].items():
+                posterior_table.add_row(
+                    name, key, f"{PUBLISHED[name][key]:g}", f"{d['mean']:.4f}",
+                    f"[{d['q05']:.4f}, {d['q95']:.4f}]", f"{d['r_hat']:.3f}", f"{d['ess']:.0f}",
+                )  # fmt: skip
+        low, high = bayes["e_x39_interval"]
+        posterior_table.add_row(
+            "E[X(39)]", "", f"{PUBLISHED_E_X39}", "", f"[{low}, {high}]", "", ""
+        )
+        console.print(posterior_table)
 
     rounded = {n: {k: round(v, 4) for k, v in p.items()} for n, p in fitted.items()}
     figures = {
@@ -337,6 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if peer is None
         else {n: {k: round(v, 4) for k, v in peer[n].items()} for n in PUBLISHED},
         "lifetimes_version": None if peer is None else peer["version"],
+        "bayes": bayes,
         "churn_auc": {name: f["auc"] for name, f in churn.items()},
         "churn_brier": {name: f["brier"] for name, f in churn.items()},
         "targets_met": {
