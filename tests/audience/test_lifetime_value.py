@@ -86,6 +86,24 @@ def test_bgnbd_recovers_the_parameters_of_a_simulated_population():
         assert abs(model.params_[name] - value) < 3 * model.standard_errors_[name], name
 
 
+def test_the_chance_of_each_purchase_count_matches_a_simulation_and_eq_9():
+    truth = {"r": 0.8, "alpha": 6.0, "a": 1.5, "b": 4.0}
+    model = BetaGeo.from_params(**truth)
+    t = np.array([0.5, 10.0, 38.86, 100.0])
+    chances = np.array([model.probability_of_purchases(k, t) for k in range(300)])
+    np.testing.assert_allclose(chances.sum(axis=0), 1, rtol=1e-9)
+    mean = (np.arange(300)[:, None] * chances).sum(axis=0)
+    np.testing.assert_allclose(mean, model.expected_purchases(t), rtol=1e-7)  # 300 terms
+
+    x, _, T = simulate_bgnbd(20000, **truth, rng=np.random.default_rng(11))
+    for k in range(5):
+        expected = model.probability_of_purchases(k, T).sum()
+        observed = (x == k).sum()
+        assert abs(observed - expected) < 4 * np.sqrt(expected), (k, observed, expected)
+    with pytest.raises(ValueError, match="count"):
+        model.probability_of_purchases(-1, 10.0)
+
+
 def test_gamma_gamma_recovers_the_parameters_of_a_simulated_population():
     rng = np.random.default_rng(3)
     p, q, gamma = 4.0, 5.0, 20.0

@@ -363,6 +363,30 @@ class BetaGeo(_PurchaseModel):
             * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
         )
 
+    def probability_of_purchases(self, count: int, t: Any) -> np.ndarray:
+        """P(X(t) = ``count``): the chance that a customer just acquired makes exactly
+        ``count`` repeat purchases in ``t`` periods, FHL (2005), eq. 8. Summed over a base's
+        ages ``T`` it gives the expected number of customers per repeat count, the papers'
+        check of the fit against the calibration histogram."""
+        self._check_fitted()
+        if count < 0 or count != int(count):
+            raise ValueError(f"count must be a whole number 0 or more, got {count}")
+        r, alpha, a, b = self._params
+        t = np.asarray(t, float)
+        log_stay = np.log(alpha) - np.log(alpha + t)  # ln α/(α+t)
+        log_buy = np.log(t) - np.log(alpha + t) if count else 0.0  # ln t/(α+t)
+
+        def log_poisson_gamma(j: int) -> np.ndarray:  # ln Γ(r+j)/(Γ(r) j!) (α/(α+t))^r ...^j
+            terms = gammaln(r + j) - gammaln(r) - gammaln(j + 1) + r * log_stay
+            return terms + (j * log_buy if j else 0.0)
+
+        alive = np.exp(betaln(a, b + count) - betaln(a, b) + log_poisson_gamma(count))
+        if count == 0:
+            return alive
+        below = sum(np.exp(log_poisson_gamma(j)) for j in range(count))
+        gone = np.exp(betaln(a + 1, b + count - 1) - betaln(a, b)) * (1 - below)
+        return alive + gone
+
     def conditional_expected_purchases(
         self, t: Any, frequency: Any, recency: Any, T: Any
     ) -> np.ndarray:

@@ -10,10 +10,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from tailor.audience.lifetime_value import BetaGeo
 from tailor.audience.segments import segment_summary
 from tailor.evaluate.report import PALETTE, bar_chart, histogram, html_page, line_chart
 
 VALUE_BINS = 10
+TOP_COUNT = 7
+"""The fit check groups customers with this many repeat purchases or more."""
 
 
 def audience_figures(scores: pa.Table, described: dict[str, Any], test: dict | None) -> dict:
@@ -32,8 +35,29 @@ def audience_figures(scores: pa.Table, described: dict[str, Any], test: dict | N
             "shares": (counts / max(counts.sum(), 1)).round(4).tolist(),
             "edges": edges.round(2).tolist(),
         },
+        "fit_check": fit_check(
+            scores["frequency"].to_numpy(), scores["tenure_weeks"].to_numpy(), described["bgnbd"]
+        ),
         "backtest": test,
         "notes": described.get("notes", []),
+    }
+
+
+def fit_check(frequency: np.ndarray, T: np.ndarray, bgnbd: dict[str, float]) -> dict:
+    """Customers per number of repeat purchases, as observed and as the fitted BG/NBD expects
+    of a base of these ages (the papers' first check of a fit); the last group is
+    ``TOP_COUNT`` or more."""
+    model = BetaGeo.from_params(**bgnbd)
+    with np.errstate(divide="ignore"):  # T = 0: log 0 in terms that then count for nothing
+        shares = [model.probability_of_purchases(k, T) for k in range(TOP_COUNT)]
+    expected = [float(p.sum()) for p in shares]
+    expected.append(float(len(T) - sum(expected)))
+    counts = np.minimum(frequency, TOP_COUNT).astype(int)
+    actual = np.bincount(counts, minlength=TOP_COUNT + 1).tolist()
+    return {
+        "repeat_purchases": [str(k) for k in range(TOP_COUNT)] + [f"{TOP_COUNT}+"],
+        "actual": actual,
+        "expected": [round(e, 1) for e in expected],
     }
 
 
@@ -79,6 +103,13 @@ def _page(f: dict[str, Any]) -> str:
             caption="the top 1% are counted in the last bar",
         ),
         _clusters(f["clusters"]),
+        "<h2>How well the BG/NBD fits</h2>",
+        bar_chart(
+            f["fit_check"]["repeat_purchases"],
+            {"actual": f["fit_check"]["actual"], "BG/NBD expected": f["fit_check"]["expected"]},
+            {"actual": PALETTE[0], "BG/NBD expected": PALETTE[1]},
+            title="customers by repeat purchases so far: actual and expected",
+        ),
         _backtest(f["backtest"]),
     ]
     sections += [f'<p class="note">{_e(note)}</p>' for note in f["notes"]]
