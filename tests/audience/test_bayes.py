@@ -19,40 +19,11 @@ from tailor.audience.bayes import (
 from tailor.audience.lifetime_value import BetaGeo, GammaGamma
 from tailor.audience.model import AudienceConfig, AudienceModel
 from tests.audience.test_churn import simulated_purchases
+from tests.audience.test_lifetime_value import simulate_bgnbd, simulate_spend
 
 BGNBD_TRUTH = {"r": 0.6, "alpha": 5.0, "a": 0.8, "b": 3.0}
 GG_TRUTH = {"p": 6.0, "q": 4.0, "gamma": 15.0}
 QUICK = {"draws": 300, "warmup": 300, "chains": 2}
-
-
-def simulated_bgnbd(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Customers drawn from the BG/NBD story with BGNBD_TRUTH, observed for 20-52 weeks."""
-    rng = np.random.default_rng(seed)
-    r, alpha, a, b = BGNBD_TRUTH.values()
-    rate = rng.gamma(r, 1 / alpha, n)
-    dropout = rng.beta(a, b, n)
-    T = rng.uniform(20, 52, n)
-    x, t_x = np.zeros(n), np.zeros(n)
-    for i in range(n):
-        now = 0.0
-        while True:
-            now += rng.exponential(1 / rate[i])
-            if now > T[i]:
-                break
-            x[i], t_x[i] = x[i] + 1, now
-            if rng.random() < dropout[i]:
-                break
-    return x, t_x, T
-
-
-def simulated_spend(n: int, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Repeat buyers' mean spend from the Gamma-Gamma story with GG_TRUTH."""
-    rng = np.random.default_rng(seed)
-    p, q, gamma = GG_TRUTH.values()
-    x = rng.integers(1, 8, n).astype(float)
-    nu = rng.gamma(q, 1 / gamma, n)
-    zbar = np.array([rng.gamma(p, 1 / nu[i], int(x[i])).mean() for i in range(n)])
-    return x, zbar
 
 
 def assert_recovers(model, truth: dict[str, float], point) -> None:
@@ -67,7 +38,7 @@ def assert_recovers(model, truth: dict[str, float], point) -> None:
 
 
 def test_the_bayesian_bgnbd_recovers_a_simulated_population():
-    x, t_x, T = simulated_bgnbd(1500)
+    x, t_x, T = simulate_bgnbd(1500, **BGNBD_TRUTH, rng=np.random.default_rng(1))
     point = BetaGeo().fit(x, t_x, T)
     model = BayesianBetaGeo(**QUICK).fit(x, t_x, T, start=point)
     assert_recovers(model, BGNBD_TRUTH, point)
@@ -76,7 +47,7 @@ def test_the_bayesian_bgnbd_recovers_a_simulated_population():
 
 
 def test_the_bayesian_gamma_gamma_recovers_simulated_spend(tmp_path):
-    x, zbar = simulated_spend(800)
+    x, zbar = simulate_spend(800, **GG_TRUTH, rng=np.random.default_rng(2))
     point = GammaGamma().fit(x, zbar)
     model = BayesianGammaGamma(**QUICK).fit(x, zbar, start=point)
     assert_recovers(model, GG_TRUTH, point)

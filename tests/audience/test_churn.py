@@ -11,7 +11,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from tailor.audience.churn import FEATURES, ChurnModel, churn_data, recency_rule
+from tailor.audience.churn import (
+    FEATURES,
+    ISOTONIC_MIN_CUSTOMERS,
+    ChurnModel,
+    churn_data,
+    recency_rule,
+)
 
 CUTOFF = date(2024, 6, 30)
 
@@ -98,11 +104,42 @@ def test_bad_input_says_what_to_change():
         ChurnModel().predict_proba(unlabelled)
 
 
-def test_a_saved_model_scores_and_explains_alike(tmp_path):
-    purchases = simulated_purchases(300)
+@pytest.mark.parametrize("customers", [300, 1200])  # a logistic and an isotonic calibration
+def test_a_saved_model_scores_and_explains_alike(tmp_path, customers):
+    purchases = simulated_purchases(customers)
     model = ChurnModel(n_estimators=50).fit(churn_data(purchases, CUTOFF - timedelta(days=60), 60))
     today = churn_data(purchases, CUTOFF, 60, labelled=False)
     again = ChurnModel.load(model.save(tmp_path / "churn"))
     np.testing.assert_array_equal(again.predict_proba(today), model.predict_proba(today))
     assert again.explain(today) == model.explain(today)
     assert (again.cutoff_, again.horizon_days_) == (CUTOFF - timedelta(days=60), 60)
+    (tmp_path / "churn" / "churn_calibration.npz").write_bytes(_empty_npz())
+    with pytest.raises(ValueError, match="holds no calibration"):
+        ChurnModel.load(tmp_path / "churn")
+
+
+def _empty_npz() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer)
+    return buffer.getvalue()
+
+
+def test_a_small_base_is_calibrated_without_tying_customers_the_booster_ranked_apart():
+    """Below ISOTONIC_MIN_CUSTOMERS the calibration is a logistic curve of the booster's
+    log-odds: strictly increasing, so the calibrated risks keep the booster's order (an
+    isotonic fit would put many customers on one step); above it, isotonic."""
+    small = churn_data(simulated_purchases(300), CUTOFF - timedelta(days=60), 60)
+    assert len(small.churned) < ISOTONIC_MIN_CUSTOMERS
+    model = ChurnModel(n_estimators=50).fit(small)
+    assert set(model.calibration_) == {"platt"} and model.calibration_["platt"][0] > 0
+    log_odds = model.booster_.predict(small.features, raw_score=True)
+    risk = model.predict_proba(small)
+    assert len(np.unique(risk)) == len(np.unique(log_odds))
+    order = np.argsort(log_odds, kind="stable")
+    assert (np.diff(risk[order]) >= 0).all()
+
+    large = churn_data(simulated_purchases(1200), CUTOFF - timedelta(days=60), 60)
+    assert len(large.churned) >= ISOTONIC_MIN_CUSTOMERS
+    assert set(ChurnModel(n_estimators=50).fit(large).calibration_) == {"x", "y"}

@@ -104,12 +104,17 @@ def test_the_chance_of_each_purchase_count_matches_a_simulation_and_eq_9():
         model.probability_of_purchases(-1, 10.0)
 
 
-def test_gamma_gamma_recovers_the_parameters_of_a_simulated_population():
-    rng = np.random.default_rng(3)
-    p, q, gamma = 4.0, 5.0, 20.0
-    x = rng.integers(1, 8, 4000).astype(float)
-    nu = rng.gamma(q, 1 / gamma, len(x))
+def simulate_spend(n, p, q, gamma, rng):
+    """Repeat buyers (1 to 7 repeat purchases) of a Gamma-Gamma world: x and mean spend."""
+    x = rng.integers(1, 8, n).astype(float)
+    nu = rng.gamma(q, 1 / gamma, n)
     zbar = np.array([rng.gamma(p, 1 / v, int(k)).mean() for v, k in zip(nu, x, strict=True)])
+    return x, zbar
+
+
+def test_gamma_gamma_recovers_the_parameters_of_a_simulated_population():
+    p, q, gamma = 4.0, 5.0, 20.0
+    x, zbar = simulate_spend(4000, p, q, gamma, np.random.default_rng(3))
     model = GammaGamma().fit(x, zbar)
     for name, value in {"p": p, "q": q, "gamma": gamma}.items():
         assert abs(model.params_[name] - value) < 3 * model.standard_errors_[name], name

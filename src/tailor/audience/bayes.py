@@ -33,6 +33,7 @@ from tailor.audience.lifetime_value import (
     GammaGamma,
     Summary,
     _MaximumLikelihood,
+    read_saved,
 )
 
 FORMAT = "tailor.audience.bayes/1"
@@ -190,9 +191,7 @@ class _Bayesian:
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        saved = json.loads(Path(path).read_text())
-        if saved.get("format") != FORMAT or saved.get("model") != cls.__name__:
-            raise ValueError(f"{path} does not hold a saved {cls.__name__}")
+        saved = read_saved(path, FORMAT, cls.__name__)
         model = cls(**saved["settings"])
         model.posterior_ = Posterior(
             draws={k: np.asarray(v, float) for k, v in saved["draws"].items()},

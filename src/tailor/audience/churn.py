@@ -4,7 +4,7 @@ Features come from :func:`~tailor.audience.rfm.customer_summary` over the purcha
 cut-off only, and labels from the horizon after it, so nothing a model learns can come from the
 future it predicts (``tests/audience/test_churn.py`` proves it: features computed from a log
 that ends at the cut-off equal those from the whole log). A LightGBM classifier learns on one
-cut-off; its probabilities are calibrated (isotonic, on out-of-fold scores) and each score carries
+cut-off; its probabilities are calibrated (on out-of-fold scores) and each score carries
 the features that pushed it up or down most (LightGBM's per-row contributions).
 """
 
@@ -109,12 +109,20 @@ def churn_data(
     )
 
 
+ISOTONIC_MIN_CUSTOMERS = 1000
+"""Calibrate by isotonic regression from this many training customers on (scikit-learn's
+guidance: it overfits below about a thousand); by a logistic curve below."""
+
+
 class ChurnModel:
     """A calibrated LightGBM classifier of churn on :data:`FEATURES`.
 
-    The booster learns on every customer; the isotonic calibration learns on out-of-fold
-    scores (``calibration_folds`` boosters, each scoring the customers it did not learn from),
-    so the calibrator never sees a score of a customer the booster has learned.
+    The booster learns on every customer; the calibration learns on out-of-fold scores
+    (``calibration_folds`` boosters, each scoring the customers it did not learn from), so the
+    calibrator never sees a score of a customer the booster has learned. It is isotonic from
+    :data:`ISOTONIC_MIN_CUSTOMERS` customers on and a logistic (Platt) fit on the log-odds
+    below: isotonic regression overfits a small sample, and its flat steps tie customers the
+    booster had ranked apart, while a logistic curve keeps the booster's order.
 
     Parameters
     ----------
@@ -181,11 +189,20 @@ class ChurnModel:
         )
         for learn, held in folds.split(data.features, data.churned):
             booster = self._booster(data.features[learn], data.churned[learn])
-            out_of_fold[held] = booster.predict(data.features[held])
-        calibration = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
-        calibration.fit(out_of_fold, data.churned)
-        self.calibration_x_ = np.asarray(calibration.X_thresholds_, float)
-        self.calibration_y_ = np.asarray(calibration.y_thresholds_, float)
+            out_of_fold[held] = booster.predict(data.features[held], raw_score=True)
+        if len(data.churned) >= ISOTONIC_MIN_CUSTOMERS:
+            calibration = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip")
+            calibration.fit(_probability(out_of_fold), data.churned)
+            self.calibration_ = {
+                "x": np.asarray(calibration.X_thresholds_, float),
+                "y": np.asarray(calibration.y_thresholds_, float),
+            }
+        else:
+            from sklearn.linear_model import LogisticRegression
+
+            # Unpenalized: two numbers from hundreds of customers need no shrinking.
+            platt = LogisticRegression(C=1e6).fit(out_of_fold[:, None], data.churned)
+            self.calibration_ = {"platt": np.array([platt.coef_[0, 0], platt.intercept_[0]], float)}
         self.booster_ = self._booster(data.features, data.churned)
         self.cutoff_ = data.cutoff
         self.horizon_days_ = data.horizon_days
@@ -194,9 +211,11 @@ class ChurnModel:
     def predict_proba(self, data: ChurnData) -> np.ndarray:
         """P(churn) per customer, calibrated."""
         self._check_fitted()
-        return np.interp(
-            self.booster_.predict(data.features), self.calibration_x_, self.calibration_y_
-        )
+        log_odds = self.booster_.predict(data.features, raw_score=True)
+        if "platt" in self.calibration_:
+            slope, intercept = self.calibration_["platt"]
+            return _probability(slope * log_odds + intercept)
+        return np.interp(_probability(log_odds), self.calibration_["x"], self.calibration_["y"])
 
     def explain(self, data: ChurnData, top: int = 3) -> list[list[tuple[str, float]]]:
         """Per customer, the ``top`` features by the size of their contribution to the
@@ -215,7 +234,7 @@ class ChurnModel:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(str(folder / "churn.lightgbm.txt"))
-        np.savez(folder / "churn_calibration.npz", x=self.calibration_x_, y=self.calibration_y_)
+        np.savez(folder / "churn_calibration.npz", **self.calibration_)
         (folder / "churn.json").write_text(
             json.dumps(
                 {"cutoff": str(self.cutoff_), "horizon_days": self.horizon_days_,
@@ -238,7 +257,9 @@ class ChurnModel:
         model = cls()
         model.booster_ = Booster(model_file=str(folder / "churn.lightgbm.txt"))
         with np.load(folder / "churn_calibration.npz") as arrays:
-            model.calibration_x_, model.calibration_y_ = arrays["x"], arrays["y"]
+            model.calibration_ = {name: arrays[name] for name in arrays.files}
+        if not ("platt" in model.calibration_ or {"x", "y"} <= model.calibration_.keys()):
+            raise ValueError(f"{folder / 'churn_calibration.npz'} holds no calibration: fit again")
         model.cutoff_ = date.fromisoformat(meta["cutoff"])
         model.horizon_days_ = int(meta["horizon_days"])
         return model
@@ -246,6 +267,10 @@ class ChurnModel:
     def _check_fitted(self) -> None:
         if not hasattr(self, "booster_"):
             raise RuntimeError("ChurnModel is not fitted: call fit() first")
+
+
+def _probability(log_odds: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-log_odds))
 
 
 def recency_rule(data: ChurnData) -> np.ndarray:

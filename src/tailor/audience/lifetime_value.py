@@ -205,9 +205,7 @@ class _MaximumLikelihood:
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        saved = json.loads(Path(path).read_text())
-        if saved.get("format") != FORMAT or saved.get("model") != cls.__name__:
-            raise ValueError(f"{path} does not hold a saved {cls.__name__}")
+        saved = read_saved(path, FORMAT, cls.__name__)
         model = cls()
         model._params = np.asarray([saved["params"][n] for n in cls.parameter_names], float)
         model.standard_errors_ = saved["standard_errors"]
@@ -238,6 +236,14 @@ class _MaximumLikelihood:
     _gradient: Any = None
     """Optionally, each customer's gradient of the log-likelihood (customers × parameters);
     without it the optimizer differentiates numerically."""
+
+
+def read_saved(path: str | Path, format_: str, model: str) -> dict[str, Any]:
+    """The JSON a model's ``save`` wrote, checked to be of that format and model."""
+    saved = json.loads(Path(path).read_text())
+    if saved.get("format") != format_ or saved.get("model") != model:
+        raise ValueError(f"{path} does not hold a saved {model}")
+    return saved
 
 
 def _hessian(function, point: np.ndarray) -> np.ndarray:
