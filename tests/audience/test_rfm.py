@@ -52,6 +52,7 @@ def test_a_hand_made_summary():
     assert ann["total_value"] == 50.0 and ann["occasions"] == 2
     assert ann["distinct_items"] == 2 and ann["return_rate"] == pytest.approx(30 / 50)
     assert ann["mean_days_between"] == 14
+    assert ann["distinct_categories"] == 0  # no catalog given
     assert (ann["holdout_frequency"], ann["holdout_value"]) == (1, 30.0)
     assert (bob["frequency"], bob["recency"], bob["T"], bob["monetary_value"]) == (0, 0, 0, 0)
     assert bob["mean_days_between"] is None and bob["holdout_frequency"] == 0
@@ -122,15 +123,25 @@ def test_the_store_computes_the_summary_in_its_own_engine(store):
         for n, (who, when, quantity, price, item) in enumerate(lines)
     ]
     store.append_events(events_table(*events))
+    catalog = pa.table(
+        {
+            "item_id": ["a", "b", "c", "d"],
+            "category": ["Books > Fiction", "Home > Kitchen > Mugs", "Books > Poetry", None],
+        }
+    )
+    store.upsert_entities("items", catalog)
     periods = Periods(date(2024, 1, 29), date(2024, 2, 26))
 
     in_store = customer_summary(store, periods)
-    in_process = customer_summary(purchases(*(line for line in lines if line[0] != "eve")), periods)
+    consented = purchases(*(line for line in lines if line[0] != "eve"))
+    in_process = customer_summary(consented, periods, items=catalog)
     assert in_store.schema == in_process.schema
     assert in_store.to_pylist() == in_process.to_pylist()
     assert in_store["customer_id"].to_pylist() == ["Cid", "ann", "bob"]
     ann = in_store.to_pylist()[1]
     assert (ann["frequency"], ann["recency"], ann["occasions"]) == (2.0, 2.0, 3)
+    # Books and Home; "c" (Books too) falls in the holdout. Cid's "d" has no category.
+    assert [row["distinct_categories"] for row in in_store.to_pylist()] == [1, 2, 1]
     assert last_purchase_day(store) == date(2024, 2, 5)
 
 
@@ -158,3 +169,19 @@ def test_aggregates_always_apply_a_purpose(store):
 def test_an_empty_store_has_no_last_purchase(store):
     assert last_purchase_day(store) is None
     assert customer_summary(store, Periods(date(2024, 1, 1))).num_rows == 0
+
+
+def test_category_breadth_counts_departments_once_per_item():
+    table = purchases(
+        ("ann", "2024-01-01T09:00:00+00:00", 1, 10.0, "a"),
+        ("ann", "2024-01-02T09:00:00+00:00", 1, 10.0, "b"),
+        ("ann", "2024-01-03T09:00:00+00:00", -1, 10.0, "c"),  # a return: no breadth
+    )
+    # An item listed twice in a caller's catalog must not count (or add value) twice.
+    catalog = pa.table(
+        {"item_id": ["a", "a", "b", "c"], "category": ["Toys", "Toys", "Garden > Tools", "Pets"]}
+    )
+    row = customer_summary(table, Periods(date(2024, 1, 31)), items=catalog).to_pylist()[0]
+    assert row["distinct_categories"] == 2 and row["total_value"] == 20.0
+    with pytest.raises(ValueError, match="items lack column"):
+        customer_summary(table, Periods(date(2024, 1, 31)), items=pa.table({"item_id": ["a"]}))

@@ -32,6 +32,7 @@ FEATURES = (
     "total_value",
     "mean_days_between",
     "distinct_items",
+    "distinct_categories",
     "return_rate",
     "bgnbd_silent",
 )

@@ -234,6 +234,7 @@ class AudienceModel:
                 "recency_weeks": rfm[1],
                 "tenure_weeks": rfm[2],
                 "total_value": summary["total_value"],
+                "distinct_categories": summary["distinct_categories"],
                 "last_purchase": summary["last_purchase"],
                 **intervals,
             }

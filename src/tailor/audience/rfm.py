@@ -79,6 +79,7 @@ SUMMARY_SCHEMA = pa.schema(
         ("total_value", pa.float64()),
         ("mean_days_between", pa.float64()),
         ("distinct_items", pa.int64()),
+        ("distinct_categories", pa.int64()),
         ("return_rate", pa.float64()),
         ("holdout_frequency", pa.int64()),
         ("holdout_value", pa.float64()),
@@ -96,8 +97,14 @@ lines AS (
     SELECT p.subject_id AS customer_id,
            CAST(timezone('UTC', p.occurred_at) AS DATE) AS day,
            CAST(p.quantity AS DOUBLE PRECISION) * p.price AS value,
-           p.quantity, p.item_id
-    FROM scoped_events p, settings s
+           p.quantity, p.item_id,
+           -- the department: the first level of the catalog's category path
+           nullif(split_part(i.category, ' > ', 1), '') AS department
+    FROM scoped_events p
+    CROSS JOIN settings s
+    LEFT JOIN (  -- one row per item, whatever the caller's catalog holds
+        SELECT item_id, min(category) AS category FROM items GROUP BY item_id
+    ) i ON i.item_id = p.item_id
     WHERE p.subject_id IS NOT NULL AND p.quantity IS NOT NULL AND p.price IS NOT NULL
       AND CAST(timezone('UTC', p.occurred_at) AS DATE) <= s.holdout_end
 ),
@@ -128,6 +135,7 @@ holdout AS (
 habits AS (
     SELECT l.customer_id,
            count(DISTINCT l.item_id) FILTER (WHERE l.quantity > 0) AS distinct_items,
+           count(DISTINCT l.department) FILTER (WHERE l.quantity > 0) AS distinct_categories,
            coalesce(-sum(l.value) FILTER (WHERE l.quantity < 0), 0)
                / nullif(sum(l.value) FILTER (WHERE l.quantity > 0), 0) AS return_rate
     FROM lines l, settings s WHERE l.day <= s.calibration_end GROUP BY l.customer_id
@@ -145,6 +153,7 @@ SELECT c.customer_id,
             THEN CAST(c.last_day - c.first_day AS DOUBLE PRECISION) / (c.occasions - 1)
        END AS mean_days_between,
        h.distinct_items,
+       h.distinct_categories,
        coalesce(h.return_rate, 0) AS return_rate,
        coalesce(o.holdout_frequency, 0) AS holdout_frequency,
        coalesce(o.holdout_value, 0) AS holdout_value
@@ -154,9 +163,12 @@ LEFT JOIN holdout o ON o.customer_id = c.customer_id
 CROSS JOIN settings s
 """
 SUMMARY_COLUMNS = ("subject_id", "occurred_at", "quantity", "price", "item_id")
+NO_CATALOG = pa.table({"item_id": pa.array([], pa.string()), "category": pa.array([], pa.string())})
 
 
-def customer_summary(purchases: pa.Table | Store, periods: Periods) -> pa.Table:
+def customer_summary(
+    purchases: pa.Table | Store, periods: Periods, items: pa.Table | None = None
+) -> pa.Table:
     """One row per customer whose first purchase falls in the calibration period.
 
     Parameters
@@ -168,13 +180,17 @@ def customer_summary(purchases: pa.Table | Store, periods: Periods) -> pa.Table:
         ``occurred_at``, ``quantity``, ``price`` and, optionally, ``item_id``, summarized by
         the same SQL in an in-process DuckDB.
     periods : the calibration (and holdout) period.
+    items : with a table of purchases, the catalog (``item_id``, ``category``) for category
+        breadth; a store reads its own.
 
     Returns
     -------
     pyarrow.Table
         ``customer_id``, ``frequency``, ``recency``, ``T``, ``monetary_value``,
         ``first_purchase``, ``last_purchase``, ``occasions``, ``total_value``,
-        ``mean_days_between`` (null with one occasion), ``distinct_items``, ``return_rate``
+        ``mean_days_between`` (null with one occasion), ``distinct_items``,
+        ``distinct_categories`` (category breadth: the distinct first levels of the bought
+        items' category paths in the catalog; 0 without one), ``return_rate``
         and, with a holdout period, ``holdout_frequency`` (occasions in it) and
         ``holdout_value``; ordered by ``customer_id`` (byte order, whatever the database's
         collation).
@@ -185,7 +201,7 @@ def customer_summary(purchases: pa.Table | Store, periods: Periods) -> pa.Table:
         periods.period_days,
     ]
     if isinstance(purchases, pa.Table):
-        table = _summarize_table(purchases, params)
+        table = _summarize_table(purchases, params, items)
     else:
         table = purchases.aggregate_events(
             SUMMARY_SQL,
@@ -201,7 +217,7 @@ def customer_summary(purchases: pa.Table | Store, periods: Periods) -> pa.Table:
     return table
 
 
-def _summarize_table(purchases: pa.Table, params: list[object]) -> pa.Table:
+def _summarize_table(purchases: pa.Table, params: list[object], items: pa.Table | None) -> pa.Table:
     missing = [c for c in REQUIRED if c not in purchases.column_names]
     if missing:
         raise ValueError(f"purchases lack column(s) {', '.join(missing)}")
@@ -216,6 +232,12 @@ def _summarize_table(purchases: pa.Table, params: list[object]) -> pa.Table:
         # not change between two runs over the same log.
         con.execute("SET threads = 1")
         con.register("scoped_events", purchases.select(list(SUMMARY_COLUMNS)))
+        if items is None:
+            items = NO_CATALOG
+        missing = [c for c in ("item_id", "category") if c not in items.column_names]
+        if missing:
+            raise ValueError(f"items lack column(s) {', '.join(missing)}")
+        con.register("items", items.select(["item_id", "category"]))
         table = con.sql(SUMMARY_SQL, params=params).to_arrow_table()
     finally:
         con.close()
