@@ -78,8 +78,24 @@ def test_the_audience_model_scores_credible_intervals(tmp_path):
     assert set(described) == {"bgnbd", "gammagamma"}
     assert described["bgnbd"]["parameters"]["r"]["r_hat"] < 1.05
 
-    again = AudienceModel.load(model.save(tmp_path / "audience")).score(purchases)
-    assert again.equals(scores)
+    folder = model.save(tmp_path / "audience")
+    assert AudienceModel.load(folder).score(purchases).equals(scores)
+
+    (folder / "gammagamma_posterior.json").unlink()
+    with pytest.raises(ValueError, match="damaged or incompatible audience model"):
+        AudienceModel.load(folder)
+
+
+def test_a_saved_posterior_serves_without_numpyro(tmp_path, monkeypatch):
+    x, t_x, T = simulate_bgnbd(400, **BGNBD_TRUTH, rng=np.random.default_rng(4))
+    path = BayesianBetaGeo(**QUICK).fit(x, t_x, T).save(tmp_path / "bgnbd.json")
+    monkeypatch.setitem(sys.modules, "numpyro", None)  # a server without the bayes extra
+    loaded = BayesianBetaGeo.load(path)
+    assert loaded.posterior_.diagnostics["r"]["r_hat"] < 1.05
+    low, high = credible_interval(
+        lambda m: m.probability_alive(x, t_x, T), loaded.draws_as_models(20)
+    )
+    assert (low <= high).all()
 
 
 def test_without_intervals_the_scores_have_none():

@@ -59,25 +59,23 @@ def _jax():
 @dataclass(frozen=True)
 class Posterior:
     """Draws of each parameter (chains × draws, flattened chain by chain) and how well the
-    sampler did."""
+    sampler did: per parameter the mean, sd, 5% and 95% quantiles, split R-hat and
+    effective sample size (``diagnostics``, computed when sampled and saved with the draws,
+    so a loaded model describes itself without NumPyro)."""
 
     draws: dict[str, np.ndarray]
     chains: int
     divergences: int
+    diagnostics: dict[str, dict[str, float]]
 
-    @property
-    def size(self) -> int:
-        return len(next(iter(self.draws.values())))
-
-    @property
-    def diagnostics(self) -> dict[str, dict[str, float]]:
-        """Per parameter: mean, sd, the 5% and 95% quantiles, split R-hat and bulk ESS."""
+    @classmethod
+    def of(cls, draws: dict[str, np.ndarray], chains: int, divergences: int) -> Posterior:
         from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
-        out = {}
-        for name, values in self.draws.items():
-            by_chain = values.reshape(self.chains, -1)
-            out[name] = {
+        diagnostics = {}
+        for name, values in draws.items():
+            by_chain = values.reshape(chains, -1)
+            diagnostics[name] = {
                 "mean": float(values.mean()),
                 "sd": float(values.std(ddof=1)),
                 "q05": float(np.quantile(values, 0.05)),
@@ -85,7 +83,11 @@ class Posterior:
                 "r_hat": float(split_gelman_rubin(by_chain)),
                 "ess": float(effective_sample_size(by_chain)),
             }
-        return out
+        return cls(draws, chains, divergences, diagnostics)
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.draws.values())))
 
     def problems(self) -> list[str]:
         """Signs the sampler did not converge: R-hat above 1.01, fewer than 100 effective
@@ -149,7 +151,7 @@ class _Bayesian:
         )
         mcmc.run(jax.random.PRNGKey(self.seed), extra_fields=("diverging",))
         samples = mcmc.get_samples()
-        self.posterior_ = Posterior(
+        self.posterior_ = Posterior.of(
             draws={n: np.asarray(samples[n], dtype=float) for n in names},
             chains=self.chains,
             divergences=int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum()),
@@ -182,6 +184,7 @@ class _Bayesian:
                     },
                     "chains": posterior.chains,
                     "divergences": posterior.divergences,
+                    "diagnostics": posterior.diagnostics,
                     "draws": {k: v.tolist() for k, v in posterior.draws.items()},
                     "point": self.point_.params_,
                 }
@@ -197,6 +200,7 @@ class _Bayesian:
             draws={k: np.asarray(v, float) for k, v in saved["draws"].items()},
             chains=saved["chains"],
             divergences=saved["divergences"],
+            diagnostics=saved["diagnostics"],
         )
         model.point_ = cls.point_model.from_params(**saved["point"])
         return model

@@ -299,7 +299,7 @@ class AudienceModel:
             raise ValueError(f"{folder} holds no audience model (run `tailor audience fit`)")
         try:
             return cls._load(folder, json.loads(path.read_text()))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OSError) as exc:
             raise ValueError(
                 f"{folder} holds a damaged or incompatible audience model ({exc!r}): fit again "
                 "with `tailor audience fit`"
