@@ -165,3 +165,30 @@ def test_a_reload_serves_the_latest_stored_scores(served):
     assert client.post("/v1/admin/reload", headers=admin).status_code in (200, 503)
     assert client.get(f"/v1/users/{buyer}/profile", headers=admin).json()["segment"] == "marked"
     assert client.get("/v1/segments", headers=admin).json()["as_of"] == "2024-12-30"
+
+
+def test_every_worker_follows_scores_stored_by_another_process(served):
+    """Another process (a `tailor audience score`, another worker's reload) stores new
+    scores: the poll listener of this worker picks them up without a request to it, once."""
+    from tailor.audience.service import store_scores
+
+    client, keys, ws = served
+    admin = auth(keys["admin"])
+    buyer = buyers()[0]
+    tenant = client.app.state.tailor.tenants["default"]
+    service = tenant.extras["audience"]
+    follow = tenant.serving.poll_listeners
+    assert len(follow) == 1
+    assert service.reload_if_changed(ws.store) is False  # nothing new since start-up
+    scores = AudienceModel.load(service.model_folder).score(ws.store)
+    marked = scores.set_column(
+        scores.column_names.index("segment"), "segment", pa.array(["marked"] * scores.num_rows)
+    )
+    store_scores(ws.store, marked, date(2024, 12, 29), datetime.now(UTC))
+    follow[0]()  # what the poller thread does each second
+    assert client.get(f"/v1/users/{buyer}/profile", headers=admin).json()["segment"] == "marked"
+    assert service.reload_if_changed(ws.store) is False  # read once, not on every poll
+
+    # A model folder written again (a new `tailor audience fit`) is followed too.
+    AudienceModel.load(service.model_folder).save(service.model_folder)
+    assert service.reload_if_changed(ws.store) is True

@@ -112,6 +112,7 @@ def _audience(workspace: Workspace, serving: ServingState, path: str | Path) -> 
         log.warning("audience model %s not loaded: %s", path, exc)
         return {"audience_error": str(exc)}
     serving.forget_listeners.append(service.forget)
+    serving.poll_listeners.append(lambda: service.reload_if_changed(workspace.store))
     return {"audience": service}
 
 

@@ -284,6 +284,8 @@ class ServingState:
         self._erased: set[str] = set()
         self.forget_listeners: list[Callable[[list[str]], None]] = []
         """Other engines' in-memory state to forget erased users in (the audience scores)."""
+        self.poll_listeners: list[Callable[[], object]] = []
+        """Other engines' followers of the store, called on each poll (the audience scores)."""
         self._consent: dict[str, bool] = {}
         defaults = workspace.settings.privacy.consent_default
         self._consent_default = defaults.get("personalization", "opt-in") == "opt-out"
@@ -416,6 +418,11 @@ class ServingState:
                     self.follow_erasures()
             except Exception:  # the poller must survive anything
                 log.exception("model poller failed")
+            for listener in self.poll_listeners:
+                try:
+                    listener()
+                except Exception:  # one engine's failure must not stop the others
+                    log.exception("poll listener failed")
 
     def reload_if_changed(self) -> bool:
         """Reload when the artifact at ``model_path`` changed since the last attempt (a

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from tailor.store.base import Store
 SCORE_KIND = "audience"
 """The store's ``customer_scores`` kind that ``tailor audience score`` writes."""
 AS_OF_META = "audience_scores_as_of"
+VERSION_META = "audience_scores_version"
+"""Changes with every ``store_scores``: how every server worker learns of new scores."""
 
 
 class AudienceService:
@@ -30,6 +34,7 @@ class AudienceService:
         self.model_folder = model_folder
         # One reference for all of it: readers never see half a reload or erasure.
         self._snapshot = _snapshot(scores, described)
+        self._seen: tuple | None = None
 
     @property
     def scores(self) -> pa.Table:
@@ -43,14 +48,29 @@ class AudienceService:
     def from_store(cls, model_folder: str | Path, store: Store) -> AudienceService:
         """The scores ``tailor audience score`` stored, or, when there are none, every
         customer scored now from the stored purchases."""
-        return cls(*_load(model_folder, store), model_folder=model_folder)
+        seen = _version(model_folder, store)
+        service = cls(*_load(model_folder, store), model_folder=model_folder)
+        service._seen = seen
+        return service
 
     def reload(self, store: Store) -> None:
         """Read the model and the stored scores again (after a new ``fit`` and ``score``)."""
         if self.model_folder is None:
             raise ValueError("this audience service was not loaded from a model folder")
+        # Seen before loading: a broken model is tried once, not on every poll (writing a
+        # fixed one changes it again).
+        self._seen = _version(self.model_folder, store)
         scores, described = _load(self.model_folder, store)
         self._snapshot = _snapshot(scores, described)
+
+    def reload_if_changed(self, store: Store) -> bool:
+        """Reload when scores were stored or the model folder was written since the last
+        load, by any process: each server worker's poller calls this, so one
+        ``tailor audience score`` (or one worker's ``POST /v1/admin/reload``) reaches all."""
+        if self.model_folder is None or _version(self.model_folder, store) == self._seen:
+            return False
+        self.reload(store)
+        return True
 
     def forget(self, pseudonyms: list[str]) -> None:
         """Drop erased customers (the server's erasure reaches here); one swap, so a
@@ -91,7 +111,18 @@ def store_scores(store: Store, scores: pa.Table, as_of: date, scored_at: datetim
     with store.transaction():
         stored = store.replace_scores(SCORE_KIND, ids, payloads, scored_at)
         store.set_meta(AS_OF_META, str(as_of))
+        store.set_meta(VERSION_META, f"{scored_at.isoformat()} {uuid.uuid4().hex}")
     return stored
+
+
+def _version(model_folder: str | Path, store: Store) -> tuple:
+    """What a reload would read: the stored scores' version and the model header's stat."""
+    try:
+        header = os.stat(Path(model_folder) / "audience.json")
+        written = (header.st_mtime_ns, header.st_size)
+    except OSError:
+        written = None
+    return store.get_meta(VERSION_META), written
 
 
 def _load(model_folder: str | Path, store: Store) -> tuple[pa.Table, dict[str, Any]]:
