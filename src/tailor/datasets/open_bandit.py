@@ -40,6 +40,34 @@ def _compact(value: dict) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _folder(path: str | Path | None, policy: str, campaign: str) -> Path:
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    if campaign not in CAMPAIGNS:
+        raise ValueError(f"unknown campaign {campaign!r}; expected one of {', '.join(CAMPAIGNS)}")
+    if path is None:
+        return dataset_path("open-bandit-sample", policy, campaign)
+    return Path(path) / policy / campaign
+
+
+def read_log(
+    path: str | Path | None = None, *, policy: str = "random", campaign: str = "all"
+) -> pa.Table:
+    """One policy/campaign log as it is: the row index (column ``""``), ``timestamp``,
+    ``item_id`` (the campaign's item number), ``position`` (1-3), ``click`` (0/1),
+    ``propensity_score`` and the four hashed user features; what off-policy evaluation
+    reads (``path`` as in :func:`load_open_bandit`)."""
+    folder = _folder(path, policy, campaign)
+    wanted = ["", "timestamp", "item_id", "position", "click", "propensity_score", *USER_FEATURES]
+    return pacsv.read_csv(
+        folder / f"{campaign}.csv",
+        convert_options=pacsv.ConvertOptions(
+            include_columns=wanted,
+            column_types={"timestamp": pa.timestamp("us", tz="UTC"), "": pa.int64()},
+        ),
+    )
+
+
 def load_open_bandit(
     path: str | Path | None = None, *, policy: str = "random", campaign: str = "all"
 ) -> Dataset:
@@ -71,23 +99,8 @@ def load_open_bandit(
 
         No users: the logs carry no user id (see ``notes``).
     """
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
-    if campaign not in CAMPAIGNS:
-        raise ValueError(f"unknown campaign {campaign!r}; expected one of {', '.join(CAMPAIGNS)}")
-    if path is None:
-        folder = dataset_path("open-bandit-sample", policy, campaign)
-    else:
-        folder = Path(path) / policy / campaign
-    log_file = folder / f"{campaign}.csv"
-    wanted = ["", "timestamp", "item_id", "position", "click", "propensity_score", *USER_FEATURES]
-    log = pacsv.read_csv(
-        log_file,
-        convert_options=pacsv.ConvertOptions(
-            include_columns=wanted,
-            column_types={"timestamp": pa.timestamp("us", tz="UTC"), "": pa.int64()},
-        ),
-    )
+    folder = _folder(path, policy, campaign)
+    log = read_log(path, policy=policy, campaign=campaign)
     rows = log[""].to_pylist()
     items_shown = log["item_id"].to_pylist()
     positions = log["position"].to_pylist()
