@@ -183,6 +183,49 @@ class ScoreStore(Protocol):
         ...
 
 
+class RegistryStore(Protocol):
+    """Model versions and the aliases that point at them (``tailor.lifecycle.registry``)."""
+
+    def add_model_version(
+        self,
+        engine: str,
+        version: str,
+        created_at: datetime,
+        artifact: str,
+        artifact_sha256: str,
+        record: str,
+    ) -> None:
+        """Record a version (``record``: its JSON description); ``ValueError`` if the
+        engine already has this version."""
+        ...
+
+    def model_versions(self, engine: str | None = None) -> list[tuple]:
+        """(engine, version, created at, artifact, sha256, record) by creation time."""
+        ...
+
+    def move_alias(
+        self,
+        engine: str,
+        alias: str,
+        version: str,
+        *,
+        moved_at: datetime,
+        moved_by: str,
+        reason: str,
+    ) -> str | None:
+        """Point ``alias`` at ``version`` (which must exist) and record the move, in one
+        transaction; returns the version it pointed at before (None: a new alias)."""
+        ...
+
+    def model_aliases(self, engine: str | None = None) -> list[tuple[str, str, str, datetime]]:
+        """(engine, alias, version, moved at) of every alias."""
+        ...
+
+    def alias_moves(self, engine: str, alias: str) -> list[tuple]:
+        """(version, previous version, moved at, moved by, reason), oldest first."""
+        ...
+
+
 class MetaStore(Protocol):
     def get_meta(self, key: str) -> str | None: ...
 
@@ -197,6 +240,7 @@ class Store(
     EntityReader,
     PrivacyStore,
     ScoreStore,
+    RegistryStore,
     MetaStore,
     Protocol,
 ):

@@ -109,6 +109,7 @@ class SqlStore:
         # DuckDB skips the key: its index slows bulk appends several-fold, and appends
         # already remove duplicates with an anti-join under the store's single-writer lock.
         key = ", PRIMARY KEY (event_id, line)" if self._events_primary_key else ""
+        text, stamp = self._sql_type("string"), self._sql_type("timestamp")
         statements = [f"CREATE TABLE IF NOT EXISTS events ({cols}{key})"]
         for spec in ENTITIES.values():
             ecols = ", ".join(f"{c.name} {self._sql_type(c.kind)}" for c in spec.columns)
@@ -134,6 +135,15 @@ class SqlStore:
             + ", scored_at "
             + self._sql_type("timestamp")
             + ", PRIMARY KEY (kind, subject_id))",
+            # The model registry: versions, the aliases on them and every alias move.
+            f"CREATE TABLE IF NOT EXISTS model_versions (engine {text}, version {text}, "
+            f"created_at {stamp}, artifact {text}, artifact_sha256 {text}, record {text}, "
+            "PRIMARY KEY (engine, version))",
+            f"CREATE TABLE IF NOT EXISTS model_aliases (engine {text}, alias {text}, "
+            f"version {text}, moved_at {stamp}, PRIMARY KEY (engine, alias))",
+            f"CREATE TABLE IF NOT EXISTS alias_moves (engine {text}, alias {text}, "
+            f"version {text}, previous {text}, moved_at {stamp}, moved_by {text}, "
+            f"reason {text}, seq {self._sql_type('int')})",
             "CREATE TABLE IF NOT EXISTS meta (key "
             + self._sql_type("string")
             + " PRIMARY KEY, value "
@@ -492,6 +502,82 @@ class SqlStore:
             sql += " AND subject_id = ?"
             params.append(subject_id)
         return [(r[0], r[1], r[2]) for r in self._run(sql + " ORDER BY subject_id", params)]
+
+    # --- model registry ---------------------------------------------------------------------
+    def add_model_version(
+        self,
+        engine: str,
+        version: str,
+        created_at: datetime,
+        artifact: str,
+        artifact_sha256: str,
+        record: str,
+    ) -> None:
+        with self.transaction():
+            if self._run(
+                "SELECT 1 FROM model_versions WHERE engine = ? AND version = ?", [engine, version]
+            ):
+                raise ValueError(f"{engine} already has a version {version!r}")
+            self._run(
+                "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?)",
+                [engine, version, created_at, artifact, artifact_sha256, record],
+            )
+
+    def model_versions(self, engine: str | None = None) -> list[tuple]:
+        where, params = ("WHERE engine = ? ", [engine]) if engine else ("", [])
+        return self._run(
+            "SELECT engine, version, created_at, artifact, artifact_sha256, record "
+            f"FROM model_versions {where}ORDER BY created_at, version",
+            params,
+        )
+
+    def move_alias(
+        self,
+        engine: str,
+        alias: str,
+        version: str,
+        *,
+        moved_at: datetime,
+        moved_by: str,
+        reason: str,
+    ) -> str | None:
+        with self.transaction():
+            if not self._run(
+                "SELECT 1 FROM model_versions WHERE engine = ? AND version = ?", [engine, version]
+            ):
+                raise ValueError(f"{engine} has no version {version!r} (see `tailor models list`)")
+            found = self._run(
+                "SELECT version FROM model_aliases WHERE engine = ? AND alias = ?", [engine, alias]
+            )
+            previous = found[0][0] if found else None
+            self._run("DELETE FROM model_aliases WHERE engine = ? AND alias = ?", [engine, alias])
+            self._run(
+                "INSERT INTO model_aliases VALUES (?, ?, ?, ?)", [engine, alias, version, moved_at]
+            )
+            seq = self._run(
+                "SELECT coalesce(max(seq), 0) + 1 FROM alias_moves WHERE engine = ? AND alias = ?",
+                [engine, alias],
+            )[0][0]
+            self._run(
+                "INSERT INTO alias_moves VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [engine, alias, version, previous, moved_at, moved_by, reason, seq],
+            )
+        return previous
+
+    def model_aliases(self, engine: str | None = None) -> list[tuple[str, str, str, datetime]]:
+        where, params = ("WHERE engine = ? ", [engine]) if engine else ("", [])
+        return self._run(
+            f"SELECT engine, alias, version, moved_at FROM model_aliases {where}"
+            "ORDER BY engine, alias",
+            params,
+        )
+
+    def alias_moves(self, engine: str, alias: str) -> list[tuple]:
+        return self._run(
+            "SELECT version, previous, moved_at, moved_by, reason FROM alias_moves "
+            "WHERE engine = ? AND alias = ? ORDER BY seq",
+            [engine, alias],
+        )
 
     def _delete_count(self, sql: str, params: Sequence[object]) -> int:
         return self._insert_count(sql, params)
