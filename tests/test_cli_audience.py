@@ -112,3 +112,42 @@ def test_audience_commands_explain_bad_input(workdir: Path) -> None:
     assert into_file.exit_code == 1 and "cannot write the model to a-file" in said(into_file)
     early = tailor("audience", "fit", "--model", "m", "--as-of", "2023-01-01")
     assert early.exit_code == 1 and "customer" in said(early)
+
+
+def test_fitted_models_are_registered_and_aliases_move_from_the_cli(workdir: Path) -> None:
+    assert tailor("init").exit_code == 0
+    log = write_log(workdir / "purchases.csv", customers=200)
+    assert tailor("import", "events", str(log), "--no-progress").exit_code == 0
+    first = tailor("audience", "fit", "--model", "m1", "--horizon", "60")
+    second = tailor("audience", "fit", "--model", "m2", "--horizon", "30")
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    v1, v2 = (said(r).split("registered as ")[1].split()[0] for r in (first, second))
+
+    listed = tailor("models", "list", "audience")
+    assert listed.exit_code == 0 and "2 model version(s)" in said(listed)
+    shown = json.loads(tailor("models", "show", "audience", v1).output)
+    assert shown["config"]["horizon_days"] == 60 and shown["files_unchanged"] is True
+    assert shown["data_window"]["customers"] > 0
+
+    for version, reason in ((v1, "first fit"), (v2, "shorter horizon")):
+        moved = tailor("models", "promote", "audience", version, "--reason", reason, "--by", "ann")
+        assert moved.exit_code == 0, moved.output
+    rolled = tailor("models", "rollback", "audience", "--reason", "worse churn AUC", "--by", "bob")
+    assert rolled.exit_code == 0 and f"audience production → {v1}" in said(rolled)
+    assert "3 move(s)" in said(tailor("models", "history", "audience"))
+    from tailor.config import get_settings
+    from tailor.lifecycle import registry
+    from tailor.store import open_store
+
+    get_settings.cache_clear()
+    store = open_store(get_settings().store)
+    try:
+        moves = registry.history(store, "audience", "production")
+    finally:
+        store.close()
+    assert [(m.version, m.moved_by) for m in moves] == [(v1, "ann"), (v2, "ann"), (v1, "bob")]
+    assert moves[-1].reason == "rollback: worse churn AUC"
+
+    missing = tailor("models", "promote", "audience", "nope", "--reason", "x")
+    assert missing.exit_code == 1 and "has no version 'nope'" in said(missing)
+    assert tailor("models", "list", "marketing").exit_code == 1

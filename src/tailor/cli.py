@@ -73,6 +73,15 @@ def _keys_app() -> typer.Typer:
 app.add_typer(_keys_app(), name="keys", help="Create, list and revoke HTTP API keys.")
 
 
+def _models_app() -> typer.Typer:
+    from tailor.cli_models import app as models
+
+    return models
+
+
+app.add_typer(_models_app(), name="models", help="The model registry: versions and aliases.")
+
+
 @contextmanager
 def _workspace(create: bool = False) -> Iterator[Workspace]:
     try:

@@ -85,6 +85,28 @@ def _score(fitted, store: Store, day: date) -> pa.Table:
         raise _fail(exc) from None
 
 
+def _register(store: Store, model: Path, described: dict):
+    """Record the saved model in the registry (engine ``audience``)."""
+    from tailor.lifecycle import registry
+
+    bgnbd_log_likelihood = None
+    saved = model / "bgnbd.json"
+    if saved.exists():
+        import json
+
+        bgnbd_log_likelihood = json.loads(saved.read_text()).get("log_likelihood")
+    return registry.register(
+        store,
+        "audience",
+        model,
+        config=described["config"],
+        data_window={"to": described["as_of"], "customers": described["customers"]},
+        metrics={}
+        if bgnbd_log_likelihood is None
+        else {"bgnbd_log_likelihood": bgnbd_log_likelihood},
+    )
+
+
 def segment_table(scores: pa.Table, title: str, risk_label: str = "mean churn risk") -> Table:
     """The segments of scored customers as a table for the terminal (the CLI and the demo)."""
     from tailor.audience.segments import segment_summary
@@ -147,15 +169,19 @@ def fit(
             intervals=intervals,
         )
         work = "the audience models" + (" and their posteriors (NUTS)" if intervals else "")
-        with _purchase_store(as_of) as (store, day), err.status(f"fitting {work} ..."):
-            fitted = AudienceModel(config).fit(store, day)
+        with _purchase_store(as_of) as (store, day):
+            with err.status(f"fitting {work} ..."):
+                fitted = AudienceModel(config).fit(store, day)
+            try:
+                fitted.save(model)
+            except OSError as exc:
+                raise _fail(
+                    OSError(f"cannot write the model to {model}: {exc.strerror or exc}")
+                ) from None
+            described = fitted.describe()
+            version = _register(store, model, described)
     except (ValueError, ImportError) as exc:
         raise _fail(exc) from None
-    try:
-        fitted.save(model)
-    except OSError as exc:
-        raise _fail(OSError(f"cannot write the model to {model}: {exc.strerror or exc}")) from None
-    described = fitted.describe()
     table = Table(title=f"audience model as of {day}: {described['customers']:,} customers")
     table.add_column("part")
     table.add_column("fitted")
@@ -181,7 +207,7 @@ def fit(
     console.print(table)
     for note in described["notes"]:
         err.print(f"[yellow]note:[/yellow] {note}")
-    console.print(f"saved to {model}")
+    console.print(f"saved to {model}, registered as {version.version}")
 
 
 @app.command("score")

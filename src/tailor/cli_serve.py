@@ -49,6 +49,16 @@ def serve(
             "a popularity fallback is built from the store and flagged in /v1/ready.",
         ),
     ] = None,
+    model_alias: Annotated[
+        str | None,
+        typer.Option(
+            "--model-alias",
+            help="Instead of --model: serve the recommendation version this registry alias "
+            "names (e.g. production), and follow it when `tailor models promote` or "
+            "`rollback` moves it.",
+            show_default=False,
+        ),
+    ] = None,
     audience: Annotated[
         Path | None,
         typer.Option(
@@ -86,6 +96,8 @@ def serve(
     if save_model is not None:
         _save(save_model, algorithm, params)
         return
+    if model is not None and model_alias is not None:
+        raise typer.BadParameter("give --model or --model-alias, not both", param_hint="--model")
     from tailor.config import get_settings
     from tailor.store import is_postgres_url
 
@@ -99,10 +111,12 @@ def serve(
         raise typer.Exit(1)
     import uvicorn
 
-    from tailor.api.app import AUDIENCE_ENV, MODEL_ENV, WORKERS_ENV
+    from tailor.api.app import AUDIENCE_ENV, MODEL_ALIAS_ENV, MODEL_ENV, WORKERS_ENV
 
     if model is not None:
         os.environ[MODEL_ENV] = str(model)
+    if model_alias is not None:
+        os.environ[MODEL_ALIAS_ENV] = model_alias
     if audience is not None:
         os.environ[AUDIENCE_ENV] = str(audience)
     os.environ[WORKERS_ENV] = str(workers)
@@ -154,10 +168,34 @@ def _save(path: Path, algorithm: str, params: str | None) -> None:
         with _rows_progress(f"candidates of {len(service.user_ids):,} users", service) as done:
             service = service.with_candidates(progress=done)
         service.save(path)
+        with open_workspace(get_settings()) as ws:
+            _register(ws.store, path, service, algorithm, parsed)
     except (TailorError, ValueError, OSError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(
         f"model {service.version}: {len(service.user_ids):,} users, {len(service.catalog):,} "
-        f"items → {path} (serve it with `tailor serve --model {path}`)"
+        f"items → {path} (serve it with `tailor serve --model {path}`, or promote it with "
+        f"`tailor models promote recommend {service.version} --reason ...` and serve "
+        "`--model-alias production`)"
+    )
+
+
+def _register(store, path: Path, service, algorithm: str, params: dict | None) -> None:
+    """Record the saved service in the model registry (engine ``recommend``)."""
+    from tailor.lifecycle import registry
+
+    window = service.info.get("data_window") or [None, None]
+    registry.register(
+        store,
+        "recommend",
+        path,
+        version=service.version,
+        config={"model": algorithm, "params": params or {}},
+        data_window={
+            "from": window[0],
+            "to": window[1],
+            "users": len(service.user_ids),
+            "items": len(service.catalog),
+        },
     )

@@ -256,7 +256,21 @@ def test_cli_save_model_and_worker_check(tmp_path, monkeypatch):
             ],
         )
         assert result.exit_code == 0, result.output
-        assert RecommendationService.load(out).info["model"] == "itemknn"
+        saved = RecommendationService.load(out)
+        assert saved.info["model"] == "itemknn"
+        from tailor.lifecycle import registry
+        from tailor.store import open_store
+
+        store = open_store(str(tmp_path / "tailor.duckdb"))
+        try:
+            [version] = registry.versions(store, "recommend")
+        finally:
+            store.close()
+        assert version.version == saved.version and registry.verify(version)
+        assert version.config == {"model": "itemknn", "params": {"neighbors": 10}}
+        assert version.data_window["users"] == len(saved.user_ids)
+        result = runner.invoke(app, ["serve", "--model", str(out), "--model-alias", "production"])
+        assert result.exit_code == 2 and "not both" in result.output
         result = runner.invoke(app, ["serve", "--workers", "2"])
         assert result.exit_code == 1 and "PostgreSQL" in result.output
         result = runner.invoke(app, ["serve", "--save-model", str(out), "--params", "[1]"])

@@ -55,6 +55,7 @@ TAGS = [
 ]
 
 MODEL_ENV = "TAILOR_SERVE_MODEL"
+MODEL_ALIAS_ENV = "TAILOR_SERVE_MODEL_ALIAS"
 AUDIENCE_ENV = "TAILOR_SERVE_AUDIENCE"
 WORKERS_ENV = "TAILOR_SERVE_WORKERS"
 TAIL_INTERVAL_S = 0.5
@@ -78,6 +79,7 @@ def build_tenant(
     workers: int = 1,
     poll_interval_s: float | None = 1.0,
     audience_path: str | Path | None = None,
+    model_alias: str | None = None,
 ) -> TenantState:
     """A tenant's serving state and ingest writer over ``workspace`` (not started yet).
 
@@ -87,6 +89,7 @@ def build_tenant(
     serving = ServingState(
         workspace,
         model_path=model_path,
+        model_alias=model_alias,
         poll_interval_s=poll_interval_s,
         tail_interval_s=TAIL_INTERVAL_S if workers > 1 else None,
     )
@@ -126,6 +129,7 @@ def create_app(
     workers: int = 1,
     fast_path: bool = True,
     audience_path: str | Path | None = None,
+    model_alias: str | None = None,
 ) -> FastAPI:
     """The API app.
 
@@ -147,6 +151,7 @@ def create_app(
                 model_path=model_path,
                 workers=workers,
                 audience_path=audience_path,
+                model_alias=model_alias,
             )
         }
         owned = [workspace]
@@ -284,4 +289,5 @@ def app_from_env() -> FastAPI:
         model_path=os.environ.get(MODEL_ENV) or None,
         workers=int(os.environ.get(WORKERS_ENV, "1")),
         audience_path=os.environ.get(AUDIENCE_ENV) or None,
+        model_alias=os.environ.get(MODEL_ALIAS_ENV) or None,
     )

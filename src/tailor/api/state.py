@@ -248,6 +248,8 @@ class ServingState:
     model_path : a folder written by ``RecommendationService.save`` (``tailor serve
         --save-model``); None or an unloadable one serves the popularity fallback built from
         the store, flagged in ``/v1/ready`` and the metrics.
+    model_alias : instead of ``model_path``, the registry alias of the recommendation engine
+        to serve (``production``): the poller follows the alias to each version promoted.
     poll_interval_s : how often the background thread looks for a new model at
         ``model_path`` (None: only on :meth:`reload`).
     tail_interval_s : with several worker processes, how often to read what the others
@@ -260,6 +262,7 @@ class ServingState:
         workspace: Workspace,
         *,
         model_path: str | Path | None = None,
+        model_alias: str | None = None,
         poll_interval_s: float | None = 1.0,
         tail_interval_s: float | None = None,
         session_users: int = 100_000,
@@ -269,6 +272,10 @@ class ServingState:
     ) -> None:
         self.workspace = workspace
         self.model_path = Path(model_path) if model_path else None
+        self.model_alias = model_alias
+        self.alias_version: str | None = None
+        """The registry version ``model_alias`` pointed at when last looked up."""
+        self._alias_error: str | None = None
         self.poll_interval_s = poll_interval_s
         self.tail_interval_s = tail_interval_s
         self.sessions = SessionStore(max_users=session_users, max_events=session_events)
@@ -311,6 +318,8 @@ class ServingState:
         """Load the consent state and the model, then start the background threads."""
         self._load_consent()
         self._erasures_checked = datetime.now(UTC)  # the load below applies every tombstone
+        if self.model_alias:
+            self.follow_alias()
         self.reload()
         if self.poll_interval_s:
             self._spawn("model-poller", self._poll_loop)
@@ -346,7 +355,7 @@ class ServingState:
             try:
                 loaded = self._load(path)
             except Exception as exc:  # any failure: keep serving, say why
-                reason = f"cannot load the model at {path}: {exc}" if path else "no model path"
+                reason = f"cannot load the model at {path}: {exc}" if path else str(exc)
                 self.last_error = reason
                 log.warning("%s", reason)
                 if self.loaded is not None and not self.loaded.fallback:
@@ -361,7 +370,7 @@ class ServingState:
 
     def _load(self, path: Path | None) -> LoadedModel:
         if path is None:
-            raise ValueError("no --model given")
+            raise ValueError(self._alias_error or "no --model given")
         signature = _signature(path)
         service = RecommendationService.load(path)
         service = self._catch_up(service)
@@ -424,9 +433,29 @@ class ServingState:
                 except Exception:  # one engine's failure must not stop the others
                     log.exception("poll listener failed")
 
+    def follow_alias(self) -> bool:
+        """Point ``model_path`` at the artifact of the version ``model_alias`` names now;
+        True when it moved (the next reload loads it). A missing alias leaves the model
+        served so far (or the fallback) in place and says why in ``last_error``."""
+        from tailor.lifecycle import registry
+
+        try:
+            version = registry.resolve(self.store, "recommend", self.model_alias)
+        except ValueError as exc:
+            self.last_error = self._alias_error = str(exc)
+            return False
+        self._alias_error = None
+        if version.version == self.alias_version:
+            return False
+        self.alias_version = version.version
+        self.model_path = Path(version.artifact)
+        return True
+
     def reload_if_changed(self) -> bool:
         """Reload when the artifact at ``model_path`` changed since the last attempt (a
         broken file is tried once, not every poll; fixing it changes it again)."""
+        if self.model_alias:
+            self.follow_alias()
         if self.model_path is None:
             return False
         signature = _signature(self.model_path)
