@@ -68,7 +68,7 @@ def test_a_perfect_reward_model_makes_dr_tighter_than_ipw():
     "reward, propensity, target, message",
     [
         ([], [], [], "no rounds"),
-        ([1.0, 0.0], [0.5], [0.5, 0.5], "propensity has 1 rounds"),
+        ([1.0, 0.0], [0.5], [0.5, 0.5], "propensity has 1 values, expected 2"),
         ([1.0, np.nan], [0.5, 0.5], [0.5, 0.5], r"reward\[1\]"),
         ([1.0, 0.0], [0.5, 0.0], [0.5, 0.5], r"propensity\[1\] = 0.0 must be in \(0, 1\]"),
         ([1.0, 0.0], [0.5, 0.5], [0.5, 1.5], r"target_probability\[1\]"),

@@ -28,6 +28,8 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import kstwobign
 
+from tailor.lifecycle.checks import finite_vector
+
 DEFAULT_BINS = 50
 DEFAULT_ALPHA = 0.05
 _FLOOR = 1e-6  # a share of 0 in a bin would make PSI infinite
@@ -47,13 +49,9 @@ class DriftCheck:
 
 
 def _values(name: str, values: object) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64).ravel()
+    array = finite_vector(name, np.asarray(values, dtype=np.float64).ravel())
     if len(array) == 0:
         raise ValueError(f"{name}: no values")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{row}] = {float(array[row])!r} must be a finite number")
     return array
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from tailor.lifecycle.checks import finite_vector
+
 SRM_P_VALUE = 0.001
 
 
@@ -86,12 +88,9 @@ class Comparison:
 
 
 def _sample(name: str, values: object) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1 or len(array) < 2:
+    array = finite_vector(name, values)
+    if len(array) < 2:
         raise ValueError(f"{name} needs at least two subjects")
-    if not np.isfinite(array).all():
-        row = int(np.flatnonzero(~np.isfinite(array))[0])
-        raise ValueError(f"{name}[{row}] = {array[row]!r} must be a finite number")
     return array
 
 

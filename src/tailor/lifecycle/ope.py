@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
+from tailor.lifecycle.checks import finite_vector
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -40,25 +42,12 @@ class Estimate:
         return self.low <= value <= self.high
 
 
-def _vector(name: str, values: object, n: int | None = None) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
-    if n is not None and len(array) != n:
-        raise ValueError(f"{name} has {len(array)} rounds, reward has {n}: give one per round")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{row}] = {float(array[row])!r} must be a finite number")
-    return array
-
-
 def _weights(reward: object, propensity: object, target: object) -> tuple[np.ndarray, ...]:
-    r = _vector("reward", reward)
+    r = finite_vector("reward", reward)
     if len(r) == 0:
         raise ValueError("no rounds: reward is empty")
-    p = _vector("propensity", propensity, len(r))
-    pi = _vector("target_probability", target, len(r))
+    p = finite_vector("propensity", propensity, length=len(r))
+    pi = finite_vector("target_probability", target, length=len(r))
     for name, values, low_ok in (("propensity", p, False), ("target_probability", pi, True)):
         bad = (values < 0) | (values > 1) | (~low_ok & (values == 0))
         if bad.any():
@@ -108,7 +97,7 @@ def doubly_robust(
     action; ``expected_reward``: per round, the model's reward averaged over the evaluated
     policy's actions, ``sum_a pi(a) q(a)``."""
     r, w = _weights(reward, propensity, target)
-    q = _vector("predicted_reward", predicted_reward, len(r))
-    direct = _vector("expected_reward", expected_reward, len(r))
+    q = finite_vector("predicted_reward", predicted_reward, length=len(r))
+    direct = finite_vector("expected_reward", expected_reward, length=len(r))
     contributions = direct + w * (r - q)
     return _estimate("dr", contributions, contributions.mean(), level)
