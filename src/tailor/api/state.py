@@ -453,13 +453,13 @@ class ServingState:
 
     def reload_if_changed(self) -> bool:
         """Reload when the artifact at ``model_path`` changed since the last attempt (a
-        broken file is tried once, not every poll; fixing it changes it again)."""
-        if self.model_alias:
-            self.follow_alias()
+        broken file is tried once, not every poll; fixing it changes it again), or when
+        ``model_alias`` moved to another version."""
+        moved = bool(self.model_alias) and self.follow_alias()
         if self.model_path is None:
             return False
         signature = _signature(self.model_path)
-        if signature is None or signature == self._seen_signature:
+        if not moved and (signature is None or signature == self._seen_signature):
             return False
         before = self.loaded
         return self.reload() is not before
