@@ -52,3 +52,18 @@ def test_a_constant_feature_and_bad_input():
         Reference.fit([1.0, 2.0], bins=1)
     with pytest.raises(ValueError, match="alpha"):
         reference.check([1.0], alpha=0)
+
+
+def test_a_saved_reference_checks_alike(tmp_path):
+    rng = np.random.default_rng(5)
+    reference = Reference.fit(rng.lognormal(size=20_000))
+    loaded = Reference.load(reference.save(tmp_path / "basket_value.json"))
+    new = rng.lognormal(0.05, 1.0, 20_000)
+    assert loaded.check(new) == reference.check(new)
+    (tmp_path / "bad.json").write_text('{"format": "tailor.lifecycle.drift/1", "edges": [1], '
+                                       '"shares": [1], "quantiles": [], "n": 1}')  # fmt: skip
+    with pytest.raises(ValueError, match="damaged drift reference"):
+        Reference.load(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(ValueError, match="does not hold a saved drift reference"):
+        Reference.load(tmp_path / "other.json")

@@ -22,7 +22,9 @@ shop logs it detects shifts that are real, and PSI and the distances say how lar
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
@@ -30,6 +32,7 @@ from scipy.stats import kstwobign
 
 from tailor.lifecycle.checks import finite_vector
 
+FORMAT = "tailor.lifecycle.drift/1"
 DEFAULT_BINS = 50
 DEFAULT_ALPHA = 0.05
 _FLOOR = 1e-6  # a share of 0 in a bin would make PSI infinite
@@ -75,6 +78,34 @@ class Reference:
         edges = np.unique(np.quantile(data, np.linspace(0, 1, bins + 1)[1:-1]))
         counts = np.bincount(np.searchsorted(edges, data), minlength=len(edges) + 1)
         return cls(edges, counts / len(data), np.quantile(data, _LEVELS), len(data))
+
+    def save(self, path: str | Path) -> Path:
+        """As JSON (a few kilobytes), to check against in later runs and other processes."""
+        path = Path(path)
+        path.write_text(
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "edges": self.edges.tolist(),
+                    "shares": self.shares.tolist(),
+                    "quantiles": self.quantiles.tolist(),
+                    "n": self.n,
+                }
+            )
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Reference:
+        saved = json.loads(Path(path).read_text())
+        if saved.get("format") != FORMAT:
+            raise ValueError(f"{path} does not hold a saved drift reference")
+        edges, shares, quantiles = (
+            np.asarray(saved[k], float) for k in ("edges", "shares", "quantiles")
+        )
+        if len(shares) != len(edges) + 1 or len(quantiles) != QUANTILES:
+            raise ValueError(f"{path} holds a damaged drift reference: fit it again")
+        return cls(edges, shares, quantiles, int(saved["n"]))
 
     def check(self, values: object, *, alpha: float = DEFAULT_ALPHA) -> DriftCheck:
         """Compare ``values`` with the reference."""
