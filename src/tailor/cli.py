@@ -82,6 +82,15 @@ def _models_app() -> typer.Typer:
 app.add_typer(_models_app(), name="models", help="The model registry: versions and aliases.")
 
 
+def _monitor_app() -> typer.Typer:
+    from tailor.cli_monitor import app as monitor
+
+    return monitor
+
+
+app.add_typer(_monitor_app(), name="monitor", help="Drift of the features the engines learn from.")
+
+
 @contextmanager
 def _workspace(create: bool = False) -> Iterator[Workspace]:
     try:
