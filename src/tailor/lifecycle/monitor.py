@@ -31,6 +31,20 @@ ACTIVITY_TYPES = ["view", "click", "add_to_cart", "remove_from_cart", "purchase"
 _WINDOW = """
 WITH settings AS (SELECT CAST(? AS TIMESTAMPTZ) AS start_at, CAST(? AS TIMESTAMPTZ) AS end_at)
 """
+
+
+def _daily(column: str) -> str:
+    """Distinct ``column`` values per active subject per UTC day."""
+    return (
+        _WINDOW
+        + f"""SELECT CAST(count(DISTINCT e.{column}) AS DOUBLE PRECISION)
+        FROM scoped_events e, settings s
+        WHERE e.occurred_at >= s.start_at AND e.occurred_at < s.end_at
+          AND e.subject_id IS NOT NULL AND e.{column} IS NOT NULL
+        GROUP BY e.subject_id, CAST(timezone('UTC', e.occurred_at) AS DATE)"""
+    )
+
+
 FEATURES: dict[str, tuple[list[str], list[str], str]] = {
     "purchase_value": (
         ["purchase"],
@@ -49,26 +63,8 @@ FEATURES: dict[str, tuple[list[str], list[str], str]] = {
         WHERE e.occurred_at >= s.start_at AND e.occurred_at < s.end_at
         GROUP BY e.event_id""",
     ),
-    "daily_events": (
-        ACTIVITY_TYPES,
-        ["event_id", "subject_id", "occurred_at"],
-        _WINDOW
-        + """SELECT CAST(count(DISTINCT e.event_id) AS DOUBLE PRECISION)
-        FROM scoped_events e, settings s
-        WHERE e.occurred_at >= s.start_at AND e.occurred_at < s.end_at
-          AND e.subject_id IS NOT NULL
-        GROUP BY e.subject_id, CAST(timezone('UTC', e.occurred_at) AS DATE)""",
-    ),
-    "daily_items": (
-        ACTIVITY_TYPES,
-        ["item_id", "subject_id", "occurred_at"],
-        _WINDOW
-        + """SELECT CAST(count(DISTINCT e.item_id) AS DOUBLE PRECISION)
-        FROM scoped_events e, settings s
-        WHERE e.occurred_at >= s.start_at AND e.occurred_at < s.end_at
-          AND e.subject_id IS NOT NULL AND e.item_id IS NOT NULL
-        GROUP BY e.subject_id, CAST(timezone('UTC', e.occurred_at) AS DATE)""",
-    ),
+    "daily_events": (ACTIVITY_TYPES, ["event_id", "subject_id", "occurred_at"], _daily("event_id")),
+    "daily_items": (ACTIVITY_TYPES, ["item_id", "subject_id", "occurred_at"], _daily("item_id")),
 }
 
 
