@@ -22,6 +22,7 @@ from tailor.audience.lifetime_value import (
 )
 from tailor.audience.rfm import Periods, customer_summary
 from tailor.audience.segments import Clusters, cluster_customers, rfm_segments
+from tailor.files import replace_text
 from tailor.store.base import Store
 
 FORMAT = "tailor.audience/1"
@@ -286,8 +287,10 @@ class AudienceModel:
             mean=clusters.mean,
             scale=clusters.scale,
         )
-        (folder / "audience.json").write_text(
-            json.dumps({"format": FORMAT, **self.describe()}, indent=2, default=str)
+        # Last, and whole or not at all: servers reload when this header changes.
+        replace_text(
+            folder / "audience.json",
+            json.dumps({"format": FORMAT, **self.describe()}, indent=2, default=str),
         )
         return folder
 

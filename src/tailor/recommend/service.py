@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
+from tailor.files import replace_text
 from tailor.recommend.base import Recommender, load_model
 from tailor.recommend.candidates import DEFAULT_DEPTH, TopCandidates, compute_top_candidates
 from tailor.recommend.catalog import Catalog
@@ -690,9 +691,7 @@ class RecommendationService:
             "weights": dataclasses.asdict(self.weights),
             "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in blobs.items()},
         }
-        staging = path / "service.json.tmp"
-        staging.write_text(json.dumps(header, indent=2), encoding="utf-8")
-        staging.replace(path / "service.json")
+        replace_text(path / "service.json", json.dumps(header, indent=2))
         return path
 
     @classmethod
