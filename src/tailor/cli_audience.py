@@ -85,25 +85,17 @@ def _score(fitted, store: Store, day: date) -> pa.Table:
         raise _fail(exc) from None
 
 
-def _register(store: Store, model: Path, described: dict):
+def _register(store: Store, model: Path, fitted, described: dict):
     """Record the saved model in the registry (engine ``audience``)."""
     from tailor.lifecycle import registry
 
-    bgnbd_log_likelihood = None
-    saved = model / "bgnbd.json"
-    if saved.exists():
-        import json
-
-        bgnbd_log_likelihood = json.loads(saved.read_text()).get("log_likelihood")
     return registry.register(
         store,
         "audience",
         model,
         config=described["config"],
         data_window={"to": described["as_of"], "customers": described["customers"]},
-        metrics={}
-        if bgnbd_log_likelihood is None
-        else {"bgnbd_log_likelihood": bgnbd_log_likelihood},
+        metrics={"bgnbd_log_likelihood": fitted.bgnbd_.log_likelihood_},
     )
 
 
@@ -179,7 +171,7 @@ def fit(
                     OSError(f"cannot write the model to {model}: {exc.strerror or exc}")
                 ) from None
             described = fitted.describe()
-            version = _register(store, model, described)
+            version = _register(store, model, fitted, described)
     except (ValueError, ImportError) as exc:
         raise _fail(exc) from None
     table = Table(title=f"audience model as of {day}: {described['customers']:,} customers")

@@ -127,9 +127,13 @@ class AudienceModel:
         config = self.config
         purchases = self.posteriors_["bgnbd"].draws_as_models(config.interval_draws)
         spend_model = self.posteriors_.get("gammagamma")
-        spends = spend_model.draws_as_models(len(purchases)) if spend_model is not None else None
-        if spends is None or len(spends) != len(purchases):
-            spends = [None] * len(purchases)
+        spends = (
+            spend_model.draws_as_models(config.interval_draws)
+            if spend_model is not None
+            else [None] * len(purchases)
+        )
+        pairs = min(len(purchases), len(spends))  # a shorter posterior pairs fewer draws
+        purchases, spends = purchases[:pairs], spends[:pairs]
 
         def spend_of(model) -> np.ndarray:
             if model is None:
