@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console.print(f"off-policy evaluation on the Open Bandit sample ({args.campaign}) ...")
     try:
         ope = ope_figures(args.data, args.campaign, args.obp_python)
-    except (DataNotFoundError, FileNotFoundError) as exc:
+    except (DataNotFoundError, FileNotFoundError, ValueError) as exc:
         parser.error(f"the Open Bandit sample: {exc}")
     srm = srm_figures()
     drift = drift_figures()

@@ -84,3 +84,11 @@ def test_unknown_policy_or_campaign() -> None:
         load_open_bandit(policy="greedy")
     with pytest.raises(ValueError, match="women"):
         load_open_bandit(campaign="kids")
+
+
+def test_a_log_without_the_expected_columns_is_named(tmp_path):
+    folder = tmp_path / "random" / "all"
+    folder.mkdir(parents=True)
+    (folder / "all.csv").write_text(",timestamp,item_id\n0,2019-11-24 00:00:17+00:00,3\n")
+    with pytest.raises(ValueError, match=r"all\.csv is not an Open Bandit log"):
+        load_open_bandit(tmp_path)

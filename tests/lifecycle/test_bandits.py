@@ -75,6 +75,9 @@ def test_state_survives_a_restart_and_bad_input_is_refused(tmp_path):
         bandit.set_counts([1, 2], [1, 2])
     with pytest.raises(ValueError, match="reward must be between 0 and 1"):
         bandit.update("ease", 2.0)
+    (tmp_path / "cut.json").write_text('{"format": "tailor.lifecycle.bandit/1", "arms": ["a"]}')
+    with pytest.raises(ValueError, match="damaged bandit"):
+        Bandit.load(tmp_path / "cut.json")
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(ValueError, match="does not hold a saved bandit"):
         Bandit.load(tmp_path / "other.json")

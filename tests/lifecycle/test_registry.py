@@ -72,6 +72,10 @@ def test_bad_requests_change_nothing(store, tmp_path):
     with pytest.raises(ValueError, match="holds no files"):
         (tmp_path / "empty").mkdir()
         registry.register(store, "recommend", tmp_path / "empty")
+    with pytest.raises(ValueError, match="1 to 128 printable characters"):
+        registry.get(store, "recommend", "x" * 5000)
+    with pytest.raises(ValueError, match="1 to 128 printable characters"):
+        registry.register(store, "recommend", folder, version="v\n2")
     with pytest.raises(ValueError, match="has no version 'v9'"):
         registry.promote(store, "recommend", "v9", by="ann", reason="typo")
     with pytest.raises(ValueError, match="alias 'Prod!'"):

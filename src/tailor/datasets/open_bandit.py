@@ -59,13 +59,20 @@ def read_log(
     reads (``path`` as in :func:`load_open_bandit`)."""
     folder = _folder(path, policy, campaign)
     wanted = ["", "timestamp", "item_id", "position", "click", "propensity_score", *USER_FEATURES]
-    return pacsv.read_csv(
-        folder / f"{campaign}.csv",
-        convert_options=pacsv.ConvertOptions(
-            include_columns=wanted,
-            column_types={"timestamp": pa.timestamp("us", tz="UTC"), "": pa.int64()},
-        ),
-    )
+    log_file = folder / f"{campaign}.csv"
+    try:
+        return pacsv.read_csv(
+            log_file,
+            convert_options=pacsv.ConvertOptions(
+                include_columns=wanted,
+                column_types={"timestamp": pa.timestamp("us", tz="UTC"), "": pa.int64()},
+            ),
+        )
+    except (pa.ArrowInvalid, KeyError) as exc:  # a missing column, a value of the wrong type
+        raise ValueError(
+            f"{log_file} is not an Open Bandit log ({exc}); expected the columns "
+            f"{', '.join(repr(c) for c in wanted)}"
+        ) from None
 
 
 def load_open_bandit(

@@ -112,14 +112,17 @@ class Bandit:
         saved = json.loads(Path(path).read_text())
         if saved.get("format") != FORMAT:
             raise ValueError(f"{path} does not hold a saved bandit")
-        bandit = cls(
-            saved["arms"],
-            saved["policy"],
-            saved["epsilon"],
-            tuple(saved["prior"]),
-            saved["propensity_draws"],
-        )
-        bandit.set_counts(saved["successes"], saved["failures"])
+        try:
+            bandit = cls(
+                saved["arms"],
+                saved["policy"],
+                saved["epsilon"],
+                tuple(saved["prior"]),
+                saved["propensity_draws"],
+            )
+            bandit.set_counts(saved["successes"], saved["failures"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path} holds a damaged bandit ({exc!r}): start a new one") from None
         return bandit
 
     def set_counts(self, successes: object, failures: object) -> None:

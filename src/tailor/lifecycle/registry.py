@@ -22,6 +22,7 @@ from tailor.store.base import Store
 
 ENGINES = ("recommend", "audience", "budget", "devices")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+VERSION_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,15 @@ def _check_alias(alias: str) -> None:
         )
 
 
+def _check_version(version: str) -> None:
+    if not version or len(version) > VERSION_LENGTH or not version.isprintable():
+        shown = version if len(version) <= 40 else version[:40] + "..."
+        raise ValueError(
+            f"version {shown!r}: 1 to {VERSION_LENGTH} printable characters "
+            "(see `tailor models list`)"
+        )
+
+
 def artifact_hash(path: str | Path) -> str:
     """SHA-256 over a file, or over a folder's files (relative names and contents, in name
     order), so a changed, added or removed file changes it."""
@@ -102,6 +112,7 @@ def register(
     sha256 = artifact_hash(path)
     created_at = created_at or datetime.now(UTC)
     version = version or f"{engine}-{created_at:%Y%m%dT%H%M%SZ}-{sha256[:6]}"
+    _check_version(version)
     described = {
         "config": config or {},
         "data_window": data_window or {},
@@ -120,6 +131,7 @@ def versions(store: Store, engine: str | None = None) -> list[ModelVersion]:
 
 
 def get(store: Store, engine: str, version: str) -> ModelVersion:
+    _check_version(version)
     for found in versions(store, engine):
         if found.version == version:
             return found
@@ -149,6 +161,7 @@ def promote(
     """Point ``alias`` at ``version``; returns the version it pointed at before."""
     _check_engine(engine)
     _check_alias(alias)
+    _check_version(version)
     if not by.strip() or not reason.strip():
         raise ValueError("say who moves the alias and why (by, reason): the history keeps it")
     return store.move_alias(
