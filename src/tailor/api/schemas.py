@@ -40,6 +40,10 @@ class RecommendationsOut(BaseModel):
         description="Send it back with the view, click or purchase it led to (attribution)."
     )
     model_version: str
+    experiment: str | None = Field(
+        default=None, description="The running experiment that chose the model, if any."
+    )
+    arm: str | None = Field(default=None, description="The experiment's arm that answered.")
     items: list[RecommendedItemOut]
 
 

@@ -17,9 +17,13 @@
   (:mod:`tailor.recommend.candidates`) spare the scoring pass;
 - the consent state for personalization (a user without consent gets the non-personal
   answer, whatever their history);
-- a ring of served recommendations (``recommendation_id`` → pseudonym and items) so later
-  clicks and purchases can be attributed. It lives in memory only for now; the lifecycle
-  issue moves it to the store.
+- the running experiment of the engine (:mod:`tailor.lifecycle.rollouts`): which arm, and so
+  which model version, answers each subject, with the other arms' models loaded beside the
+  served one;
+- the served answers (``recommendation_id`` → pseudonym, model version, experiment arm and
+  propensity), queued and written to the store's ``served_recommendations`` by the poller
+  each second, so later impressions, clicks and purchases can be attributed; a ring of the
+  latest ones with their items stays in memory for the user's data export.
 
 Ids here are always pseudonyms; the API pseudonymizes the raw id before it calls in.
 """
@@ -47,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tailor.events.erasure import ErasureReport, erase
+from tailor.lifecycle.rollouts import Router
 from tailor.recommend.interactions import INTERACTION_TYPES, epoch_ms
 from tailor.recommend.service import RecommendationService, RecommendedItem
 from tailor.workspace import Workspace
@@ -83,6 +88,8 @@ class Served:
     recommendation_id: str
     items: list[RecommendedItem]
     version: str
+    experiment: str | None = None
+    arm: str | None = None
 
 
 class SessionStore:
@@ -284,6 +291,13 @@ class ServingState:
             maxlen=served_log
         )
         self.loaded: LoadedModel | None = None
+        self.router = Router([])
+        self.variants: dict[str, LoadedModel] = {}
+        """The models of the running experiment's arms that are not the served one."""
+        self._experiments_seen: str | None = None
+        self._served_queue: list[tuple] = []
+        self._queue_lock = threading.Lock()
+        self._rng = np.random.default_rng()
         self.last_error: str | None = None
         self.generation = 0
         self.reloads = 0
@@ -321,6 +335,7 @@ class ServingState:
         if self.model_alias:
             self.follow_alias()
         self.reload()
+        self.follow_experiments()
         if self.poll_interval_s:
             self._spawn("model-poller", self._poll_loop)
         if self.tail_interval_s:
@@ -333,6 +348,10 @@ class ServingState:
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads.clear()
+        try:
+            self.flush_served()
+        except Exception:  # closing must finish; the answers' log is best effort here
+            log.exception("could not write the last served answers")
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"tailor-{name}", daemon=True)
@@ -427,6 +446,11 @@ class ServingState:
                     self.follow_erasures()
             except Exception:  # the poller must survive anything
                 log.exception("model poller failed")
+            for step in (self.flush_served, self.follow_experiments):
+                try:
+                    step()
+                except Exception:
+                    log.exception("%s failed", step.__name__)
             for listener in self.poll_listeners:
                 try:
                     listener()
@@ -464,6 +488,72 @@ class ServingState:
         before = self.loaded
         return self.reload() is not before
 
+    # --- experiments ----------------------------------------------------------------------------
+
+    def follow_experiments(self) -> bool:
+        """Route by the store's running experiment of the engine, loading the models of its
+        arms; True when the routing changed. An arm whose model cannot be loaded stops the
+        routing (every subject gets the served model) and says why in ``last_error``: serving
+        one model under another arm's name would corrupt the experiment's results."""
+        from tailor.lifecycle import registry, rollouts
+
+        experiments = rollouts.load_all(self.store)
+        router = rollouts.Router(experiments)
+        seen = router.experiment.model_dump_json() if router.experiment else ""
+        if seen == self._experiments_seen:
+            return False
+        variants: dict[str, LoadedModel] = {}
+        loaded = self.loaded
+        try:
+            for version in router.versions:
+                if loaded is not None and version == loaded.version:
+                    continue
+                found = self.variants.get(version)
+                if found is None:
+                    artifact = Path(registry.get(self.store, "recommend", version).artifact)
+                    found = self._load(artifact)
+                    found.service.warm()
+                variants[version] = found
+        except Exception as exc:  # any failure: keep serving the one model
+            self.last_error = f"experiment {router.experiment.name}: cannot load an arm: {exc}"
+            log.warning("%s", self.last_error)
+            router, variants = rollouts.Router([]), {}
+        with self._change:
+            self.variants = variants
+            self.router = router
+            self.generation += 1
+            self.cache.clear()
+        self._experiments_seen = seen
+        return True
+
+    def flush_served(self) -> int:
+        """Write the queued served answers to the store (the poller does, every second)."""
+        with self._queue_lock:
+            queued, self._served_queue = self._served_queue, []
+        if not queued:
+            return 0
+        ids, who, at, versions, experiments, arms, propensities = zip(*queued, strict=True)
+        table = pa.table(
+            {
+                "recommendation_id": pa.array(ids, pa.string()),
+                "subject_id": pa.array(who, pa.string()),
+                "served_at": pa.array(
+                    [datetime.fromtimestamp(t, UTC) for t in at], pa.timestamp("us", tz="UTC")
+                ),
+                "engine": pa.array(["recommend"] * len(ids), pa.string()),
+                "model_version": pa.array(versions, pa.string()),
+                "experiment": pa.array(experiments, pa.string()),
+                "arm": pa.array(arms, pa.string()),
+                "propensity": pa.array(propensities, pa.float64()),
+            }
+        )
+        try:
+            return self.store.record_served(table)
+        except Exception:
+            with self._queue_lock:  # kept for the next flush, in order
+                self._served_queue[:0] = queued
+            raise
+
     # --- requests --------------------------------------------------------------------------------
 
     def current(self) -> LoadedModel:
@@ -487,6 +577,13 @@ class ServingState:
     ) -> Served:
         loaded = self.current()
         generation = self.generation
+        assignment = self.router.route(user, self._rng) if self.router.experiment else None
+        if assignment is not None and assignment.version != loaded.version:
+            variant = self.variants.get(assignment.version)
+            if variant is None:  # its model is not loaded (yet): serve, but not as that arm
+                assignment = None
+            else:
+                loaded = variant
         personal = self.personalizes(user)
         session, version = self.sessions.get(user) if personal else ((), 0)
         context = {k_: v for k_, v in (context or {}).items() if v}
@@ -498,6 +595,7 @@ class ServingState:
             tuple(sorted(context.items())),
             tuple(include_categories) if include_categories is not None else None,
             tuple(exclude_categories) if exclude_categories is not None else None,
+            loaded.version,
         )
         items = self.cache.get(key, generation, version, k)
         if items is None:
@@ -512,11 +610,28 @@ class ServingState:
             )
             self.cache.put(key, generation, version, depth, items)
         items = items[:k]
-        served = Served(uuid.uuid4().hex, items, loaded.version)
-        who = None if user in self._erased else user  # nothing kept of an erased user
-        self.served.append(
-            (served.recommendation_id, time.time(), who, tuple(i.item_id for i in items))
+        served = Served(
+            uuid.uuid4().hex,
+            items,
+            loaded.version,
+            assignment.experiment if assignment else None,
+            assignment.arm if assignment else None,
         )
+        who = None if user in self._erased else user  # nothing kept of an erased user
+        now = time.time()
+        self.served.append((served.recommendation_id, now, who, tuple(i.item_id for i in items)))
+        with self._queue_lock:
+            self._served_queue.append(
+                (
+                    served.recommendation_id,
+                    who,
+                    now,
+                    loaded.version,
+                    served.experiment,
+                    served.arm,
+                    assignment.propensity if assignment else 1.0,
+                )
+            )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("served %s: %s", served.recommendation_id, [i.item_id for i in items])
         return served
@@ -625,6 +740,9 @@ class ServingState:
             if loaded is None:
                 return
             service = loaded.service.with_items(rows)
+            self.variants = {
+                v: _replace(m, m.service.with_items(rows)) for v, m in self.variants.items()
+            }
             self._swap(_replace(loaded, service))
 
     def erase_user(self, user: str) -> ErasureReport:
@@ -649,6 +767,9 @@ class ServingState:
                 self._swap(_replace(loaded, loaded.service.without_users(users)))
             else:
                 self.cache.clear()
+            self.variants = {
+                v: _replace(m, m.service.without_users(users)) for v, m in self.variants.items()
+            }
         gone = set(users)
         for index, entry in enumerate(self.served):
             if entry[2] in gone:
@@ -745,8 +866,12 @@ class ServingState:
             if self.loaded is not None:
                 with self._change:
                     loaded = self.loaded
-                    service = _apply_catalog(loaded.service, self.store.read_entities("items"))
-                    self._swap(_replace(loaded, service))
+                    items = self.store.read_entities("items")
+                    self.variants = {
+                        v: _replace(m, _apply_catalog(m.service, items))
+                        for v, m in self.variants.items()
+                    }
+                    self._swap(_replace(loaded, _apply_catalog(loaded.service, items)))
         self.follow_erasures()
 
     def _load_consent(self) -> None:

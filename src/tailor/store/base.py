@@ -226,6 +226,46 @@ class RegistryStore(Protocol):
         ...
 
 
+class LifecycleStore(Protocol):
+    """Jobs and their leases, served answers, experiments and the lifecycle log
+    (``tailor.lifecycle``; the SQL is in :mod:`tailor.store.lifecycle_sql`)."""
+
+    def lease_job(self, name: str, owner: str, *, now: datetime, until: datetime) -> bool:
+        """Take the job's lease unless another owner holds an unexpired one."""
+        ...
+
+    def finish_job(
+        self,
+        name: str,
+        owner: str,
+        *,
+        status: str,
+        message: str,
+        finished_at: datetime,
+        next_run_at: datetime,
+    ) -> bool: ...
+
+    def schedule_job(self, name: str, next_run_at: datetime) -> None: ...
+
+    def jobs(self) -> list[dict]: ...
+
+    def record_served(self, rows: pa.Table) -> int: ...
+
+    def read_served(
+        self, *, experiment: str | None = None, since: datetime | None = None
+    ) -> pa.Table: ...
+
+    def put_experiment(self, name: str, spec: str, updated_at: datetime) -> None: ...
+
+    def experiments(self) -> list[tuple[str, str, datetime]]: ...
+
+    def add_log(self, kind: str, at: datetime, payload: str) -> None: ...
+
+    def read_log(
+        self, kind: str, *, since: datetime | None = None, limit: int = 1000
+    ) -> list[tuple[datetime, str]]: ...
+
+
 class MetaStore(Protocol):
     def get_meta(self, key: str) -> str | None: ...
 
@@ -241,6 +281,7 @@ class Store(
     PrivacyStore,
     ScoreStore,
     RegistryStore,
+    LifecycleStore,
     MetaStore,
     Protocol,
 ):

@@ -31,6 +31,7 @@ from tailor.store.base import (
     ProgressCallback,
     UpsertResult,
 )
+from tailor.store.lifecycle_sql import LifecycleTables
 from tailor.store.stored_ids import StoredIdFilter
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def _check_purpose(purpose: str | None) -> None:
         raise ValueError(f"unknown purpose {purpose!r}; expected one of {', '.join(PURPOSES)}")
 
 
-class SqlStore:
+class SqlStore(LifecycleTables):
     """Shared implementation of :class:`tailor.store.base.Store`."""
 
     url: str
@@ -149,6 +150,7 @@ class SqlStore:
             + " PRIMARY KEY, value "
             + self._sql_type("string")
             + ")",
+            *self._lifecycle_schema(),
         ]
         with self.transaction():
             for statement in statements:
@@ -458,6 +460,7 @@ class SqlStore:
                 "DELETE FROM devices WHERE owner_id = ?", [subject_id]
             )
             self._run("DELETE FROM customer_scores WHERE subject_id = ?", [subject_id])
+            self._erase_lifecycle(subject_id)
             self._run(
                 "INSERT INTO tombstones (subject_id, erased_at) VALUES (?, ?) "
                 "ON CONFLICT (subject_id) DO NOTHING",

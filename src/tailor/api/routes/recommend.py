@@ -75,6 +75,8 @@ def recommendations_json(
     body = {
         "recommendation_id": served.recommendation_id,
         "model_version": served.version,
+        "experiment": served.experiment,
+        "arm": served.arm,
         "items": served.items,  # dataclasses with the schema's fields (checked below)
     }
     return orjson.dumps(body)
