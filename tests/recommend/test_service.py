@@ -105,6 +105,15 @@ def test_new_visitor_gets_trending_in_their_country_then_personal_from_first_eve
     assert "tea-5" not in {line.item_id for line in after_a_view}
 
 
+def test_an_item_clicked_then_bought_in_the_session_is_explained_by_the_purchase(service):
+    # Regression: the kinds' ranks of one item were summed (click 2 + purchase 4) past the
+    # last kind, and the request failed with an IndexError.
+    session = [("tea-5", "view"), ("tea-5", "click"), ("tea-5", "purchase"), ("tea-5", "view")]
+    answer = service.recommend("visitor-2", k=5, session_events=session)
+    assert answer and "tea-5" not in {line.item_id for line in answer}
+    assert any("bought" in line.reason for line in answer if line.evidence_item == "tea-5")
+
+
 def test_new_item_is_recommended_through_content_before_any_interaction(service):
     assert service.model.item_popularity_[service.catalog.codes(["tea-new"])[0]] == 0
     answer = service.recommend("t4", k=5)

@@ -826,10 +826,19 @@ class RecommendationService:
                 (np.ones(bought.sum(), np.float32), (cols[bought], codes[bought])),
                 shape=(1, n_items),
             )
-            rank = np.array([INTERACTION_TYPES.index(kind) + 1 for kind in kinds_arr])
+            # The strongest kind per item: a COO matrix would sum the ranks of an item met
+            # twice (a click and a purchase), past the last kind.
+            rank: dict[int, int] = {}
+            for code, kind in zip(codes.tolist(), kinds_arr, strict=True):
+                rank[code] = max(rank.get(code, 0), INTERACTION_TYPES.index(kind) + 1)
+            ranked = np.fromiter(rank, np.int64, len(rank))
             strength = strength.maximum(
-                sp.csr_matrix((rank.astype(np.float32), (cols, codes)), shape=(1, n_items))
-            )
+                sp.csr_matrix(
+                    (np.fromiter(rank.values(), np.float32, len(rank)),
+                     (np.zeros(len(rank), np.int64), ranked)),
+                    shape=(1, n_items),
+                )
+            )  # fmt: skip
             # New matrices (the stored rows are views and must stay untouched).
             row, purchased, strength = (sp.csr_matrix(m) for m in (row, purchased, strength))
             for matrix in (row, purchased, strength):
