@@ -85,13 +85,15 @@ def raw_events(events: list[dict]) -> pa.Table:
     return raw_event_table(rows)
 
 
-def workspace(folder: Path, store: str | None = None, prefix: str = "") -> Workspace:
+def workspace(
+    folder: Path, store: str | None = None, prefix: str = "", consent: dict | None = None
+) -> Workspace:
     """A store holding the shop (personalization opt-out, so every event feeds the model)."""
     settings = Settings(
         store=store or str(folder / "tailor.duckdb"),
         secret_key=KEY,
         secret_key_file=folder / "secret.key",
-        privacy={"consent_default": OPT_OUT},
+        privacy={"consent_default": consent or OPT_OUT},
     )
     ws = open_workspace(settings, create=True)
     import_table(ws.store, shop_items(), pseudonymizer=ws.pseudonymizer, entity="items")
@@ -126,13 +128,14 @@ def serve(
     model: bool = True,
     poll_interval_s: float | None = None,
     fast_path: bool = True,
+    consent: dict | None = None,
     **api,
 ) -> Served:
     """An app with tenant ``default`` (and ``shop-b`` with its own store) and keys:
     admin, ingest, recommend (tenant default), other (recommend+ingest+admin, shop-b only)."""
     settings = Settings(store=str(folder / "unused.duckdb"), secret_key=KEY)
     settings.api = settings.api.model_copy(update=api)
-    ws = workspace(folder, store)
+    ws = workspace(folder, store, consent=consent)
     model_path = folder / "model"
     if model:
         save_model(ws, model_path)

@@ -64,8 +64,9 @@ class LifecycleTables:
         """Take the job's lease when it is free, expired or already ``owner``'s: one UPDATE,
         so two workers racing for it cannot both win."""
         with self.transaction():
-            self._run("INSERT INTO jobs (name, runs) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
-                      [name])  # fmt: skip
+            self._run(
+                "INSERT INTO jobs (name, runs) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", [name]
+            )
             taken = self._insert_count(
                 "UPDATE jobs SET lease_owner = ?, lease_until = ?, last_started = ? "
                 "WHERE name = ? AND (lease_owner IS NULL OR lease_until <= ? OR lease_owner = ?)",
@@ -97,8 +98,9 @@ class LifecycleTables:
     def schedule_job(self, name: str, next_run_at: datetime) -> None:
         """Set when the job runs next (a trigger: now)."""
         with self.transaction():
-            self._run("INSERT INTO jobs (name, runs) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
-                      [name])  # fmt: skip
+            self._run(
+                "INSERT INTO jobs (name, runs) VALUES (?, 0) ON CONFLICT (name) DO NOTHING", [name]
+            )
             self._run("UPDATE jobs SET next_run_at = ? WHERE name = ?", [next_run_at, name])
 
     def jobs(self) -> list[dict]:
@@ -149,8 +151,10 @@ class LifecycleTables:
         )
 
     def experiments(self) -> list[tuple[str, str, datetime]]:
-        return [tuple(r) for r in self._run("SELECT name, spec, updated_at FROM experiments "
-                                             "ORDER BY name")]  # fmt: skip
+        return [
+            tuple(r)
+            for r in self._run("SELECT name, spec, updated_at FROM experiments ORDER BY name")
+        ]
 
     # --- lifecycle log -----------------------------------------------------------------------
     def add_log(self, kind: str, at: datetime, payload: str) -> None:

@@ -1,0 +1,136 @@
+"""An A/B test from exposure to verdict, through the served API."""
+
+from __future__ import annotations
+
+import pytest
+
+from tailor.lifecycle import attribution, rollouts
+from tailor.lifecycle.rollouts import Arm, Experiment
+from tests.lifecycle._traffic import close_shop, open_shop, visit
+
+
+@pytest.fixture
+def shop(tmp_path):
+    shop = open_shop(tmp_path)
+    yield shop
+    close_shop(shop)
+
+
+def _ab(shop, **extra) -> Experiment:
+    return rollouts.start(
+        shop.store,
+        Experiment(
+            name="ranker-test",
+            arms=[
+                Arm(name="control", version=shop.control),
+                Arm(name="treatment", version=shop.treatment),
+            ],
+            min_users=100,
+            **extra,
+        ),
+    )
+
+
+def test_ab_test_from_exposure_to_verdict(shop):
+    _ab(shop)
+    assert shop.serving.follow_experiments()
+    rates = {"control": 0.10, "treatment": 0.35}
+    answers = visit(shop, range(600), lambda arm: rates[arm], purchase_rate=0.5)
+
+    by_subject = {}
+    for answer in answers:
+        assert answer["experiment"] == "ranker-test"
+        expected = shop.control if answer["arm"] == "control" else shop.treatment
+        assert answer["model_version"] == expected  # the arm's model answered
+        by_subject[answer["subject"]] = answer["arm"]
+    again = visit(shop, range(50), lambda arm: 0.0, seed=1)  # the same users come back
+    assert all(by_subject[a["subject"]] == a["arm"] for a in again)  # sticky
+
+    result = attribution.analyze(shop.store, rollouts.get(shop.store, "ranker-test"))
+    assert sum(result.users.values()) == 600
+    assert min(result.users.values()) > 230  # a 50/50 split, give or take
+    assert not result.srm_alarm and result.srm_p_value > 0.001
+    assert result.verdict == "treatment wins on ctr"
+    ctr = next(m for m in result.comparisons if m.metric == "ctr")
+    assert ctr.significant and ctr.comparison.low > 0
+    assert ctr.comparison.control == pytest.approx(result.means["control"]["ctr"])
+    clicks = next(m for m in result.comparisons if m.metric == "click")
+    assert clicks.probability_to_beat > 0.99 and clicks.expected_loss < 0.01
+    assert result.means["treatment"]["revenue"] > result.means["control"]["revenue"] > 0
+    assert result.guardrails_hold
+    assert result.to_dict()["verdict"] == "treatment wins on ctr"
+
+
+def test_a_skewed_split_raises_the_sample_ratio_alarm(shop):
+    _ab(shop)
+    shop.serving.follow_experiments()
+    answers = visit(shop, range(600), lambda arm: 0.2)
+    # Lose most of the treatment's impressions, as a broken client-side logger would.
+    treatment_ids = [a["recommendation_id"] for a in answers if a["arm"] == "treatment"][:200]
+    shop.store._run(
+        "DELETE FROM events WHERE recommendation_id IN (" + ",".join("?" * 200) + ")",
+        treatment_ids,
+    )
+    result = attribution.analyze(shop.store, rollouts.get(shop.store, "ranker-test"))
+    assert result.srm_alarm and result.srm_p_value < 0.001
+    assert result.verdict == "invalid: sample ratio mismatch"
+    assert not result.guardrails_hold
+
+
+def test_too_few_users_is_collecting_with_a_warning(shop):
+    _ab(shop)
+    shop.serving.follow_experiments()
+    visit(shop, range(40), lambda arm: 0.5)
+    result = attribution.analyze(shop.store, rollouts.get(shop.store, "ranker-test"))
+    assert result.verdict == "collecting"
+    assert any("fewer than the minimum 100" in w for w in result.warnings)
+
+
+def test_stopped_experiment_stops_routing(shop):
+    _ab(shop)
+    shop.serving.follow_experiments()
+    rollouts.stop(shop.store, "ranker-test", reason="done")
+    assert shop.serving.follow_experiments()
+    answers = visit(shop, range(20), lambda arm: 0.0)
+    assert {a["arm"] for a in answers} == {None}
+    assert {a["model_version"] for a in answers} == {shop.control}
+
+
+def test_bad_experiments_are_refused_with_the_field_named(shop):
+    with pytest.raises(ValueError, match="no version 'nope'"):
+        rollouts.start(
+            shop.store,
+            Experiment(
+                name="x", arms=[Arm(name="a", version=shop.control), Arm(name="b", version="nope")]
+            ),
+        )
+    with pytest.raises(ValueError, match=r"arms: .*at least 2"):
+        rollouts.parse({"name": "x", "arms": [{"name": "a", "version": shop.control}]})
+    with pytest.raises(ValueError, match="arm names must differ"):
+        rollouts.parse({"name": "x", "arms": [{"name": "a", "version": "v"}] * 2})
+    with pytest.raises(ValueError, match="canary has two arms"):
+        rollouts.parse(
+            {
+                "name": "x",
+                "kind": "canary",
+                "arms": [{"name": f"a{i}", "version": "v"} for i in range(3)],
+            }
+        )
+    with pytest.raises(ValueError, match="name: String should match"):
+        rollouts.parse(
+            {
+                "name": "Bad Name!",
+                "arms": [{"name": "a", "version": "v"}, {"name": "b", "version": "w"}],
+            }
+        )
+    _ab(shop)
+    with pytest.raises(ValueError, match="exists already"):
+        _ab(shop)
+    with pytest.raises(ValueError, match="already routes recommend traffic"):
+        rollouts.start(
+            shop.store,
+            Experiment(
+                name="second",
+                arms=[Arm(name="a", version=shop.control), Arm(name="b", version=shop.treatment)],
+            ),
+        )
