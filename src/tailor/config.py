@@ -6,9 +6,9 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tailor.errors import ConfigError
@@ -65,6 +65,81 @@ class ApiSettings(BaseModel):
     )
 
 
+def parse_duration(text: str) -> float:
+    """Seconds of a duration written ``30s``, ``15m``, ``6h`` or ``7d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = str(text).strip()
+    try:
+        value = float(text[:-1])
+        unit = units[text[-1]]
+    except (ValueError, KeyError, IndexError):
+        raise ValueError(f"{text!r} is not a duration: write e.g. 30s, 15m, 6h or 7d") from None
+    if not 0 < value < 1e7:
+        raise ValueError(f"{text!r}: a duration must be positive")
+    return value * unit
+
+
+Duration = Annotated[str, AfterValidator(lambda text: (parse_duration(text), text)[1])]
+
+
+class AlertSettings(BaseModel):
+    webhook_url: str | None = Field(
+        default=None,
+        description=(
+            "POST each alert as JSON here (Slack-compatible: a 'text' field); alerts are "
+            "always logged and kept in the store for the dashboard."
+        ),
+    )
+    min_ctr: float = Field(
+        default=0.0, ge=0, le=1, description="Alert when a served version's CTR falls below."
+    )
+    min_coverage: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Alert when the share of the catalog shown falls below.",
+    )
+    min_impressions: int = Field(
+        default=100, ge=1, description="KPI alerts wait for this many impressions per version."
+    )
+
+
+class LifecycleSettings(BaseModel):
+    """What ``tailor worker`` runs and when, and how a retrained model earns promotion."""
+
+    retrain_every: dict[str, Duration] = Field(
+        default_factory=lambda: {"recommend": "1d", "audience": "7d"},
+        description="Retraining cadence per engine; leave an engine out to never retrain it.",
+    )
+    experiments_every: Duration = Field(
+        default="5m", description="How often canaries step or roll back and bandits learn."
+    )
+    kpis_every: Duration = Field(default="15m", description="How often KPIs are computed.")
+    drift_every: Duration = Field(
+        default="1h", description="How often event drift is checked (drift triggers retraining)."
+    )
+    kpi_window: Duration = Field(default="1d", description="The window each KPI snapshot covers.")
+    holdout: Duration = Field(
+        default="7d", description="The latest events held out to judge a retrained model."
+    )
+    promotion_metric: str = Field(
+        default="ndcg_at_10", description="The offline metric a retrained model must not lose on."
+    )
+    promotion_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Relative loss on the promotion metric still accepted (0.02: 2%).",
+    )
+    recommend_model: str = Field(
+        default="itemknn", description="The algorithm the worker retrains the recommender with."
+    )
+    model_dir: Path = Field(
+        default=Path(".tailor/models"), description="Where retrained models are saved."
+    )
+    alerts: AlertSettings = AlertSettings()
+
+
 class Settings(BaseSettings):
     """tailor's configuration.
 
@@ -87,6 +162,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     imports: ImportSettings = ImportSettings()
     api: ApiSettings = ApiSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
 
     @field_validator("store")
     @classmethod

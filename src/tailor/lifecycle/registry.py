@@ -5,24 +5,33 @@ event time and row counts), how well (offline metrics), where its files are and 
 SHA-256, and when. Aliases (``production``, ``candidate``, or any name) point at versions;
 promotion and rollback are alias moves, each one transaction in the store, recorded with
 who moved it and why, so the history says which version served when. A server started with
-an alias follows it (``tailor serve --model-alias production``).
+an alias follows it (``tailor serve --model-alias production``). With
+``TAILOR_MLFLOW_TRACKING_URI`` set, versions and alias moves are also mirrored to MLflow
+(``tailor.lifecycle.mlflow_mirror``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tailor.lifecycle import mlflow_mirror
 from tailor.store.base import Store
 
 ENGINES = ("recommend", "audience", "budget", "devices")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 VERSION_LENGTH = 128
+MLFLOW_URI = "TAILOR_MLFLOW_TRACKING_URI"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,20 @@ def _check_version(version: str) -> None:
         )
 
 
+def _mirror(write: Callable[[str], object]) -> None:
+    """Pass the tracking URI to ``write`` when ``TAILOR_MLFLOW_TRACKING_URI`` is set. Called
+    after the store write: the store is the registry and MLflow a copy, so a failing mirror
+    (no extra, unreachable server) is a warning, never a failed or undone registration."""
+    uri = os.environ.get(MLFLOW_URI)
+    if not uri:
+        return
+    try:
+        write(uri)
+    except Exception as exc:
+        shown = mlflow_mirror.shown
+        log.warning("MLflow mirror to %s failed: %s", shown(uri), shown(str(exc)))
+
+
 def artifact_hash(path: str | Path) -> str:
     """SHA-256 over a file, or over a folder's files (relative names and contents, in name
     order), so a changed, added or removed file changes it."""
@@ -120,8 +143,10 @@ def register(
     }
     record = json.dumps(described, default=str, sort_keys=True)
     store.add_model_version(engine, version, created_at, str(path.resolve()), sha256, record)
-    return ModelVersion(engine, version, created_at, str(path.resolve()), sha256,
-                        **json.loads(record))  # fmt: skip
+    model = ModelVersion(engine, version, created_at, str(path.resolve()), sha256,
+                         **json.loads(record))  # fmt: skip
+    _mirror(lambda uri: mlflow_mirror.mirror_version(uri, model))
+    return model
 
 
 def versions(store: Store, engine: str | None = None) -> list[ModelVersion]:
@@ -164,9 +189,11 @@ def promote(
     _check_version(version)
     if not by.strip() or not reason.strip():
         raise ValueError("say who moves the alias and why (by, reason): the history keeps it")
-    return store.move_alias(
+    previous = store.move_alias(
         engine, alias, version, moved_at=datetime.now(UTC), moved_by=by, reason=reason
     )
+    _mirror(lambda uri: mlflow_mirror.mirror_alias(uri, engine, alias, version))
+    return previous
 
 
 def history(store: Store, engine: str, alias: str) -> list[AliasMove]:
