@@ -1,0 +1,286 @@
+"""The worker's jobs (:mod:`tailor.lifecycle.worker`); each returns a line saying what it did.
+
+**retrain-recommend** is champion against challenger on the latest holdout: the events of the
+last ``holdout`` (7 days) are held out; the challenger (the configured algorithm) is fitted on
+the events before them; the champion (the ``production`` version) is judged on the same
+holdout, refitted from its registered configuration on the same events when its own data
+reached into the holdout (it would otherwise be judged on what it learned). The challenger is
+then refitted on every event, saved, registered with its holdout metrics and pointed at by
+``candidate``; it becomes ``production`` only when its ``promotion_metric`` is not worse than
+the champion's by more than ``promotion_tolerance`` (relative). Otherwise an alert says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from tailor.config import parse_duration
+from tailor.evaluate.metrics import ranking_metrics
+from tailor.lifecycle import attribution, journal, registry, rollouts
+from tailor.lifecycle.alerts import check_kpis
+from tailor.lifecycle.worker import JobContext
+from tailor.recommend.interactions import INTERACTION_TYPES
+from tailor.recommend.service import RecommendationService
+
+HOLDOUT_USERS = 2000
+"""Holdout users judged at most (a hash sample): enough for a stable nDCG, cheap to score."""
+K = 10
+
+
+# --- retraining ------------------------------------------------------------------------------
+
+
+def holdout_metrics(service: RecommendationService, holdout: pa.Table) -> dict[str, float]:
+    """nDCG, recall and hit rate at 10 of ``service`` on the items each known user interacted
+    with in ``holdout`` (that the service did not already know the user had)."""
+    users = holdout["subject_id"].to_numpy(zero_copy_only=False)
+    items = holdout["item_id"].to_numpy(zero_copy_only=False)
+    wanted: dict[str, set[str]] = {}
+    for user, item in zip(users, items, strict=True):
+        wanted.setdefault(user, set()).add(item)
+    judged = sorted(u for u in wanted if service.user_row(u) >= 0)
+    if len(judged) > HOLDOUT_USERS:  # a deterministic sample, the same for every model
+        judged = sorted(judged, key=lambda u: hashlib.sha256(u.encode()).digest())
+        judged = judged[:HOLDOUT_USERS]
+    if not judged:
+        raise ValueError("no holdout user is known to the model: nothing to judge it on")
+    vocabulary: dict[str, int] = {}
+    top = np.full((len(judged), K), -1, np.int64)
+    rows, cols = [], []
+    for row, user in enumerate(judged):
+        recommended = [line.item_id for line in service.recommend(user, k=K)]
+        for rank, item in enumerate(recommended[:K]):
+            top[row, rank] = vocabulary.setdefault(item, len(vocabulary))
+        for item in wanted[user]:
+            rows.append(row)
+            cols.append(vocabulary.setdefault(item, len(vocabulary)))
+    relevant = sp.csr_matrix(
+        (np.ones(len(rows)), (rows, cols)), shape=(len(judged), len(vocabulary))
+    )
+    metrics = ranking_metrics(top, relevant, k=K)
+    return {
+        "ndcg_at_10": metrics.ndcg,
+        "recall_at_10": metrics.recall,
+        "hit_rate_at_10": metrics.hit_rate,
+        "holdout_users": float(metrics.users),
+    }
+
+
+def _split(events: pa.Table, holdout_s: float) -> tuple[pa.Table, pa.Table, object]:
+    times = events["occurred_at"]
+    cutoff = pc.max(times).as_py() - timedelta(seconds=holdout_s)
+    train = events.filter(pc.less(times, pa.scalar(cutoff, times.type)))
+    later = events.filter(pc.greater_equal(times, pa.scalar(cutoff, times.type)))
+    later = later.filter(
+        pc.and_(
+            pc.is_in(later["event_type"], value_set=pa.array(INTERACTION_TYPES)),
+            pc.and_(pc.is_valid(later["subject_id"]), pc.is_valid(later["item_id"])),
+        )
+    )
+    return train, later, cutoff
+
+
+def _champion_metrics(context: JobContext, train, items, holdout, cutoff) -> tuple[str, dict]:
+    store = context.store
+    try:
+        champion = registry.resolve(store, "recommend", "production")
+    except ValueError:
+        return "", {}
+    window_end = champion.data_window.get("to")
+    saw_holdout = window_end is None or datetime.fromisoformat(str(window_end)) >= cutoff
+    if saw_holdout:
+        config = champion.config
+        service = RecommendationService.build(
+            train, items, model=config.get("model", "itemknn"), params=config.get("params") or None
+        )
+    else:
+        service = RecommendationService.load(champion.artifact)
+    return champion.version, holdout_metrics(service, holdout)
+
+
+def retrain_recommend(context: JobContext) -> str:
+    settings, store = context.settings, context.store
+    events = store.read_events(purpose="personalization")
+    items = store.read_entities("items")
+    if not events.num_rows:
+        return "no events yet: nothing to train on"
+    train, holdout, cutoff = _split(events, parse_duration(settings.holdout))
+    model = settings.recommend_model
+    challenger = RecommendationService.build(train, items, model=model)
+    metrics = holdout_metrics(challenger, holdout)
+    champion, champion_metrics = _champion_metrics(context, train, items, holdout, cutoff)
+    name = settings.promotion_metric
+    if name not in metrics:
+        raise ValueError(
+            f"promotion_metric {name!r} is not one of {', '.join(metrics)} ([lifecycle] in "
+            "tailor.toml)"
+        )
+    ours, theirs = metrics[name], champion_metrics.get(name)
+    floor = None if theirs is None else theirs * (1 - settings.promotion_tolerance)
+    promoted = floor is None or ours >= floor
+    final = RecommendationService.build(events, items, model=model).with_candidates()
+    path = Path(settings.model_dir) / final.version
+    final.save(path)
+    window = final.info.get("data_window") or [None, None]
+    version = registry.register(
+        store,
+        "recommend",
+        path,
+        version=final.version,  # what the served answers report: one name for both
+        config={"model": model, "params": final.info.get("params") or {}},
+        data_window={
+            "from": window[0],
+            "to": window[1],
+            "events": events.num_rows,
+            "holdout_from": cutoff.isoformat(),
+            "holdout_events": holdout.num_rows,
+        },
+        metrics=metrics,
+    ).version
+    if champion:
+        versus = f"{name} {ours:.4f} against {champion}'s {theirs:.4f} on the same holdout"
+    else:
+        versus = f"{name} {ours:.4f}; no production version yet"
+    registry.promote(
+        store, "recommend", version, alias="candidate", by="worker", reason=f"retrained: {versus}"
+    )
+    if promoted:
+        registry.promote(store, "recommend", version, by="worker", reason=f"retrained: {versus}")
+        outcome = f"{version} promoted to production: {versus}"
+    else:
+        outcome = (
+            f"{version} stays candidate: {versus} is worse than the "
+            f"{settings.promotion_tolerance:.0%} tolerance allows"
+        )
+        context.alert("retrain-recommend", outcome, version=version, champion=champion)
+    journal.write(
+        store,
+        "decision",
+        {
+            "engine": "recommend",
+            "version": version,
+            "promoted": promoted,
+            "reason": outcome,
+            "metrics": metrics,
+            "champion": champion,
+            "champion_metrics": champion_metrics,
+        },
+    )
+    return outcome
+
+
+# --- experiments -----------------------------------------------------------------------------
+
+
+def experiments(context: JobContext) -> str:
+    """Step or roll back each running canary, teach each bandit its clicks, raise the
+    sample-ratio alarm of A/B tests."""
+    said = []
+    for experiment in rollouts.load_all(context.store):
+        if not experiment.running:
+            continue
+        if experiment.kind == "bandit":
+            wins, losses = attribution.bandit_rewards(context.store, experiment)
+            experiment.successes, experiment.failures = wins, losses
+            rollouts.save(context.store, experiment)
+            said.append(
+                f"{experiment.name}: bandit counts {wins} clicked of "
+                f"{[w + n for w, n in zip(wins, losses, strict=True)]}"
+            )
+            continue
+        result = attribution.analyze(context.store, experiment)
+        if experiment.kind == "canary":
+            said.append(step_canary(context, experiment, result))
+        elif result.srm_alarm and not any(h["what"] == "srm_alarm" for h in experiment.history):
+            experiment.decided("srm_alarm", p_value=result.srm_p_value)
+            rollouts.save(context.store, experiment)
+            context.alert(
+                f"experiment {experiment.name}",
+                f"{experiment.name}: sample ratio mismatch (p = {result.srm_p_value:.2g}); "
+                "do not read its results",
+            )
+            said.append(f"{experiment.name}: SRM alarm")
+        else:
+            said.append(f"{experiment.name}: {result.verdict}")
+    return "; ".join(said) or "no running experiment"
+
+
+def step_canary(context: JobContext, experiment, result: attribution.ExperimentResult) -> str:
+    store = context.store
+    share = experiment.steps[experiment.step]
+    if not result.guardrails_hold:
+        broken = "; ".join(g["reason"] for g in result.guardrails if g["broken"])
+        rollouts.stop(store, experiment.name, status="rolled_back", reason=broken)
+        message = (
+            f"canary {experiment.name} rolled back at {share:g}%: {broken}. Every user is "
+            f"served {experiment.arms[0].version} again"
+        )
+        context.alert(f"experiment {experiment.name}", message)
+        return message
+    if min(result.users.values()) < experiment.min_users:
+        return f"canary {experiment.name} at {share:g}%: collecting ({result.users})"
+    if experiment.step + 1 < len(experiment.steps):
+        experiment.step += 1
+        experiment.decided("step", share=experiment.steps[experiment.step], users=result.users)
+        rollouts.save(store, experiment)
+        moved = experiment.steps[experiment.step]
+        return f"canary {experiment.name}: guardrails hold, {share:g}% → {moved:g}%"
+    new = experiment.arms[1].version
+    registry.promote(
+        store,
+        experiment.engine,
+        new,
+        by="canary",
+        reason=f"canary {experiment.name} held its guardrails up to 100%",
+    )
+    rollouts.stop(store, experiment.name, status="completed", reason=f"{new} promoted")
+    return f"canary {experiment.name} completed: {new} promoted to production"
+
+
+# --- KPIs and drift --------------------------------------------------------------------------
+
+
+def kpis(context: JobContext) -> str:
+    hours = parse_duration(context.settings.kpi_window) / 3600
+    rows = attribution.version_kpis(context.store, hours=hours, now=context.now)
+    journal.write(context.store, "kpi", {"window_hours": hours, "versions": rows}, at=context.now)
+    raised = check_kpis(context.store, context.settings.alerts, rows)
+    return f"KPIs of {len(rows)} version(s) over {hours:g} h; {len(raised)} alert(s)"
+
+
+def drift(context: JobContext) -> str:
+    """Event features of the last 7 days against the 28 before (computed in the store), and
+    the served models' CTR; drift schedules a retraining now."""
+    from tailor.lifecycle.monitor import drift_report
+
+    report = drift_report(context.store, context.now.date())
+    features = {}
+    for feature in report:
+        check = feature.check
+        features[feature.feature] = (
+            {
+                "psi": check.psi,
+                "ks_p_value": check.ks_p_value,
+                "js": check.jensen_shannon,
+                "wasserstein": check.wasserstein,
+                "drifted": check.drifted,
+                "n": check.n,
+            }
+            if check
+            else {"drifted": False, "n": feature.recent_values, "note": "too few values to check"}
+        )
+    journal.write(context.store, "drift", {"features": features}, at=context.now)
+    drifted = sorted(name for name, found in features.items() if found["drifted"])
+    if not drifted:
+        return f"no drift in {len(features)} features"
+    context.alert("drift", f"drift in {', '.join(drifted)}: retraining scheduled", features=drifted)
+    for engine in context.settings.retrain_every:
+        context.store.schedule_job(f"retrain-{engine}", context.now)
+    return f"drift in {', '.join(drifted)}: retraining scheduled"
