@@ -91,8 +91,11 @@ def _metric_sql() -> str:
 
 def per_subject(store: Store, experiment: Experiment) -> pa.Table:
     """One row per exposed subject: arm, impressions, recommendation clicks, each metric
-    after exposure and (``pre_*``) before it."""
-    served = store.read_served(experiment=experiment.name).select(["recommendation_id", "arm"])
+    after exposure and (``pre_*``) before it. A canary counts the answers served since its
+    current step began: its split changed at each step, and the sample-ratio check and the
+    comparison hold for one split."""
+    served = store.read_served(experiment=experiment.name, since=experiment.phase_started_at())
+    served = served.select(["recommendation_id", "arm"])
     since = experiment.started_at - timedelta(days=experiment.window_days)
     impressions = store.read_events(
         purpose=PURPOSE,

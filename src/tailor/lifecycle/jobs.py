@@ -226,7 +226,8 @@ def step_canary(context: JobContext, experiment, result: attribution.ExperimentR
         return message
     if min(result.users.values()) < experiment.min_users:
         return f"canary {experiment.name} at {share:g}%: collecting ({result.users})"
-    if experiment.step + 1 < len(experiment.steps):
+    last = experiment.step + 1 >= len(experiment.steps) - 1
+    if not last:
         experiment.step += 1
         experiment.decided("step", share=experiment.steps[experiment.step], users=result.users)
         rollouts.save(store, experiment)
@@ -238,7 +239,7 @@ def step_canary(context: JobContext, experiment, result: attribution.ExperimentR
         experiment.engine,
         new,
         by="canary",
-        reason=f"canary {experiment.name} held its guardrails up to 100%",
+        reason=f"canary {experiment.name} held its guardrails up to {share:g}%",
     )
     rollouts.stop(store, experiment.name, status="completed", reason=f"{new} promoted")
     return f"canary {experiment.name} completed: {new} promoted to production"

@@ -142,6 +142,13 @@ class Experiment(BaseModel):
             bandit.set_counts(self.successes, self.failures)
         return bandit
 
+    def phase_started_at(self) -> datetime | None:
+        """When the current split began: a canary's last step (None: the whole test)."""
+        if self.kind != "canary":
+            return None
+        moves = [h["at"] for h in self.history if h["what"] in ("started", "step")]
+        return datetime.fromisoformat(moves[-1]) if moves else None
+
     def decided(self, what: str, **details: object) -> None:
         self.history.append({"at": datetime.now(UTC).isoformat(), "what": what, **details})
 
