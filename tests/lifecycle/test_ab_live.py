@@ -134,3 +134,46 @@ def test_bad_experiments_are_refused_with_the_field_named(shop):
                 arms=[Arm(name="a", version=shop.control), Arm(name="b", version=shop.treatment)],
             ),
         )
+
+
+def test_kpis_per_version_reach_the_journal_prometheus_and_alerts(shop, tmp_path):
+    from tailor.config import AlertSettings, LifecycleSettings
+    from tailor.lifecycle import journal
+    from tailor.lifecycle.worker import Worker
+
+    _ab(shop)
+    shop.serving.follow_experiments()
+    rates = {"control": 0.1, "treatment": 0.6}
+    answers = visit(shop, range(300), rates.get, purchase_rate=1.0)
+    alerts = AlertSettings(min_ctr=0.05, min_impressions=50)
+    settings = LifecycleSettings(model_dir=tmp_path / "models", alerts=alerts)
+    worker = Worker(shop.served.tenants["default"].workspace, settings, only=["kpis"])
+    assert worker.run_due()[0].status == "ok"
+
+    (snapshot,) = journal.read(shop.store, "kpi")
+    rows = {row["model_version"]: row for row in snapshot["versions"]}
+    assert set(rows) == {shop.control, shop.treatment}
+    for version, arm in ((shop.control, "control"), (shop.treatment, "treatment")):
+        mine = [a for a in answers if a["arm"] == arm]
+        row = rows[version]
+        assert row["served"] == len(mine)
+        assert row["impressions"] == sum(len(a["items"]) for a in mine)
+        assert row["ctr"] == row["clicks"] / row["impressions"]
+        assert row["revenue"] == 9.0 * row["purchases"]
+    assert rows[shop.treatment]["ctr"] > rows[shop.control]["ctr"]
+    # The control's CTR per shown item (about 0.1 / 3) is under the 5% threshold: alerted.
+    (alert,) = journal.read(shop.store, "alert")
+    assert shop.control in alert["message"] and "ctr" in alert["message"]
+
+    shop.serving.refresh_kpis()
+    text = shop.client.get("/metrics").text
+    ctr = rows[shop.treatment]["ctr"]
+    assert (
+        f'tailor_kpi{{engine="recommend",kpi="ctr",tenant="default",version="{shop.treatment}"}} '
+        f"{ctr}" in text
+    )
+    treated = sum(a["arm"] == "treatment" for a in answers)
+    assert (
+        f'tailor_recommendation_answers_total{{arm="treatment",tenant="default",'
+        f'version="{shop.treatment}"}} {float(treated)}' in text
+    )

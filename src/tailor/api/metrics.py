@@ -78,6 +78,9 @@ class ApiMetrics:
                 self.events.labels(tenant, outcome).inc(n)
 
 
+KPI_NAMES = ("ctr", "conversion", "revenue_per_session", "coverage", "impressions")
+
+
 class _ServingCollector(Collector):
     def __init__(self, tenants: Callable[[], Mapping[str, TenantState]]) -> None:
         self._tenants = tenants
@@ -122,8 +125,25 @@ class _ServingCollector(Collector):
             "Seconds spent in ingest transactions, failed ones included.",
             labels=["tenant"],
         )
+        answers = CounterMetricFamily(
+            "tailor_recommendation_answers",
+            "Recommendation answers served, per model version and experiment arm.",
+            labels=["tenant", "version", "arm"],
+        )
+        kpi = GaugeMetricFamily(
+            "tailor_kpi",
+            "Business KPIs per model version over the worker's KPI window (ctr, conversion, "
+            "revenue_per_session, coverage, impressions), from its latest snapshot.",
+            labels=["tenant", "engine", "version", "kpi"],
+        )
         for name, tenant in self._tenants().items():
             serving = tenant.serving
+            for (version, arm), count in list(serving.answers.items()):
+                answers.add_metric([name, version, arm], count)
+            for row in serving.kpis:
+                for key in KPI_NAMES:
+                    if isinstance(row.get(key), int | float):
+                        kpi.add_metric([name, row["engine"], row["model_version"], key], row[key])
             loaded = serving.loaded
             if loaded is not None:
                 info.add_metric([name, loaded.version], 1)
@@ -138,7 +158,7 @@ class _ServingCollector(Collector):
                 commits.add_metric([name], writer.commits)
                 commit_failures.add_metric([name], writer.commit_failures)
                 commit_seconds.add_metric([name], writer.commit_seconds_total)
-        yield from (info, fallback, ready, sessions, cache, cache_hits, reloads)
+        yield from (info, fallback, ready, sessions, cache, cache_hits, reloads, answers, kpi)
         yield from (commits, commit_failures, commit_seconds)
 
 

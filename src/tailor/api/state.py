@@ -36,7 +36,7 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
@@ -296,6 +296,10 @@ class ServingState:
         """The models of the running experiment's arms that are not the served one."""
         self._experiments_seen: str | None = None
         self._served_queue: list[tuple] = []
+        self.answers: Counter[tuple[str, str]] = Counter()
+        """Answers served per (model version, experiment arm or ''), for Prometheus."""
+        self.kpis: list[dict] = []
+        """The latest KPI snapshot per model version that ``tailor worker`` stored."""
         self._queue_lock = threading.Lock()
         self._rng = np.random.default_rng()
         self.last_error: str | None = None
@@ -336,6 +340,7 @@ class ServingState:
             self.follow_alias()
         self.reload()
         self.follow_experiments()
+        self.refresh_kpis()
         if self.poll_interval_s:
             self._spawn("model-poller", self._poll_loop)
         if self.tail_interval_s:
@@ -446,7 +451,7 @@ class ServingState:
                     self.follow_erasures()
             except Exception:  # the poller must survive anything
                 log.exception("model poller failed")
-            for step in (self.flush_served, self.follow_experiments):
+            for step in (self.flush_served, self.follow_experiments, self.refresh_kpis):
                 try:
                     step()
                 except Exception:
@@ -525,6 +530,11 @@ class ServingState:
             self.cache.clear()
         self._experiments_seen = seen
         return True
+
+    def refresh_kpis(self) -> None:
+        """The newest KPI snapshot of the journal (the worker's ``kpis`` job writes it)."""
+        latest = self.store.read_log("kpi", limit=1)
+        self.kpis = json.loads(latest[0][1]).get("versions", []) if latest else []
 
     def flush_served(self) -> int:
         """Write the queued served answers to the store (the poller does, every second)."""
@@ -620,6 +630,7 @@ class ServingState:
         who = None if user in self._erased else user  # nothing kept of an erased user
         now = time.time()
         self.served.append((served.recommendation_id, now, who, tuple(i.item_id for i in items)))
+        self.answers[(loaded.version, served.arm or "")] += 1
         with self._queue_lock:
             self._served_queue.append(
                 (
