@@ -91,6 +91,17 @@ def _monitor_app() -> typer.Typer:
 app.add_typer(_monitor_app(), name="monitor", help="Drift of the features the engines learn from.")
 
 
+def _lifecycle() -> tuple[typer.Typer, object]:
+    from tailor.cli_lifecycle import experiments_app, worker
+
+    return experiments_app, worker
+
+
+_experiments_app, _worker = _lifecycle()
+app.add_typer(_experiments_app, name="experiments", help="A/B tests, canaries and bandits.")
+app.command("worker")(_worker)
+
+
 @contextmanager
 def _workspace(create: bool = False) -> Iterator[Workspace]:
     try:
