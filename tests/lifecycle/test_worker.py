@@ -137,3 +137,33 @@ def test_unknown_jobs_and_durations_are_refused(ws, tmp_path):
         Worker(ws, _settings(tmp_path), only=["retrain-budget"])
     with pytest.raises(ValueError, match="not a duration"):
         _settings(tmp_path, kpis_every="often")
+
+
+def test_retrain_audience_is_judged_on_the_churn_horizon_and_rescores(tmp_path):
+    from tailor.events.importer import import_table
+    from tailor.workspace import open_workspace
+    from tests.api._serving import KEY, raw_events
+    from tests.api.test_audience import purchase_log
+
+    settings = Settings(
+        store=str(tmp_path / "shop.duckdb"), secret_key=KEY, privacy={"consent_default": EVERYONE}
+    )
+    ws = open_workspace(settings, create=True)  # purchases of 2024 only
+    import_table(ws.store, raw_events(purchase_log(300)), pseudonymizer=ws.pseudonymizer)
+    worker = Worker(
+        ws, _settings(tmp_path, retrain_every={"audience": "7d"}), only=["retrain-audience"]
+    )
+    (run,) = worker.run_due()
+    assert run.status == "ok" and "promoted to production" in run.message, run.message
+    first = registry.resolve(ws.store, "audience", "production")
+    assert 0.6 < first.metrics["churn_auc"] <= 1 and first.metrics["customers"] > 100
+    assert first.data_window["holdout_from"] < first.data_window["to"]
+    stored = ws.store.read_scores("audience")
+    assert len(stored) == first.data_window["customers"]  # re-scored on promotion
+
+    (again,) = worker.run_due(force=True)
+    second = registry.resolve(ws.store, "audience", "production")
+    assert second.version != first.version and first.version in again.message
+    decisions = journal.read(ws.store, "decision")
+    assert [d["engine"] for d in decisions] == ["audience", "audience"]
+    ws.close()

@@ -13,7 +13,7 @@ the champion's by more than ``promotion_tolerance`` (relative). Otherwise an ale
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +171,109 @@ def retrain_recommend(context: JobContext) -> str:
             "metrics": metrics,
             "champion": champion,
             "champion_metrics": champion_metrics,
+        },
+    )
+    return outcome
+
+
+def churn_auc(model, store, cutoff, horizon_days: int) -> dict[str, float]:
+    """How well the churn risk as of ``cutoff`` ranked who bought again in the
+    ``horizon_days`` after it (ROC AUC of 1 − risk against buying again)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = model.score(store, cutoff)
+    start = datetime.combine(cutoff + timedelta(days=1), datetime.min.time(), UTC)
+    later = store.read_events(
+        purpose="analytics",
+        event_types=["purchase"],
+        start=start,
+        end=start + timedelta(days=horizon_days),
+        columns=["subject_id"],
+    )
+    returned = set(later["subject_id"].to_pylist())
+    bought = np.array([c in returned for c in scores["customer_id"].to_pylist()])
+    if bought.all() or not bought.any():
+        raise ValueError("the holdout has buyers only, or none: no AUC to judge the model on")
+    risk = scores["churn_risk"].to_numpy(zero_copy_only=False)
+    return {"churn_auc": float(roc_auc_score(bought, 1 - risk)), "customers": float(len(bought))}
+
+
+def retrain_audience(context: JobContext) -> str:
+    """Champion against challenger on the churn horizon before the latest purchase: both
+    fitted as of its start and judged on who bought again within it (ROC AUC)."""
+    from dataclasses import asdict
+
+    from tailor.audience.model import AudienceConfig, AudienceModel
+    from tailor.audience.rfm import last_purchase_day
+    from tailor.audience.service import store_scores
+
+    store, settings = context.store, context.settings
+    latest = last_purchase_day(store)
+    if latest is None:
+        return "no purchases of customers with analytics consent: nothing to train on"
+    config = AudienceConfig()
+    cutoff = latest - timedelta(days=config.horizon_days)
+    metrics = churn_auc(
+        AudienceModel(config).fit(store, cutoff), store, cutoff, config.horizon_days
+    )
+    try:
+        champion = registry.resolve(store, "audience", "production")
+        champion_config = AudienceConfig(
+            **{k: v for k, v in champion.config.items() if k in AudienceConfig.__dataclass_fields__}
+        )
+        theirs = churn_auc(
+            AudienceModel(champion_config).fit(store, cutoff),
+            store,
+            cutoff,
+            champion_config.horizon_days,
+        )["churn_auc"]
+    except ValueError as exc:
+        if "no alias" not in str(exc):
+            raise
+        champion, theirs = None, None
+    ours = metrics["churn_auc"]
+    promoted = theirs is None or ours >= theirs * (1 - settings.promotion_tolerance)
+    final = AudienceModel(config).fit(store, latest)
+    now = context.now
+    path = Path(settings.model_dir) / f"audience-{now:%Y%m%dT%H%M%S%fZ}"
+    final.save(path)
+    described = final.describe()
+    version = registry.register(
+        store,
+        "audience",
+        path,
+        config=asdict(config),
+        data_window={
+            "to": str(latest),
+            "customers": described["customers"],
+            "holdout_from": str(cutoff),
+        },
+        metrics={**metrics, "bgnbd_log_likelihood": final.bgnbd_.log_likelihood_},
+    ).version
+    versus = (
+        f"churn AUC {ours:.4f} against {champion.version}'s {theirs:.4f} on the same horizon"
+        if champion
+        else f"churn AUC {ours:.4f}; no production version yet"
+    )
+    registry.promote(
+        store, "audience", version, alias="candidate", by="worker", reason=f"retrained: {versus}"
+    )
+    if promoted:
+        registry.promote(store, "audience", version, by="worker", reason=f"retrained: {versus}")
+        stored = store_scores(store, final.score(store, latest), latest, datetime.now(UTC))
+        outcome = f"{version} promoted to production: {versus}; {stored:,} customers re-scored"
+    else:
+        outcome = f"{version} stays candidate: {versus} is worse than the tolerance allows"
+        context.alert("retrain-audience", outcome, version=version)
+    journal.write(
+        store,
+        "decision",
+        {
+            "engine": "audience",
+            "version": version,
+            "promoted": promoted,
+            "reason": outcome,
+            "metrics": metrics,
         },
     )
     return outcome

@@ -8,8 +8,9 @@ worker that dies mid-job leaves a lease that expires after the job's time limit,
 job's schedule survives in the store. Triggered jobs are scheduled for now by another job
 (drift detected → retrain).
 
-Jobs (:mod:`tailor.lifecycle.jobs`): ``retrain-recommend``, ``experiments`` (canary steps and
-rollbacks, bandit learning, SRM alarms), ``kpis`` and ``drift``.
+Jobs (:mod:`tailor.lifecycle.jobs`): ``retrain-recommend``, ``retrain-audience``,
+``experiments`` (canary steps and rollbacks, bandit learning, SRM alarms), ``kpis`` and
+``drift``.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def scheduled_jobs(settings: LifecycleSettings) -> list[Job]:
         Job("kpis", parse_duration(settings.kpis_every), jobs.kpis, 600),
         Job("drift", parse_duration(settings.drift_every), jobs.drift, 1800),
     ]
-    retrain = {"recommend": jobs.retrain_recommend}
+    retrain = {"recommend": jobs.retrain_recommend, "audience": jobs.retrain_audience}
     for engine, every in settings.retrain_every.items():
         if engine in retrain:
             out.append(Job(f"retrain-{engine}", parse_duration(every), retrain[engine], 4 * 3600))
