@@ -167,3 +167,43 @@ def test_retrain_audience_is_judged_on_the_churn_horizon_and_rescores(tmp_path):
     decisions = journal.read(ws.store, "decision")
     assert [d["engine"] for d in decisions] == ["audience", "audience"]
     ws.close()
+
+
+def test_prediction_drift_of_the_stored_scores_alerts_once(tmp_path):
+    from datetime import date
+
+    import pyarrow.compute as pc
+
+    from tailor.audience.model import AudienceModel
+    from tailor.audience.service import store_scores
+    from tailor.events.importer import import_table
+    from tailor.workspace import open_workspace
+    from tests.api._serving import KEY, raw_events
+    from tests.api.test_audience import purchase_log
+
+    settings = Settings(
+        store=str(tmp_path / "shop.duckdb"), secret_key=KEY, privacy={"consent_default": EVERYONE}
+    )
+    ws = open_workspace(settings, create=True)
+    import_table(ws.store, raw_events(purchase_log(300)), pseudonymizer=ws.pseudonymizer)
+    day = date(2024, 12, 31)
+    scores = AudienceModel().fit(ws.store, day).score(ws.store, day)
+    store_scores(ws.store, scores, day, datetime.now(UTC))
+    worker = Worker(ws, _settings(tmp_path), only=["drift"])
+
+    def features():
+        worker.run_due(force=True)
+        return journal.read(ws.store, "drift")[-1]["features"]
+
+    first = features()
+    assert first["prediction:churn_risk"]["note"] == "reference set"
+    assert not features()["prediction:churn_risk"]["drifted"]  # the same scores
+    # A model that suddenly sees everyone as at risk.
+    risk = pc.min_element_wise(pc.add(scores["churn_risk"], 0.4), 1.0)
+    shifted = scores.set_column(scores.schema.get_field_index("churn_risk"), "churn_risk", risk)
+    store_scores(ws.store, shifted, day, datetime.now(UTC))
+    found = features()["prediction:churn_risk"]
+    assert found["drifted"] and found["psi"] > 0.5
+    assert any("prediction:churn_risk" in a["message"] for a in journal.read(ws.store, "alert"))
+    assert not features()["prediction:churn_risk"]["drifted"]  # the new reference: once
+    ws.close()

@@ -79,33 +79,45 @@ class Reference:
         counts = np.bincount(np.searchsorted(edges, data), minlength=len(edges) + 1)
         return cls(edges, counts / len(data), np.quantile(data, _LEVELS), len(data))
 
-    def save(self, path: str | Path) -> Path:
+    def to_json(self) -> str:
         """As JSON (a few kilobytes), to check against in later runs and other processes."""
-        path = Path(path)
-        path.write_text(
-            json.dumps(
-                {
-                    "format": FORMAT,
-                    "edges": self.edges.tolist(),
-                    "shares": self.shares.tolist(),
-                    "quantiles": self.quantiles.tolist(),
-                    "n": self.n,
-                }
-            )
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "edges": self.edges.tolist(),
+                "shares": self.shares.tolist(),
+                "quantiles": self.quantiles.tolist(),
+                "n": self.n,
+            }
         )
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "the text") -> Reference:
+        try:
+            saved = json.loads(text)
+        except json.JSONDecodeError:
+            saved = None
+        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+            raise ValueError(f"{source} does not hold a saved drift reference")
+        try:
+            edges, shares, quantiles = (
+                np.asarray(saved[k], float) for k in ("edges", "shares", "quantiles")
+            )
+            n = int(saved["n"])
+        except (KeyError, TypeError, ValueError):
+            edges, shares, quantiles, n = np.zeros(0), np.zeros(0), np.zeros(0), 0
+        if len(shares) != len(edges) + 1 or len(quantiles) != QUANTILES:
+            raise ValueError(f"{source} holds a damaged drift reference: fit it again")
+        return cls(edges, shares, quantiles, n)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json())
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Reference:
-        saved = json.loads(Path(path).read_text())
-        if saved.get("format") != FORMAT:
-            raise ValueError(f"{path} does not hold a saved drift reference")
-        edges, shares, quantiles = (
-            np.asarray(saved[k], float) for k in ("edges", "shares", "quantiles")
-        )
-        if len(shares) != len(edges) + 1 or len(quantiles) != QUANTILES:
-            raise ValueError(f"{path} holds a damaged drift reference: fit it again")
-        return cls(edges, shares, quantiles, int(saved["n"]))
+        return cls.from_json(Path(path).read_text(), str(path))
 
     def check(self, values: object, *, alpha: float = DEFAULT_ALPHA) -> DriftCheck:
         """Compare ``values`` with the reference."""

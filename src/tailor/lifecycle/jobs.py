@@ -13,6 +13,7 @@ the champion's by more than ``promotion_tolerance`` (relative). Otherwise an ale
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -360,8 +361,9 @@ def kpis(context: JobContext) -> str:
 
 
 def drift(context: JobContext) -> str:
-    """Event features of the last 7 days against the 28 before (computed in the store), and
-    the served models' CTR; drift schedules a retraining now."""
+    """Event features of the last 7 days against the 28 before (computed in the store) and the
+    stored predictions against those of the last check (:func:`prediction_drift`); drift
+    schedules a retraining now."""
     from tailor.lifecycle.monitor import drift_report
 
     report = drift_report(context.store, context.now.date())
@@ -380,6 +382,7 @@ def drift(context: JobContext) -> str:
             if check
             else {"drifted": False, "n": feature.recent_values, "note": "too few values to check"}
         )
+    features.update(prediction_drift(context.store))
     journal.write(context.store, "drift", {"features": features}, at=context.now)
     drifted = sorted(name for name, found in features.items() if found["drifted"])
     if not drifted:
@@ -388,3 +391,44 @@ def drift(context: JobContext) -> str:
     for engine in context.settings.retrain_every:
         context.store.schedule_job(f"retrain-{engine}", context.now)
     return f"drift in {', '.join(drifted)}: retraining scheduled"
+
+
+PREDICTIONS = ("churn_risk", "clv", "p_alive")
+"""The audience scores whose distribution is watched."""
+
+
+def prediction_drift(store) -> dict[str, dict]:
+    """The stored audience scores' distributions against the reference kept in the store's
+    meta: set at the first check, replaced after each drift found (so one shift alerts once,
+    and a new model's scores become the next reference)."""
+    from tailor.audience.service import SCORE_KIND
+    from tailor.lifecycle.drift import Reference
+    from tailor.lifecycle.monitor import MIN_VALUES
+
+    payloads = [json.loads(p) for _, p, _ in store.read_scores(SCORE_KIND)]
+    out = {}
+    for field in PREDICTIONS:
+        values = np.array(
+            [p[field] for p in payloads if isinstance(p.get(field), int | float)], float
+        )
+        values = values[np.isfinite(values)]
+        name, key = f"prediction:{field}", f"drift.reference.audience.{field}"
+        if len(values) < MIN_VALUES:
+            continue
+        saved = store.get_meta(key)
+        if saved is None:
+            store.set_meta(key, Reference.fit(values).to_json())
+            out[name] = {"drifted": False, "n": len(values), "note": "reference set"}
+            continue
+        check = Reference.from_json(saved, f"store meta {key}").check(values)
+        out[name] = {
+            "psi": check.psi,
+            "ks_p_value": check.ks_p_value,
+            "js": check.jensen_shannon,
+            "wasserstein": check.wasserstein,
+            "drifted": check.drifted,
+            "n": check.n,
+        }
+        if check.drifted:
+            store.set_meta(key, Reference.fit(values).to_json())
+    return out
