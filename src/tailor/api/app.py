@@ -23,6 +23,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from tailor.api import dashboard
 from tailor.api.fastpath import RecommendationFastPath
 from tailor.api.ingest import GroupCommitWriter
 from tailor.api.keys import KeyRing
@@ -196,6 +197,8 @@ def create_app(
     for module in (events, recommend, items, users, audience, ops):
         app.include_router(module.router, prefix="/v1")
     app.include_router(ops.metrics_router)
+    app.include_router(dashboard.api_router, prefix="/v1")
+    app.include_router(dashboard.router)
     # Inside the metrics: a request the fast path answers is counted like any other.
     if fast_path:
         app.add_middleware(RecommendationFastPath, fastapi=app)

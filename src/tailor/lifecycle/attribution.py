@@ -308,7 +308,7 @@ def _guardrails(experiment: Experiment, result: ExperimentResult) -> list[dict]:
                         f"{comparison.control:.4g}: the difference's 95% interval "
                         f"[{comparison.low:.4g}, {comparison.high:.4g}] "
                         + ("lies below" if broken else "reaches")
-                        + f" the allowed drop {limit:.4g}"
+                        + (f" the allowed drop {limit:.4g}" if limit else " 0 (no drop allowed)")
                     ),
                 }
             )
