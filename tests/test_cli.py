@@ -122,9 +122,9 @@ def test_demo_smoke_runs_the_main_job(workdir: Path, monkeypatch: pytest.MonkeyP
     assert "what the store holds" in result.output
     assert "purchase" in result.output and "view" in result.output
     # It ends by serving the shop: every printed example was called over HTTP and answered.
-    assert "smoke run: all 10 endpoints answered as expected" in result.output
+    assert "smoke run: all 11 endpoints answered as expected" in result.output
     assert "BAD" not in result.output
-    assert result.output.count("curl -s") == 10
+    assert result.output.count("curl -s") == 11
     # The customer models: the CRM export and the report with its back-test.
     with (workdir / "demo" / "audience-scores.csv").open(newline="") as handle:
         scores = list(csv.DictReader(handle))

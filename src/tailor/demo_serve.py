@@ -74,6 +74,9 @@ def demo_examples(
         Example("send a view (stored before the answer)", "POST", "/v1/events", view),
         Example("what tailor holds about the customer", "GET", f"/v1/users/{user_id}/data"),
         Example("customer segments", "GET", "/v1/segments"),
+        Example(
+            "the lifecycle dashboard's data (the page: /dashboard)", "GET", "/v1/admin/dashboard"
+        ),
     ] + (
         [Example("a buyer's churn risk and lifetime value", "GET", f"/v1/users/{buyer_id}/profile")]
         if buyer_id
@@ -113,6 +116,9 @@ def serve_demo(
     for example in examples:
         console.print(f"# {example.title}", style="dim")
         console.print(example.curl(base), soft_wrap=True, highlight=False, markup=False)
+    console.print(
+        f"# the dashboard: open {base}/dashboard and log in with the key above", style="dim"
+    )
     if not smoke:
         console.print("serving; press Ctrl-C to stop", style="bold")
         server.run(sockets=[sock])
