@@ -6,6 +6,7 @@ import pytest
 
 from tailor.lifecycle import attribution, rollouts
 from tailor.lifecycle.rollouts import Arm, Experiment
+from tests.api._serving import auth
 from tests.lifecycle._traffic import close_shop, open_shop, visit
 
 
@@ -177,3 +178,37 @@ def test_kpis_per_version_reach_the_journal_prometheus_and_alerts(shop, tmp_path
         f'tailor_recommendation_answers_total{{arm="treatment",tenant="default",'
         f'version="{shop.treatment}"}} {float(treated)}' in text
     )
+
+
+def test_an_erased_user_leaves_no_served_answer_behind(shop):
+    _ab(shop)
+    shop.serving.follow_experiments()
+    visit(shop, range(5), lambda arm: 0.0)
+    tenant = shop.served.tenants["default"]
+    gone = tenant.pseudonym("v3")
+    assert gone in shop.store.read_served()["subject_id"].to_pylist()
+    assert shop.client.get("/v1/users/v3/recommendations", headers=_admin(shop)).status_code == 200
+    assert shop.client.delete("/v1/users/v3", headers=_admin(shop)).status_code == 200
+    shop.serving.flush_served()  # the answer queued before the erasure is not written either
+    assert gone not in shop.store.read_served()["subject_id"].to_pylist()
+    assert len(set(shop.store.read_served()["subject_id"].to_pylist())) == 4
+
+
+def test_a_failing_store_keeps_the_served_answers_for_the_next_flush(shop, monkeypatch):
+    visit(shop, range(3), lambda arm: 0.0)
+    before = shop.store.read_served().num_rows
+    shop.client.get("/v1/users/late/recommendations", headers=_admin(shop))
+
+    def refuse(rows):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(shop.store, "record_served", refuse)
+        with pytest.raises(OSError):
+            shop.serving.flush_served()
+    assert shop.serving.flush_served() == 1
+    assert shop.store.read_served().num_rows == before + 1
+
+
+def _admin(shop) -> dict[str, str]:
+    return auth(shop.served.tokens["admin"])

@@ -560,8 +560,12 @@ class ServingState:
         try:
             return self.store.record_served(table)
         except Exception:
-            with self._queue_lock:  # kept for the next flush, in order
+            with self._queue_lock:  # kept for the next flush, in order, within a bound
                 self._served_queue[:0] = queued
+                dropped = len(self._served_queue) - MAX_QUEUED_SERVED
+                if dropped > 0:
+                    del self._served_queue[:dropped]
+                    log.error("the store is failing: %d oldest served answers dropped", dropped)
             raise
 
     # --- requests --------------------------------------------------------------------------------
@@ -904,6 +908,8 @@ class ServingState:
         )
 
 
+MAX_QUEUED_SERVED = 500_000
+"""Served answers kept while the store refuses them (a few minutes at 3,000 answers/s)."""
 TAIL_OVERLAP = timedelta(seconds=1)
 """Slack for rows stamped before a commit that became visible late (group commits take
 milliseconds; a row later than this reaches the sessions only through the next model). Each
