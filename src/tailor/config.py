@@ -139,6 +139,20 @@ class LifecycleSettings(BaseModel):
     )
     alerts: AlertSettings = AlertSettings()
 
+    @field_validator("retrain_every")
+    @classmethod
+    def _retrained_engines(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(RETRAINED_ENGINES))
+        if unknown:
+            raise ValueError(
+                f"no retraining job for {', '.join(unknown)}; the engines the worker retrains "
+                f"are {', '.join(RETRAINED_ENGINES)}"
+            )
+        return value
+
+
+RETRAINED_ENGINES = ("recommend", "audience")
+
 
 class Settings(BaseSettings):
     """tailor's configuration.
