@@ -12,10 +12,9 @@ from fastapi.testclient import TestClient
 
 from tailor.api.charts import fmt_rate
 from tailor.api.dashboard import COOKIE, TENANT_COOKIE
-from tailor.lifecycle import attribution, journal, registry, rollouts
-from tailor.lifecycle.rollouts import Arm, Experiment
+from tailor.lifecycle import attribution, journal, registry
 from tests.api._serving import auth
-from tests.lifecycle._traffic import close_shop, open_shop, visit
+from tests.lifecycle._traffic import close_shop, open_shop, start_ab, visit
 
 SECTIONS = ("kpis", "experiments", "drift", "segments", "models", "operations")
 
@@ -141,17 +140,7 @@ def test_values_from_users_are_escaped(shop, monkeypatch):
 
 def test_the_json_route_shows_the_store(shop, monkeypatch):
     store = shop.store
-    rollouts.start(
-        store,
-        Experiment(
-            name="ranker-test",
-            arms=[
-                Arm(name="control", version=shop.control),
-                Arm(name="treatment", version=shop.treatment),
-            ],
-            min_users=100,
-        ),
-    )
+    start_ab(shop)
     shop.serving.follow_experiments()
     visit(shop, range(60), lambda arm: 0.3, purchase_rate=0.5)
     kpis = attribution.version_kpis(store)

@@ -27,12 +27,11 @@ import pytest
 
 from tailor.api.charts import MARKED, fmt_rate
 from tailor.config import AlertSettings
-from tailor.lifecycle import alerts, attribution, journal, registry, rollouts
+from tailor.lifecycle import alerts, attribution, journal, registry
 from tailor.lifecycle.drift import Reference
-from tailor.lifecycle.rollouts import Arm, Experiment
 from tailor.recommend.service import RecommendationService
 from tests.api._serving import auth, save_model, serve
-from tests.lifecycle._traffic import EVERYONE, Shop, visit
+from tests.lifecycle._traffic import EVERYONE, Shop, start_ab, visit
 
 INSTALL = "install Debian's chromium (apt-get install chromium) and the playwright package"
 MIN_PNG_BYTES = 10_000
@@ -110,17 +109,7 @@ def _register(served, folder: Path) -> tuple[str, str]:
 
 def _demo_data(shop: Shop) -> None:
     store, now = shop.store, datetime.now(UTC)
-    rollouts.start(
-        store,
-        Experiment(
-            name="ranker-test",
-            arms=[
-                Arm(name="control", version=shop.control),
-                Arm(name="treatment", version=shop.treatment),
-            ],
-            min_users=100,
-        ),
-    )
+    start_ab(shop)
     assert shop.serving.follow_experiments()
     rates = {"control": 0.12, "treatment": 0.3}
     for batch in range(4):
@@ -144,14 +133,7 @@ def _demo_data(shop: Shop) -> None:
         check = Reference.fit(rng.lognormal(1.0, 0.5, 5000)).check(
             rng.lognormal(1.0 + shift, 0.5, 2000)
         )
-        features[name] = {
-            "psi": check.psi,
-            "ks_p_value": check.ks_p_value,
-            "js": check.jensen_shannon,
-            "wasserstein": check.wasserstein,
-            "drifted": check.drifted,
-            "n": check.n,
-        }
+        features[name] = check.summary()
     journal.write(store, "drift", {"features": features})
     settings = AlertSettings()  # no webhook
     alerts.raise_alert(store, settings, "drift", "drift in daily_events: retraining scheduled")

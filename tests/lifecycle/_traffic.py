@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
-from tailor.lifecycle import registry
+from tailor.lifecycle import registry, rollouts
+from tailor.lifecycle.rollouts import Arm, Experiment
 from tailor.store.base import Store
 from tests.api._serving import Served, auth, save_model, serve
 
@@ -122,6 +123,17 @@ def visit(
         assert not sent.json().get("rejected"), sent.json()
     shop.serving.flush_served()
     return answers
+
+
+def start_ab(shop: Shop, **extra) -> Experiment:
+    """A 50/50 A/B test ``ranker-test`` of the shop's two versions (control first)."""
+    arms = [
+        Arm(name="control", version=shop.control),
+        Arm(name="treatment", version=shop.treatment),
+    ]
+    return rollouts.start(
+        shop.store, Experiment(name="ranker-test", arms=arms, **{"min_users": 100, **extra})
+    )
 
 
 def close_shop(shop: Shop) -> None:

@@ -7,7 +7,7 @@ import pytest
 from tailor.lifecycle import attribution, rollouts
 from tailor.lifecycle.rollouts import Arm, Experiment
 from tests.api._serving import auth
-from tests.lifecycle._traffic import close_shop, open_shop, visit
+from tests.lifecycle._traffic import close_shop, open_shop, start_ab, visit
 
 
 @pytest.fixture
@@ -17,23 +17,8 @@ def shop(tmp_path):
     close_shop(shop)
 
 
-def _ab(shop, **extra) -> Experiment:
-    return rollouts.start(
-        shop.store,
-        Experiment(
-            name="ranker-test",
-            arms=[
-                Arm(name="control", version=shop.control),
-                Arm(name="treatment", version=shop.treatment),
-            ],
-            min_users=100,
-            **extra,
-        ),
-    )
-
-
 def test_ab_test_from_exposure_to_verdict(shop):
-    _ab(shop)
+    start_ab(shop)
     assert shop.serving.follow_experiments()
     rates = {"control": 0.10, "treatment": 0.35}
     answers = visit(shop, range(600), lambda arm: rates[arm], purchase_rate=0.5)
@@ -63,7 +48,7 @@ def test_ab_test_from_exposure_to_verdict(shop):
 
 
 def test_a_skewed_split_raises_the_sample_ratio_alarm(shop):
-    _ab(shop)
+    start_ab(shop)
     shop.serving.follow_experiments()
     answers = visit(shop, range(600), lambda arm: 0.2)
     # Lose most of the treatment's impressions, as a broken client-side logger would.
@@ -79,7 +64,7 @@ def test_a_skewed_split_raises_the_sample_ratio_alarm(shop):
 
 
 def test_too_few_users_is_collecting_with_a_warning(shop):
-    _ab(shop)
+    start_ab(shop)
     shop.serving.follow_experiments()
     visit(shop, range(40), lambda arm: 0.5)
     result = attribution.analyze(shop.store, rollouts.get(shop.store, "ranker-test"))
@@ -88,7 +73,7 @@ def test_too_few_users_is_collecting_with_a_warning(shop):
 
 
 def test_stopped_experiment_stops_routing(shop):
-    _ab(shop)
+    start_ab(shop)
     shop.serving.follow_experiments()
     rollouts.stop(shop.store, "ranker-test", reason="done")
     assert shop.serving.follow_experiments()
@@ -124,9 +109,9 @@ def test_bad_experiments_are_refused_with_the_field_named(shop):
                 "arms": [{"name": "a", "version": "v"}, {"name": "b", "version": "w"}],
             }
         )
-    _ab(shop)
+    start_ab(shop)
     with pytest.raises(ValueError, match="exists already"):
-        _ab(shop)
+        start_ab(shop)
     with pytest.raises(ValueError, match="already routes recommend traffic"):
         rollouts.start(
             shop.store,
@@ -142,7 +127,7 @@ def test_kpis_per_version_reach_the_journal_prometheus_and_alerts(shop, tmp_path
     from tailor.lifecycle import journal
     from tailor.lifecycle.worker import Worker
 
-    _ab(shop)
+    start_ab(shop)
     shop.serving.follow_experiments()
     rates = {"control": 0.1, "treatment": 0.6}
     answers = visit(shop, range(300), rates.get, purchase_rate=1.0)
@@ -181,7 +166,7 @@ def test_kpis_per_version_reach_the_journal_prometheus_and_alerts(shop, tmp_path
 
 
 def test_an_erased_user_leaves_no_served_answer_behind(shop):
-    _ab(shop)
+    start_ab(shop)
     shop.serving.follow_experiments()
     visit(shop, range(5), lambda arm: 0.0)
     tenant = shop.served.tenants["default"]

@@ -50,6 +50,17 @@ class DriftCheck:
     drifted: bool
     n: int
 
+    def summary(self) -> dict[str, float | bool | int]:
+        """The figures under the names the journal and the dashboard use."""
+        return {
+            "psi": self.psi,
+            "ks_p_value": self.ks_p_value,
+            "js": self.jensen_shannon,
+            "wasserstein": self.wasserstein,
+            "drifted": self.drifted,
+            "n": self.n,
+        }
+
 
 def _values(name: str, values: object) -> np.ndarray:
     array = finite_vector(name, np.asarray(values, dtype=np.float64).ravel())

@@ -371,14 +371,7 @@ def drift(context: JobContext) -> str:
     for feature in report:
         check = feature.check
         features[feature.feature] = (
-            {
-                "psi": check.psi,
-                "ks_p_value": check.ks_p_value,
-                "js": check.jensen_shannon,
-                "wasserstein": check.wasserstein,
-                "drifted": check.drifted,
-                "n": check.n,
-            }
+            check.summary()
             if check
             else {"drifted": False, "n": feature.recent_values, "note": "too few values to check"}
         )
@@ -421,14 +414,7 @@ def prediction_drift(store) -> dict[str, dict]:
             out[name] = {"drifted": False, "n": len(values), "note": "reference set"}
             continue
         check = Reference.from_json(saved, f"store meta {key}").check(values)
-        out[name] = {
-            "psi": check.psi,
-            "ks_p_value": check.ks_p_value,
-            "js": check.jensen_shannon,
-            "wasserstein": check.wasserstein,
-            "drifted": check.drifted,
-            "n": check.n,
-        }
+        out[name] = check.summary()
         if check.drifted:
             store.set_meta(key, Reference.fit(values).to_json())
     return out
