@@ -115,6 +115,13 @@ class LifecycleSettings(BaseModel):
         default="5m", description="How often canaries step or roll back and bandits learn."
     )
     kpis_every: Duration = Field(default="15m", description="How often KPIs are computed.")
+    rescore_every: Duration = Field(
+        default="1d",
+        description=(
+            "How often the production audience model re-scores the customers (P(alive), churn "
+            "risk and value move with every day without a purchase, refit or not)."
+        ),
+    )
     drift_every: Duration = Field(
         default="1h", description="How often event drift is checked (drift triggers retraining)."
     )

@@ -161,6 +161,12 @@ def test_retrain_audience_is_judged_on_the_churn_horizon_and_rescores(tmp_path):
     stored = ws.store.read_scores("audience")
     assert len(stored) == first.data_window["customers"]  # re-scored on promotion
 
+    rescore = Worker(ws, _settings(tmp_path), only=["rescore-audience"])
+    ws.store.replace_scores("audience", [], [], datetime.now(UTC))  # scores gone stale
+    (scored,) = rescore.run_due()
+    assert scored.status == "ok" and first.version in scored.message, scored.message
+    assert len(ws.store.read_scores("audience")) == len(stored)
+
     (again,) = worker.run_due(force=True)
     second = registry.resolve(ws.store, "audience", "production")
     assert second.version != first.version and first.version in again.message
@@ -207,3 +213,8 @@ def test_prediction_drift_of_the_stored_scores_alerts_once(tmp_path):
     assert any("prediction:churn_risk" in a["message"] for a in journal.read(ws.store, "alert"))
     assert not features()["prediction:churn_risk"]["drifted"]  # the new reference: once
     ws.close()
+
+
+def test_rescoring_without_a_production_model_says_so(ws, tmp_path):
+    (run,) = Worker(ws, _settings(tmp_path), only=["rescore-audience"]).run_due()
+    assert run.status == "ok" and "no production audience model yet" in run.message

@@ -280,6 +280,26 @@ def retrain_audience(context: JobContext) -> str:
     return outcome
 
 
+def rescore_audience(context: JobContext) -> str:
+    """Recompute the stored customer scores with the ``production`` audience model as of the
+    latest purchase: the scores are a cache of the model's predictions, which age daily."""
+    from tailor.audience.model import AudienceModel
+    from tailor.audience.rfm import last_purchase_day
+    from tailor.audience.service import store_scores
+
+    store = context.store
+    try:
+        production = registry.resolve(store, "audience", "production")
+    except ValueError:
+        return "no production audience model yet: nothing to score with"
+    latest = last_purchase_day(store)
+    if latest is None:
+        return "no purchases of customers with analytics consent: nothing to score"
+    scores = AudienceModel.load(production.artifact).score(store, latest)
+    stored = store_scores(store, scores, latest, datetime.now(UTC))
+    return f"{stored:,} customers scored by {production.version} as of {latest}"
+
+
 # --- experiments -----------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ job's schedule survives in the store. Triggered jobs are scheduled for now by an
 (drift detected → retrain).
 
 Jobs (:mod:`tailor.lifecycle.jobs`): ``retrain-recommend``, ``retrain-audience``,
+``rescore-audience`` (the stored scores, recomputed by the production model as days pass),
 ``experiments`` (canary steps and rollbacks, bandit learning, SRM alarms), ``kpis`` and
 ``drift``.
 """
@@ -71,6 +72,7 @@ def scheduled_jobs(settings: LifecycleSettings) -> list[Job]:
     out = [
         Job("experiments", parse_duration(settings.experiments_every), jobs.experiments, 600),
         Job("kpis", parse_duration(settings.kpis_every), jobs.kpis, 600),
+        Job("rescore-audience", parse_duration(settings.rescore_every), jobs.rescore_audience),
         Job("drift", parse_duration(settings.drift_every), jobs.drift, 1800),
     ]
     retrain = {"recommend": jobs.retrain_recommend, "audience": jobs.retrain_audience}
