@@ -547,8 +547,8 @@ class ServingState:
             {
                 "recommendation_id": pa.array(ids, pa.string()),
                 "subject_id": pa.array(who, pa.string()),
-                "served_at": pa.array(
-                    [datetime.fromtimestamp(t, UTC) for t in at], pa.timestamp("us", tz="UTC")
+                "served_at": pa.array(np.multiply(at, 1e6).astype(np.int64)).cast(
+                    pa.timestamp("us", tz="UTC")
                 ),
                 "engine": pa.array(["recommend"] * len(ids), pa.string()),
                 "model_version": pa.array(versions, pa.string()),

@@ -133,6 +133,14 @@ class PostgresStore(SqlStore):
             "WHERE device_id IS NOT NULL"
         )
         self._run("CREATE INDEX IF NOT EXISTS devices_owner ON devices (owner_id)")
+        self._run(
+            "CREATE INDEX IF NOT EXISTS served_subject ON served_recommendations (subject_id)"
+        )
+        self._run("CREATE INDEX IF NOT EXISTS served_time ON served_recommendations (served_at)")
+        self._run(
+            "CREATE INDEX IF NOT EXISTS served_experiment ON served_recommendations (experiment) "
+            "WHERE experiment IS NOT NULL"
+        )
 
     def append_events(self, events: pa.Table | Iterable[pa.Table], **kwargs: Any) -> AppendResult:
         """:meth:`SqlStore.append_events`, then fresh planner statistics after a bulk load.
