@@ -134,7 +134,10 @@ def list_experiments(as_json: AsJson = False) -> None:
     from tailor.lifecycle import rollouts
 
     with _workspace() as ws:
-        found = rollouts.load_all(ws.store)
+        try:
+            found = rollouts.load_all(ws.store)
+        except ValueError as exc:
+            raise _fail(exc) from None
     if as_json:
         print(json.dumps([e.model_dump(mode="json") for e in found], indent=2))
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from tailor.lifecycle import attribution, rollouts
@@ -197,3 +199,16 @@ def test_a_failing_store_keeps_the_served_answers_for_the_next_flush(shop, monke
 
 def _admin(shop) -> dict[str, str]:
     return auth(shop.served.tokens["admin"])
+
+
+NOW = datetime.now(UTC)
+
+
+def test_a_damaged_stored_experiment_stops_the_routing_not_the_server(shop):
+    start_ab(shop)
+    assert shop.serving.follow_experiments()
+    shop.store.put_experiment("ranker-test", '{"name": "ranker-test", "arms": 3}', NOW)
+    assert shop.serving.follow_experiments()  # routing stops; answers go on
+    assert "cannot read the experiments" in shop.serving.last_error
+    answers = visit(shop, range(5), lambda arm: 0.0)
+    assert {a["arm"] for a in answers} == {None}

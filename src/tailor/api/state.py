@@ -502,7 +502,12 @@ class ServingState:
         one model under another arm's name would corrupt the experiment's results."""
         from tailor.lifecycle import registry, rollouts
 
-        experiments = rollouts.load_all(self.store)
+        try:
+            experiments = rollouts.load_all(self.store)
+        except ValueError as exc:  # a damaged stored spec: serve the one model, say why
+            self.last_error = f"cannot read the experiments: {exc}"
+            log.warning("%s", self.last_error)
+            experiments = []
         router = rollouts.Router(experiments)
         seen = router.experiment.model_dump_json() if router.experiment else ""
         if seen == self._experiments_seen:
