@@ -75,3 +75,9 @@ def test_experiments_and_the_journal(store):
     newest = store.read_log("kpi", limit=2)
     assert [payload for _, payload in newest] == ['{"m": 3}', '{"m": 4}']  # oldest first
     assert len(store.read_log("kpi", since=NOW + timedelta(minutes=3))) == 2
+
+
+def test_retention_purges_the_served_answers_too(store):
+    store.record_served(served(["r1", "r2", "r3"], ["alice", "bob", "carol"]))
+    store.purge_events(NOW + timedelta(seconds=2))
+    assert store.read_served()["recommendation_id"].to_pylist() == ["r3"]

@@ -164,7 +164,8 @@ class PrivacyStore(Protocol):
         ...
 
     def purge_events(self, before: datetime) -> int:
-        """Delete events that occurred before ``before``; consent records are kept as proof."""
+        """Delete events that occurred before ``before`` (consent records are kept as proof)
+        and the answers served before it."""
         ...
 
 

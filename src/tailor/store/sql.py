@@ -601,6 +601,8 @@ class SqlStore(LifecycleTables):
 
     def purge_events(self, before: datetime) -> int:
         with self.transaction():
+            # The served answers hold pseudonyms too: they age out with the events.
+            self._run("DELETE FROM served_recommendations WHERE served_at < ?", [before])
             return self._delete_count(
                 "DELETE FROM events WHERE occurred_at < ? AND event_type <> 'consent'", [before]
             )
