@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from tailor.lifecycle.checks import finite_vector
 
@@ -62,6 +61,8 @@ def sample_ratio_mismatch(
     if observed.sum() == 0:
         raise ValueError("no subjects yet: nothing to test")
     expected = planned / planned.sum() * observed.sum()
+    from scipy import stats  # here: serving imports assign, and scipy.stats takes 1 s
+
     chi2, p = stats.chisquare(observed, expected)
     return SampleRatio(
         float(chi2),
@@ -101,6 +102,8 @@ def _welch(
     error = np.sqrt(var_c + var_t)
     if error == 0:
         return difference, difference, difference, 1.0 if difference == 0 else 0.0
+    from scipy import stats
+
     z = stats.norm.ppf(0.5 + level / 2)
     p = 2 * stats.norm.sf(abs(difference) / error)
     return difference, difference - z * error, difference + z * error, float(p)
