@@ -104,6 +104,16 @@ def test_bad_experiments_are_refused_with_the_field_named(shop):
                 "arms": [{"name": f"a{i}", "version": "v"} for i in range(3)],
             }
         )
+    with pytest.raises(ValueError, match="successes.0: Input should be greater than or equal"):
+        rollouts.parse(
+            {
+                "name": "x",
+                "kind": "bandit",
+                "successes": [-1, 2],
+                "failures": [0, 0],
+                "arms": [{"name": "a", "version": "v"}, {"name": "b", "version": "w"}],
+            }
+        )
     with pytest.raises(ValueError, match="name: String should match"):
         rollouts.parse(
             {

@@ -503,12 +503,11 @@ class ServingState:
         from tailor.lifecycle import registry, rollouts
 
         try:
-            experiments = rollouts.load_all(self.store)
+            router = rollouts.Router(rollouts.load_all(self.store))
         except ValueError as exc:  # a damaged stored spec: serve the one model, say why
             self.last_error = f"cannot read the experiments: {exc}"
             log.warning("%s", self.last_error)
-            experiments = []
-        router = rollouts.Router(experiments)
+            router = rollouts.Router([])
         seen = router.experiment.model_dump_json() if router.experiment else ""
         if seen == self._experiments_seen:
             return False

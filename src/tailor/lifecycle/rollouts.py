@@ -23,7 +23,6 @@ What decides which arm answered a request is logged with the answer
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -40,6 +39,7 @@ Kind = Literal["ab", "canary", "bandit"]
 Status = Literal["running", "stopped", "completed", "rolled_back"]
 Metric = Literal["ctr", "click", "add_to_cart", "purchase", "revenue"]
 DEFAULT_STEPS = (5.0, 25.0, 50.0, 100.0)
+Count = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Arm(BaseModel):
@@ -88,8 +88,8 @@ class Experiment(BaseModel):
     """Index into ``steps`` of the canary's current share."""
     epsilon: Annotated[float, Field(ge=0, le=1)] | None = None
     """Bandits: explore with this probability instead of Thompson sampling."""
-    successes: list[float] = Field(default_factory=list)
-    failures: list[float] = Field(default_factory=list)
+    successes: list[Count] = Field(default_factory=list)
+    failures: list[Count] = Field(default_factory=list)
     """Bandits: the clicks and unclicked answers attributed to each arm so far."""
     history: list[dict] = Field(default_factory=list)
     """What the worker decided and why (step moves, rollbacks, completion)."""
@@ -259,7 +259,3 @@ class Router:
             propensity = float(weights[index] / weights.sum())
         arm = experiment.arms[index]
         return Assignment(experiment.name, arm.name, arm.version, propensity)
-
-
-def dumps(experiment: Experiment) -> str:
-    return json.dumps(experiment.model_dump(mode="json"), indent=2)
