@@ -91,6 +91,15 @@ def serve(
             rich_help_panel="Model",
         ),
     ] = None,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--with-worker",
+            help="Also run the lifecycle's jobs (retraining, experiments, KPIs, drift; see "
+            "`tailor worker`) in the server: the way with a DuckDB store, which no other "
+            "process may open. With PostgreSQL, run `tailor worker` beside the server instead.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
 ) -> None:
     if save_model is not None:
@@ -111,7 +120,13 @@ def serve(
         raise typer.Exit(1)
     import uvicorn
 
-    from tailor.api.app import AUDIENCE_ENV, MODEL_ALIAS_ENV, MODEL_ENV, WORKERS_ENV
+    from tailor.api.app import (
+        AUDIENCE_ENV,
+        MODEL_ALIAS_ENV,
+        MODEL_ENV,
+        WITH_WORKER_ENV,
+        WORKERS_ENV,
+    )
 
     if model is not None:
         os.environ[MODEL_ENV] = str(model)
@@ -120,6 +135,7 @@ def serve(
     if audience is not None:
         os.environ[AUDIENCE_ENV] = str(audience)
     os.environ[WORKERS_ENV] = str(workers)
+    os.environ[WITH_WORKER_ENV] = "1" if with_worker else "0"
     console.print(f"serving on http://{host}:{port}/v1 (OpenAPI: /openapi.json, docs: /docs)")
     uvicorn.run(
         "tailor.api.app:app_from_env",

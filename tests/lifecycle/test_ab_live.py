@@ -104,7 +104,7 @@ def test_bad_experiments_are_refused_with_the_field_named(shop):
                 "arms": [{"name": f"a{i}", "version": "v"} for i in range(3)],
             }
         )
-    with pytest.raises(ValueError, match="successes.0: Input should be greater than or equal"):
+    with pytest.raises(ValueError, match=r"successes\.0: Input should be greater than or equal"):
         rollouts.parse(
             {
                 "name": "x",

@@ -218,3 +218,40 @@ def test_prediction_drift_of_the_stored_scores_alerts_once(tmp_path):
 def test_rescoring_without_a_production_model_says_so(ws, tmp_path):
     (run,) = Worker(ws, _settings(tmp_path), only=["rescore-audience"]).run_due()
     assert run.status == "ok" and "no production audience model yet" in run.message
+
+
+def test_the_server_runs_the_worker_with_with_worker(tmp_path):
+    """`tailor serve --with-worker`: the jobs run in the server's process (a DuckDB store can
+    be opened by one process only)."""
+    import time as clock
+
+    from fastapi.testclient import TestClient
+
+    from tailor.api.app import build_tenant, create_app
+    from tailor.api.keys import KeyRing
+    from tests.api._serving import KEY
+
+    ws = workspace(tmp_path, consent=EVERYONE)
+    settings = Settings(
+        store=str(tmp_path / "unused.duckdb"),
+        secret_key=KEY,
+        lifecycle={"holdout": "3d", "model_dir": str(tmp_path / "models")},
+    )
+    tenant = build_tenant("default", ws, settings.api, poll_interval_s=None)
+    app = create_app(
+        settings=settings,
+        tenants={"default": tenant},
+        keys=KeyRing(tmp_path / "keys.json"),
+        with_worker=True,
+        worker_tick_s=0.2,
+    )
+    with TestClient(app):
+        deadline = clock.monotonic() + 60
+        while clock.monotonic() < deadline:
+            done = {row["name"]: row for row in ws.store.jobs() if row["runs"]}
+            if {"retrain-recommend", "kpis", "experiments", "drift"} <= set(done):
+                break
+            clock.sleep(0.2)
+    assert done["retrain-recommend"]["last_status"] == "ok", done
+    assert registry.resolve(ws.store, "recommend", "production").metrics["ndcg_at_10"] > 0
+    ws.close()

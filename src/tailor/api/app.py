@@ -14,7 +14,8 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -57,6 +58,7 @@ TAGS = [
 
 MODEL_ENV = "TAILOR_SERVE_MODEL"
 MODEL_ALIAS_ENV = "TAILOR_SERVE_MODEL_ALIAS"
+WITH_WORKER_ENV = "TAILOR_SERVE_WITH_WORKER"
 AUDIENCE_ENV = "TAILOR_SERVE_AUDIENCE"
 WORKERS_ENV = "TAILOR_SERVE_WORKERS"
 TAIL_INTERVAL_S = 0.5
@@ -131,6 +133,8 @@ def create_app(
     fast_path: bool = True,
     audience_path: str | Path | None = None,
     model_alias: str | None = None,
+    with_worker: bool = False,
+    worker_tick_s: float = 10.0,
 ) -> FastAPI:
     """The API app.
 
@@ -138,7 +142,9 @@ def create_app(
     ``default`` with the model at ``model_path`` and closed at shutdown; given tenants are
     started at startup and closed at shutdown too (tests build several in-process).
     ``fast_path=False`` leaves every recommendation request to FastAPI's route (the tests
-    compare the two; see :mod:`tailor.api.fastpath`).
+    compare the two; see :mod:`tailor.api.fastpath`). ``with_worker`` runs the lifecycle's
+    jobs (:class:`~tailor.lifecycle.worker.Worker`) in a thread of each server process, on
+    each tenant's store: what a DuckDB store needs, as no other process may open it.
     """
     settings = settings or get_settings()
     api = settings.api
@@ -172,10 +178,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for tenant in tenant_map.values():
             tenant.start()
+        stop_workers = _start_workers(tenant_map, settings, worker_tick_s) if with_worker else None
         thresholds = _settle_gc()
         try:
             yield
         finally:
+            if stop_workers is not None:
+                stop_workers()
             gc.set_threshold(*thresholds)
             gc.unfreeze()
             state.close()
@@ -284,6 +293,33 @@ def _store_outage(exc: BaseException | None) -> bool:
     return False
 
 
+def _start_workers(
+    tenants: Mapping[str, TenantState], settings: Settings, tick_s: float
+) -> Callable[[], None]:
+    """A lifecycle worker thread per tenant; returns what stops them (after the running job)."""
+    from tailor.lifecycle.worker import Worker
+
+    stop = threading.Event()
+    threads = []
+    for name, tenant in tenants.items():
+        runner = Worker(tenant.workspace, settings.lifecycle)
+        thread = threading.Thread(
+            target=runner.run_forever,
+            kwargs={"tick_s": tick_s, "stop": stop},
+            name=f"tailor-lifecycle-{name}",
+            daemon=True,
+        )
+        thread.start()
+        threads.append(thread)
+
+    def stop_all() -> None:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+    return stop_all
+
+
 def app_from_env() -> FastAPI:
     """The app uvicorn's workers build (``tailor serve``): settings from ``tailor.toml`` and
     the environment, the model path from ``TAILOR_SERVE_MODEL``."""
@@ -293,4 +329,5 @@ def app_from_env() -> FastAPI:
         workers=int(os.environ.get(WORKERS_ENV, "1")),
         audience_path=os.environ.get(AUDIENCE_ENV) or None,
         model_alias=os.environ.get(MODEL_ALIAS_ENV) or None,
+        with_worker=os.environ.get(WITH_WORKER_ENV) == "1",
     )
