@@ -91,3 +91,12 @@ def test_bad_input_is_named(workdir):  # noqa: F811
     missing = tailor("experiments", "results", "nope")
     assert missing.exit_code == 1 and "no experiment 'nope'" in _said(missing)
     assert tailor("experiments", "stop", "nope").exit_code == 1
+
+
+def test_a_huge_name_is_refused_without_echoing_it_and_settings_show_in_errors(workdir):  # noqa: F811
+    _shop(workdir)
+    huge = tailor("experiments", "results", "x" * 5000)
+    assert huge.exit_code == 1 and "at most 32 characters" in _said(huge)
+    assert len(huge.output) < 400
+    unknown = tailor("worker", "--once", "--job", "nope")
+    assert "[lifecycle] retrain_every" in _said(unknown)  # not eaten as rich markup

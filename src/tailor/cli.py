@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tailor.cli_errors import fail as _fail
 from tailor.cli_evaluate import app as evaluate_app
 from tailor.config import ApiSettings, Settings, get_settings
 from tailor.errors import ConfigError, ImportRejectedError, TailorError
@@ -107,17 +108,11 @@ def _workspace(create: bool = False) -> Iterator[Workspace]:
     try:
         workspace = open_workspace(get_settings(), create=create)
     except (TailorError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        raise _fail(exc) from exc
     try:
         yield workspace
     finally:
         workspace.close()
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(1)
 
 
 @contextmanager

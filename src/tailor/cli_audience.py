@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tailor.cli_errors import fail as _fail
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -114,11 +116,6 @@ def segment_table(scores: pa.Table, title: str, risk_label: str = "mean churn ri
             f"{row['mean_clv']:,.2f}",
         )
     return table
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(1)
 
 
 @app.command("fit")

@@ -13,8 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tailor.cli_errors import fail as _fail
+
 console = Console()
-err = Console(stderr=True)
 
 experiments_app = typer.Typer(
     help="A/B tests, canary rollouts and bandits between model versions on live traffic.",
@@ -24,11 +25,6 @@ experiments_app = typer.Typer(
 
 Name = Annotated[str, typer.Argument(help="The experiment's name.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(1)
 
 
 def worker(

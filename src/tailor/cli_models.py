@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tailor.cli_errors import fail
+
 console = Console()
-err = Console(stderr=True)
 
 app = typer.Typer(
     help="The model registry: list versions, promote one to an alias, roll an alias back.",
@@ -35,8 +36,7 @@ def _run(action):
         try:
             return action(ws.store)
         except ValueError as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(1) from None
+            raise fail(exc) from None
 
 
 @app.command("list")

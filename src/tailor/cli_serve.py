@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tailor.cli_errors import fail
 from tailor.errors import TailorError
 
 err = Console(stderr=True)
@@ -187,8 +188,7 @@ def _save(path: Path, algorithm: str, params: str | None) -> None:
         with open_workspace(get_settings()) as ws:
             _register(ws.store, path, service, algorithm, parsed)
     except (TailorError, ValueError, OSError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        raise fail(exc) from exc
     console.print(
         f"model {service.version}: {len(service.user_ids):,} users, {len(service.catalog):,} "
         f"items → {path} (serve it with `tailor serve --model {path}`, or promote it with "

@@ -181,6 +181,12 @@ def load_all(store: Store) -> list[Experiment]:
 
 
 def get(store: Store, name: str) -> Experiment:
+    if not ALIAS.match(name):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise ValueError(
+            f"experiment name {shown!r}: lower-case letters, digits, '-' or '_', starting with "
+            "a letter, at most 32 characters (see `tailor experiments list`)"
+        )
     for experiment in load_all(store):
         if experiment.name == name:
             return experiment
