@@ -222,3 +222,20 @@ def test_a_damaged_stored_experiment_stops_the_routing_not_the_server(shop):
     assert "cannot read the experiments" in shop.serving.last_error
     answers = visit(shop, range(5), lambda arm: 0.0)
     assert {a["arm"] for a in answers} == {None}
+
+
+def test_routing_follows_a_change_of_the_served_model(shop):
+    start_ab(shop)
+    shop.serving.follow_experiments()
+    assert set(shop.serving.variants) == {shop.treatment}
+    # The treatment's model becomes the served one (as a promotion followed by alias would).
+    shop.serving.reload(shop.served.model_path.parent / "other")
+    assert shop.serving.loaded.version == shop.treatment
+    assert shop.serving.follow_experiments()
+    assert set(shop.serving.variants) == {shop.control}
+    answers = visit(shop, range(60), lambda arm: 0.0, prefix="p")
+    assert {a["arm"] for a in answers} == {"control", "treatment"}  # nobody falls out
+    for answer in answers:
+        assert answer["model_version"] == (
+            shop.control if answer["arm"] == "control" else shop.treatment
+        )

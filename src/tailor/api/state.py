@@ -508,11 +508,14 @@ class ServingState:
             self.last_error = f"cannot read the experiments: {exc}"
             log.warning("%s", self.last_error)
             router = rollouts.Router([])
-        seen = router.experiment.model_dump_json() if router.experiment else ""
+        loaded = self.loaded
+        # The served model is part of what routing depends on: after a promotion the arm that
+        # was loaded beside it may now be it, and the old one must be loaded beside instead.
+        served = loaded.version if loaded is not None else ""
+        seen = f"{router.experiment.model_dump_json()}|{served}" if router.experiment else ""
         if seen == self._experiments_seen:
             return False
         variants: dict[str, LoadedModel] = {}
-        loaded = self.loaded
         try:
             for version in router.versions:
                 if loaded is not None and version == loaded.version:
