@@ -1,0 +1,1 @@
+"""Advertising budget allocation: a media-mix model, an optimizer and a back-test."""
