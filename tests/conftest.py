@@ -15,6 +15,10 @@ from tailor.events.schema import parse_event, to_flat_rows
 from tailor.store import Store, open_store
 from tests._cli import workdir  # noqa: F401 - the CLI tests' folder fixture, shared
 
+# The media-mix model runs its chains on one XLA device per core, which JAX reads once, at its
+# first computation: set here so that it holds whichever test starts JAX first.
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}")
+
 POSTGRES_URL = os.environ.get(
     "TAILOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -122,15 +122,20 @@ def test_demo_smoke_runs_the_main_job(workdir: Path, monkeypatch: pytest.MonkeyP
     assert "what the store holds" in result.output
     assert "purchase" in result.output and "view" in result.output
     # It ends by serving the shop: every printed example was called over HTTP and answered.
-    assert "smoke run: all 11 endpoints answered as expected" in result.output
+    assert "smoke run: all 12 endpoints answered as expected" in result.output
     assert "BAD" not in result.output
-    assert result.output.count("curl -s") == 11
+    assert result.output.count("curl -s") == 12
+    assert "POST /v1/budget/plan" in result.output
     # The customer models: the CRM export and the report with its back-test.
     with (workdir / "demo" / "audience-scores.csv").open(newline="") as handle:
         scores = list(csv.DictReader(handle))
     assert len(scores) > 100 and {"segment", "churn_risk", "clv"} <= set(scores[0])
     report = json.loads((workdir / "demo" / "audience-report.json").read_text())
     assert report["backtest"] is not None and report["customers"] == len(scores)
+    # The budget: the simulated ad channels' report, its back-test scored against the truth.
+    budget = json.loads((workdir / "demo" / "budget-report.json").read_text())
+    assert budget["plan"]["status"] == "optimal" and budget["backtest"]["true_uplift"] is not None
+    assert (workdir / "demo" / "budget" / "model.json").is_file()
     # Idempotent: a second run stores nothing new.
     again = tailor("demo", "--out", str(workdir / "demo"))
     assert again.exit_code == 0, again.output

@@ -56,6 +56,17 @@ app.add_typer(
 )
 
 
+def _budget_app() -> typer.Typer:
+    from tailor.cli_budget import app as budget
+
+    return budget
+
+
+app.add_typer(
+    _budget_app(), name="budget", help="Advertising budget: media-mix model, plan, back-test."
+)
+
+
 def _serve_command():
     from tailor.cli_serve import SERVE_HELP, serve
 

@@ -68,6 +68,14 @@ def serve(
             "for GET /v1/users/{id}/profile and GET /v1/segments.",
         ),
     ] = None,
+    budget: Annotated[
+        Path | None,
+        typer.Option(
+            "--budget",
+            help="A folder written by `tailor budget fit`: POST /v1/budget/plan plans with it "
+            "(and follows a re-fit that rewrites the folder).",
+        ),
+    ] = None,
     save_model: Annotated[
         Path | None,
         typer.Option(
@@ -123,6 +131,7 @@ def serve(
 
     from tailor.api.app import (
         AUDIENCE_ENV,
+        BUDGET_ENV,
         MODEL_ALIAS_ENV,
         MODEL_ENV,
         WITH_WORKER_ENV,
@@ -135,6 +144,8 @@ def serve(
         os.environ[MODEL_ALIAS_ENV] = model_alias
     if audience is not None:
         os.environ[AUDIENCE_ENV] = str(audience)
+    if budget is not None:
+        os.environ[BUDGET_ENV] = str(budget)
     os.environ[WORKERS_ENV] = str(workers)
     os.environ[WITH_WORKER_ENV] = "1" if with_worker else "0"
     console.print(f"serving on http://{host}:{port}/v1 (OpenAPI: /openapi.json, docs: /docs)")

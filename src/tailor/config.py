@@ -144,6 +144,25 @@ class LifecycleSettings(BaseModel):
     model_dir: Path = Field(
         default=Path(".tailor/models"), description="Where retrained models are saved."
     )
+    budget_model: Path | None = Field(
+        default=None,
+        description=(
+            "The budget model folder the `replan-budget` job re-fits (MAP, warm-started) on the "
+            "ad_spend and ad_result events and plans with; unset, there is no such job."
+        ),
+    )
+    replan_every: Duration = Field(default="7d", description="How often the budget is re-planned.")
+    replan_horizon: int = Field(
+        default=4, ge=1, le=366, description="Periods (the model's weeks or days) a re-plan covers."
+    )
+    replan_budget: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Total budget of a re-plan over its horizon; unset, the recent spend per period "
+            "times the horizon (the same level, split better)."
+        ),
+    )
     alerts: AlertSettings = AlertSettings()
 
     @field_validator("retrain_every")

@@ -14,6 +14,9 @@ from tailor.events.mapping import load_mapping
 from tailor.workspace import open_workspace
 
 DEMO_SHOP = {"users": 2_000, "items": 400, "events": 60_000, "days": 60, "seed": 7}
+DEMO_ADS = {"channels": 4, "periods": 104, "seed": 5}
+"""Two years of weekly spend on four simulated ad channels: enough for a media-mix model."""
+DEMO_PLAN_WEEKS = 4
 DEMO_HORIZON_DAYS = 14
 """Churn horizon of the demo: the simulated shop spans 60 days, and the back-test needs two
 horizons of history before its last day."""
@@ -86,6 +89,7 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
         country = _busiest_country(ws.store.read_events(purpose=None, columns=["country"]))
         audience_dir, scored = show_audience(ws, out, console)
         buyer = _scored_customer(dataset.events, ws.pseudonymizer, scored)
+        budget_dir, budget = show_budget(ws, out, console)
     # The server opens the store itself: DuckDB lets one connection per process write.
     from tailor.demo_serve import serve_demo
 
@@ -99,7 +103,50 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
         smoke=smoke,
         audience_dir=audience_dir,
         buyer_id=buyer,
+        budget_dir=budget_dir,
+        budget=budget,
     )
+
+
+def show_budget(ws, out: Path, console: Console) -> tuple[Path, float]:
+    """Import simulated ad channels (ad_spend and ad_result events), fit the media-mix model
+    by MAP (seconds), show each channel's ROI and a plan, and write the budget report with a
+    back-test scored against the simulator's true response. Returns the model folder and the
+    budget of the plan shown."""
+    from tailor.budget import service
+    from tailor.cli_budget import roi_table
+    from tailor.datasets.simulate.ad_channels import CONTROLS, simulate_channels
+
+    console.rule("advertising budget: a media-mix model of simulated ad channels")
+    sim = simulate_channels(**DEMO_ADS)
+    ads = import_table(
+        ws.store, sim.to_events(), pseudonymizer=ws.pseudonymizer, label="simulated ad channels"
+    )
+    console.print(
+        f"ad events: {ads.rows_read:,} rows → {ads.written:,} written, "
+        f"{ads.duplicates:,} already stored"
+    )
+    data = service.load_data(store=ws.store, control_keys=CONTROLS)
+    fitted = service.fit_model(data, out / "budget", method="map")
+    console.print(roi_table(fitted.model, data))
+    for problem in fitted.model.problems():
+        console.print(f"note: {problem}")
+    budget = float(round(service.default_budget(fitted.model, DEMO_PLAN_WEEKS), -3) or 1000.0)
+    plan = service.make_plan(fitted.model, budget=budget, horizon=DEMO_PLAN_WEEKS)
+    split = ", ".join(
+        f"{c} {v:,.0f}" for c, v in zip(plan["channels"], plan["per_period"], strict=True)
+    )
+    uplift = plan["uplift"]
+    console.print(
+        f"plan for {budget:,.0f} over {DEMO_PLAN_WEEKS} weeks from {plan['first_period']}: "
+        f"{split} per week → {plan['conversions']:,.0f} incremental conversions"
+        + ("" if uplift is None else f" ({uplift:+.1%} on the recent split)")
+    )
+    page, _ = service.write_report(
+        fitted.model, data, out / "budget-report.html", plan=plan, truth=sim.truth
+    )
+    console.print(f"report with charts: {page}")
+    return fitted.folder, budget
 
 
 def show_audience(ws, out: Path, console: Console):

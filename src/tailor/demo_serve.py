@@ -34,6 +34,8 @@ class Example:
     path: str
     body: dict | None = None
     status: int = 200
+    expect: str | None = None
+    """A key the JSON answer must hold (the smoke run checks it)."""
 
     def curl(self, base: str) -> str:
         command = "curl -s"
@@ -49,7 +51,11 @@ class Example:
 
 
 def demo_examples(
-    user_id: str, item_id: str, country: str, buyer_id: str | None = None
+    user_id: str,
+    item_id: str,
+    country: str,
+    buyer_id: str | None = None,
+    budget: float | None = None,
 ) -> list[Example]:
     """The calls the demo prints (and the smoke run makes): one per kind of answer."""
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -60,27 +66,54 @@ def demo_examples(
         "item_id": item_id,
         "occurred_at": now,
     }
-    return [
-        Example("liveness", "GET", "/v1/health"),
-        Example("readiness and model version", "GET", "/v1/ready"),
-        Example("a customer's recommendations", "GET", f"/v1/users/{user_id}/recommendations?k=5"),
-        Example(
-            "a new visitor (trending in their country)",
-            "GET",
-            f"/v1/users/new-visitor/recommendations?k=5&country={country}",
-        ),
-        Example("similar items", "GET", f"/v1/items/{item_id}/similar?k=5"),
-        Example("bought together", "GET", f"/v1/items/{item_id}/bought-together?k=5"),
-        Example("send a view (stored before the answer)", "POST", "/v1/events", view),
-        Example("what tailor holds about the customer", "GET", f"/v1/users/{user_id}/data"),
-        Example("customer segments", "GET", "/v1/segments"),
-        Example(
-            "the lifecycle dashboard's data (the page: /dashboard)", "GET", "/v1/admin/dashboard"
-        ),
-    ] + (
-        [Example("a buyer's churn risk and lifetime value", "GET", f"/v1/users/{buyer_id}/profile")]
-        if buyer_id
+    plan = (
+        [
+            Example(
+                "a budget plan: split the next 4 weeks' ad spend over the channels",
+                "POST",
+                "/v1/budget/plan",
+                {"budget": budget, "horizon": 4, "relative_bounds": [0.5, 2.0]},
+                expect="per_period",
+            )
+        ]
+        if budget
         else []
+    )
+    return (
+        [
+            Example("liveness", "GET", "/v1/health"),
+            Example("readiness and model version", "GET", "/v1/ready"),
+            Example(
+                "a customer's recommendations", "GET", f"/v1/users/{user_id}/recommendations?k=5"
+            ),
+            Example(
+                "a new visitor (trending in their country)",
+                "GET",
+                f"/v1/users/new-visitor/recommendations?k=5&country={country}",
+            ),
+            Example("similar items", "GET", f"/v1/items/{item_id}/similar?k=5"),
+            Example("bought together", "GET", f"/v1/items/{item_id}/bought-together?k=5"),
+            Example("send a view (stored before the answer)", "POST", "/v1/events", view),
+            Example("what tailor holds about the customer", "GET", f"/v1/users/{user_id}/data"),
+            Example("customer segments", "GET", "/v1/segments"),
+            Example(
+                "the lifecycle dashboard's data (the page: /dashboard)",
+                "GET",
+                "/v1/admin/dashboard",
+            ),
+        ]
+        + (
+            [
+                Example(
+                    "a buyer's churn risk and lifetime value",
+                    "GET",
+                    f"/v1/users/{buyer_id}/profile",
+                )
+            ]
+            if buyer_id
+            else []
+        )
+        + plan
     )
 
 
@@ -95,6 +128,8 @@ def serve_demo(
     smoke: bool,
     audience_dir: Path | None = None,
     buyer_id: str | None = None,
+    budget_dir: Path | None = None,
+    budget: float | None = None,
 ) -> None:
     """Create a demo key, start the API on 127.0.0.1 and print (or, ``smoke``, call) the
     examples. Without ``smoke`` it serves until Ctrl-C."""
@@ -106,11 +141,16 @@ def serve_demo(
     sock = _listening_socket(DEMO_PORT if not smoke else 0)
     port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    app = create_app(settings=settings, model_path=model_dir, audience_path=audience_dir)
+    app = create_app(
+        settings=settings,
+        model_path=model_dir,
+        audience_path=audience_dir,
+        budget_path=budget_dir,
+    )
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     )
-    examples = demo_examples(user_id, item_id, country or "GB", buyer_id)
+    examples = demo_examples(user_id, item_id, country or "GB", buyer_id, budget)
     console.rule(f"the HTTP API on {base} (OpenAPI: {base}/docs)")
     console.print(f"export TAILOR_API_KEY={token}", soft_wrap=True, highlight=False)
     for example in examples:
@@ -180,6 +220,8 @@ def _call_examples(base: str, token: str, examples: list[Example], console: Cons
         for example in examples:
             answer = client.request(example.method, example.path, json=example.body)
             ok = answer.status_code == example.status
+            if ok and example.expect is not None:
+                ok = example.expect in answer.json()
             console.print(
                 f"{'ok ' if ok else 'BAD'} {answer.status_code} {example.method} "
                 f"{example.path.split('?')[0]}  {answer.text[:100]}",

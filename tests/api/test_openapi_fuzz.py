@@ -23,7 +23,9 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
+from tailor.budget.service import BudgetService  # noqa: E402
 from tests.api._serving import Served, close, serve  # noqa: E402
+from tests.budget.test_service import fitted_folder  # noqa: E402
 
 EXAMPLES = int(os.environ.get("TAILOR_FUZZ_EXAMPLES", "12"))
 SLOW_REQUESTS = int(os.environ.get("TAILOR_FUZZ_REQUESTS", "3000"))
@@ -32,6 +34,8 @@ SLOW_REQUESTS = int(os.environ.get("TAILOR_FUZZ_REQUESTS", "3000"))
 @pytest.fixture
 def served_app(tmp_path):
     s = serve(tmp_path, max_batch_events=20)
+    # A budget model too, so the budget routes' handlers run (not only their 404).
+    s.tenants["default"].extras["budget"] = BudgetService(fitted_folder(tmp_path / "budget"))
     for tenant in s.tenants.values():
         tenant.start()
     yield s

@@ -348,3 +348,18 @@ def test_hill_with_slope_below_one_solves() -> None:
     assert plan.status == "optimal"
     np.testing.assert_allclose(plan.totals.sum(), 1_000.0)
     json.dumps(plan.to_json(), allow_nan=False)
+
+
+def test_bounds_that_pin_every_channel_to_zero_under_a_cpa_target_answer_a_plan() -> None:
+    # found by the API fuzzer: SciPy's SLSQP returns no iteration count when the bounds pin
+    # every variable, which once escaped as a KeyError (a 500)
+    response = ChannelResponse(
+        channels=("a", "b"), adstock="geometric", saturation="logistic", l_max=2,
+        alpha=np.array([0.3, 0.3]), lam=np.array([1e-3, 1e-3]), beta=np.array([10.0, 10.0]),
+    )  # fmt: skip
+    plan = plan_budget(
+        response, budget=1.0, horizon=4, history=np.ones((3, 2)), relative_bounds=(0.0, 0.0),
+        target_cpa=1.0,
+    )  # fmt: skip
+    assert plan.iterations == 0
+    assert np.allclose(plan.per_period, 0.0)

@@ -30,7 +30,7 @@ from tailor.api.ingest import GroupCommitWriter
 from tailor.api.keys import KeyRing
 from tailor.api.limits import RateLimiter
 from tailor.api.metrics import ApiMetrics, MetricsMiddleware
-from tailor.api.routes import audience, events, items, ops, recommend, users
+from tailor.api.routes import audience, budget, events, items, ops, recommend, users
 from tailor.api.state import AppState, NotReady, ServingState, TenantState
 from tailor.config import ApiSettings, Settings, get_settings
 from tailor.errors import StoreError, StoreUnavailable
@@ -53,6 +53,7 @@ TAGS = [
     {"name": "items", "description": "Catalog changes (scope `admin`)."},
     {"name": "users", "description": "Consent, erasure and data export."},
     {"name": "customers", "description": "Profiles and segments (scope `admin`)."},
+    {"name": "budget", "description": "Advertising budget plans (scope `admin`)."},
     {"name": "operations", "description": "Health, readiness, metrics, model reloads."},
 ]
 
@@ -60,6 +61,7 @@ MODEL_ENV = "TAILOR_SERVE_MODEL"
 MODEL_ALIAS_ENV = "TAILOR_SERVE_MODEL_ALIAS"
 WITH_WORKER_ENV = "TAILOR_SERVE_WITH_WORKER"
 AUDIENCE_ENV = "TAILOR_SERVE_AUDIENCE"
+BUDGET_ENV = "TAILOR_SERVE_BUDGET"
 WORKERS_ENV = "TAILOR_SERVE_WORKERS"
 TAIL_INTERVAL_S = 0.5
 """With several workers, how often each reads what the others stored (a view reaches the
@@ -83,6 +85,7 @@ def build_tenant(
     poll_interval_s: float | None = 1.0,
     audience_path: str | Path | None = None,
     model_alias: str | None = None,
+    budget_path: str | Path | None = None,
 ) -> TenantState:
     """A tenant's serving state and ingest writer over ``workspace`` (not started yet).
 
@@ -105,6 +108,8 @@ def build_tenant(
     extras = {}
     if audience_path is not None:
         extras = _audience(workspace, serving, audience_path)
+    if budget_path is not None:
+        extras.update(_budget(serving, budget_path))
     return TenantState(name, workspace, serving, writer, extras)
 
 
@@ -122,6 +127,19 @@ def _audience(workspace: Workspace, serving: ServingState, path: str | Path) -> 
     return {"audience": service}
 
 
+def _budget(serving: ServingState, path: str | Path) -> dict[str, object]:
+    """The budget model for the plan route; a rewritten folder (a re-fit) is picked up."""
+    from tailor.budget.service import BudgetService
+
+    try:
+        service = BudgetService(path)
+    except (ValueError, OSError, ImportError) as exc:
+        log.warning("budget model %s not loaded: %s", path, exc)
+        return {"budget_error": str(exc)}
+    serving.poll_listeners.append(service.reload_if_changed)
+    return {"budget": service}
+
+
 def create_app(
     *,
     settings: Settings | None = None,
@@ -134,6 +152,7 @@ def create_app(
     audience_path: str | Path | None = None,
     model_alias: str | None = None,
     with_worker: bool = False,
+    budget_path: str | Path | None = None,
     worker_tick_s: float = 10.0,
 ) -> FastAPI:
     """The API app.
@@ -159,6 +178,7 @@ def create_app(
                 workers=workers,
                 audience_path=audience_path,
                 model_alias=model_alias,
+                budget_path=budget_path,
             )
         }
         owned = [workspace]
@@ -203,7 +223,7 @@ def create_app(
         telemetry=None if api.opentelemetry else dict.fromkeys(_TELEMETRY_SIGNALS, False),
     )
     app.state.tailor = state
-    for module in (events, recommend, items, users, audience, ops):
+    for module in (events, recommend, items, users, audience, budget, ops):
         app.include_router(module.router, prefix="/v1")
     app.include_router(ops.metrics_router)
     app.include_router(dashboard.api_router, prefix="/v1")
@@ -330,4 +350,5 @@ def app_from_env() -> FastAPI:
         audience_path=os.environ.get(AUDIENCE_ENV) or None,
         model_alias=os.environ.get(MODEL_ALIAS_ENV) or None,
         with_worker=os.environ.get(WITH_WORKER_ENV) == "1",
+        budget_path=os.environ.get(BUDGET_ENV) or None,
     )

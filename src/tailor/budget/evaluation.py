@@ -27,7 +27,8 @@ RIDGE_CURVATURES = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
 
 def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
     """Mean absolute percentage error; periods whose actual value is 0 are left out."""
-    actual, predicted = np.asarray(actual, float), np.asarray(predicted, float)
+    actual = np.asarray(actual, float)
+    predicted = np.broadcast_to(np.asarray(predicted, float), actual.shape)
     keep = actual != 0
     if not keep.any():
         raise ValueError("MAPE is undefined: every actual value is 0")

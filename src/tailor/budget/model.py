@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -310,7 +311,8 @@ class MediaMixModel:
         self.fit_seconds_ = time.perf_counter() - started
         self.method_ = method
         self.draws_ = draws
-        self.history_ = data.spend[-(self.config.l_max - 1) or len(data.spend) :].copy()
+        carried = self.config.l_max - 1  # the spend whose carry-over reaches past the data
+        self.history_ = data.spend[data.periods - carried :].copy()
         self.last_date_ = data.dates[-1]
         return self
 
@@ -597,28 +599,32 @@ class MediaMixModel:
             arrays = np.load(folder / "posterior.npz")
         except (OSError, ValueError) as exc:
             raise ValueError(f"{folder}: not a saved media-mix model ({exc})") from None
-        if header.get("format") != FORMAT:
-            raise ValueError(f"{folder}: format {header.get('format')!r}, expected {FORMAT!r}")
-        model = cls(MMMConfig(**header["config"]))
-        model.channels_ = tuple(header["channels"])
-        model.control_names_ = tuple(header["controls"])
-        model.target_name_ = header["target"]
-        model.frequency_ = header["frequency"]
-        model.scales_ = _Scales(
-            target=float(header["target_scale"]),
-            spend=arrays["spend_scale"],
-            controls=arrays["control_scale"],
-            periods=int(header["periods"]),
-            start=np.datetime64(header["start"], "D"),
-            step_days=7 if header["frequency"] == "W" else 1,
-        )
-        model.draws_ = {k[5:]: arrays[k] for k in arrays.files if k.startswith("draw_")}
-        model.mode_ = {k[5:]: arrays[k] for k in arrays.files if k.startswith("mode_")}
-        model.history_ = arrays["history"]
-        model.last_date_ = np.datetime64(header["last_date"], "D")
-        model.method_ = header["method"]
-        model.fit_seconds_ = float(header["fit_seconds"])
-        model.diagnostics_ = header["diagnostics"]
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            found = header.get("format") if isinstance(header, dict) else None
+            raise ValueError(f"{folder}: format {found!r}, expected {FORMAT!r}")
+        try:
+            model = cls(MMMConfig(**header["config"]))
+            model.channels_ = tuple(header["channels"])
+            model.control_names_ = tuple(header["controls"])
+            model.target_name_ = header["target"]
+            model.frequency_ = header["frequency"]
+            model.scales_ = _Scales(
+                target=float(header["target_scale"]),
+                spend=arrays["spend_scale"],
+                controls=arrays["control_scale"],
+                periods=int(header["periods"]),
+                start=np.datetime64(header["start"], "D"),
+                step_days=7 if header["frequency"] == "W" else 1,
+            )
+            model.draws_ = {k[5:]: arrays[k] for k in arrays.files if k.startswith("draw_")}
+            model.mode_ = {k[5:]: arrays[k] for k in arrays.files if k.startswith("mode_")}
+            model.history_ = arrays["history"]
+            model.last_date_ = np.datetime64(header["last_date"], "D")
+            model.method_ = header["method"]
+            model.fit_seconds_ = float(header["fit_seconds"])
+            model.diagnostics_ = header["diagnostics"]
+        except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{folder}: a damaged media-mix model ({exc!r})") from None
         return model
 
 

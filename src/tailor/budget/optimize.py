@@ -70,6 +70,8 @@ Responses = ChannelResponse | Sequence[ChannelResponse]
 PerPeriod = np.ndarray | Mapping[str, float]
 
 _FEASIBLE_RTOL = 1e-6
+MIN_SPEND = 1e-6
+"""Per-period budgets below this (a millionth of a currency unit) are treated as 0."""
 """Relative slack allowed on a target constraint: SLSQP meets constraints to about this."""
 
 
@@ -557,6 +559,11 @@ class _Solve:
     note: str
 
 
+def _iterations(result: Any) -> int:
+    # SciPy leaves ``nit`` out when the bounds pin every variable (nothing to iterate)
+    return int(getattr(result, "nit", 0) or 0)
+
+
 def _solve(
     problem: _Problem,
     lo: np.ndarray,
@@ -575,7 +582,7 @@ def _solve(
     horizon = problem.horizon
     c = len(lo)
     free = ~fixed
-    if budget == 0:
+    if budget / horizon < MIN_SPEND:  # also what no currency can split (and 0/0 below)
         return _Solve(np.zeros(c), "zero_budget", True, 0, "the budget is 0: nothing to spend")
     if not free.any():
         return _Solve(lo.copy(), "fixed", True, 0, "every channel is fixed: nothing to optimize")
@@ -635,7 +642,7 @@ def _solve(
         options={"maxiter": 500, "ftol": 1e-12},
     )
     z_full = _project(np.asarray(full.x, float), zl, zh, spendable)
-    iterations = int(full.nit)
+    iterations = _iterations(full)
     if not full.success:
         logger.warning("budget plan: SLSQP did not converge: %s", full.message)
     if rate is None:
@@ -699,7 +706,7 @@ def _solve(
         ],
         options={"maxiter": 500, "ftol": 1e-12},
     )
-    iterations += int(capped.nit)
+    iterations += _iterations(capped)
     z = np.clip(np.asarray(capped.x, float), zl, zh)
     if z.sum() > remaining:
         z = _project(z, zl, zh, remaining)

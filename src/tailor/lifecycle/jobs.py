@@ -438,3 +438,66 @@ def prediction_drift(store) -> dict[str, dict]:
         if check.drifted:
             store.set_meta(key, Reference.fit(values).to_json())
     return out
+
+
+# --- budget ----------------------------------------------------------------------------------
+
+
+def replan_budget(context: JobContext) -> str:
+    """Re-fit the budget model in ``budget_model`` on the ad events (MAP, warm-started from
+    the model there: a week more data moves the mode a little) and save it over the old one
+    (atomically: a server planning with it follows), then plan the next ``replan_horizon``
+    periods. The plan is written to ``plan.json`` in the model folder and, with the fit's
+    figures, to the lifecycle log as a ``decision`` of engine ``budget``."""
+    from tailor.budget import service
+    from tailor.budget.data import MediaDataError
+
+    settings, store = context.settings, context.store
+    folder = Path(settings.budget_model or "")
+    try:
+        previous = service.load_model(folder)
+    except ValueError:
+        previous = None  # none yet, or unreadable: fitted from scratch below
+    try:
+        data = service.load_data(
+            store=store,
+            target=service.events_target(previous),
+            frequency=previous.frequency_ if previous is not None else "W",
+            control_keys=previous.control_names_ if previous is not None else (),
+        )
+        data.check_fittable()
+    except MediaDataError as exc:
+        return f"no budget re-plan: {exc}"
+    fitted = service.fit_model(data, folder, method="map", warm_start=previous is not None)
+    model, horizon = fitted.model, settings.replan_horizon
+    budget = settings.replan_budget or service.default_budget(model, horizon)
+    plan = service.make_plan(model, budget=budget, horizon=horizon)
+    (folder / "plan.json").write_text(json.dumps(plan, indent=1))
+    problems = model.problems()
+    uplift = plan["uplift"]
+    outcome = (
+        f"budget model re-fitted on {data.periods} periods to {data.dates[-1]} "
+        f"({'warm-started, ' if fitted.warm_started else ''}{model.fit_seconds_:.1f} s"
+        f"{', ' + '; '.join(problems) if problems else ''}); plan for {horizon} periods from "
+        f"{plan['first_period']}: {plan['spend']:,.2f} → {plan['conversions']:,.1f} "
+        f"incremental {plan['target']}"
+        + ("" if uplift is None else f" ({uplift:+.1%} on the recent split)")
+    )
+    journal.write(
+        store,
+        "decision",
+        {
+            "engine": "budget",
+            "version": str(folder),
+            "promoted": True,  # the served folder was replaced
+            "reason": outcome,
+            "metrics": {
+                "fit_seconds": model.fit_seconds_,
+                "problems": len(problems),
+                "conversions": plan["conversions"],
+                "uplift": uplift,
+            },
+            "plan": plan,
+        },
+    )
+    return outcome

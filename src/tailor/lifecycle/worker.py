@@ -10,8 +10,9 @@ job's schedule survives in the store. Triggered jobs are scheduled for now by an
 
 Jobs (:mod:`tailor.lifecycle.jobs`): ``retrain-recommend``, ``retrain-audience``,
 ``rescore-audience`` (the stored scores, recomputed by the production model as days pass),
-``experiments`` (canary steps and rollbacks, bandit learning, SRM alarms), ``kpis`` and
-``drift``.
+``experiments`` (canary steps and rollbacks, bandit learning, SRM alarms), ``kpis``,
+``drift`` and, with ``budget_model`` set, ``replan-budget`` (the media-mix model re-fitted on
+the ad events and the budget re-planned).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def scheduled_jobs(settings: LifecycleSettings) -> list[Job]:
         Job("rescore-audience", parse_duration(settings.rescore_every), jobs.rescore_audience),
         Job("drift", parse_duration(settings.drift_every), jobs.drift, 1800),
     ]
+    if settings.budget_model is not None:
+        out.append(Job("replan-budget", parse_duration(settings.replan_every), jobs.replan_budget))
     retrain = {"recommend": jobs.retrain_recommend, "audience": jobs.retrain_audience}
     for engine, every in settings.retrain_every.items():
         if engine in retrain:
@@ -102,7 +105,8 @@ class Worker:
             if unknown:
                 raise ValueError(
                     f"unknown job {', '.join(unknown)}; the jobs are {', '.join(sorted(known))} "
-                    "(retrain-ENGINE needs the engine in [lifecycle] retrain_every)"
+                    "(retrain-ENGINE needs the engine in [lifecycle] retrain_every, replan-budget "
+                    "needs [lifecycle] budget_model)"
                 )
             self.jobs = [job for job in self.jobs if job.name in only]
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
