@@ -247,7 +247,7 @@ def _names(text: str | None) -> list[str]:
 
 
 def _print(ex: dict, ro: dict, sim: dict, pm: dict | None) -> None:
-    out = Console()
+    out = Console(width=max(Console().width, 120))
     table = Table(title="mmm_example: posterior means (NUTS 2 x draws) against the truth")
     for column in (
         "param", "true", "tailor", "94% HDI", "in HDI", "rel err", f"seeds 0-{SEEDS - 1}",
