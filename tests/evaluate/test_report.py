@@ -166,3 +166,19 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path: Path) -> None:
         write_report(figures, {}, tmp_path / "r.json")
     with pytest.raises(TypeError, match=r"cannot write .*object.* to the JSON report"):
         write_report(figures | {"tuned": {"m": {"x": object()}}}, {}, tmp_path / "r.html")
+
+
+X_LABEL = r'text-anchor="middle" font-size="11" fill="#555">(\d+)</text>'
+
+
+def test_a_long_line_chart_labels_round_steps_that_do_not_overlap() -> None:
+    from tailor.evaluate.report import line_chart
+
+    x = list(range(179))
+    svg = line_chart({"a": (x, [1.0] * 179)}, {"a": "#000"}, title="t", x_label="week")
+    labels = [int(v) for v in re.findall(X_LABEL, svg)]
+    # multiples of 20 plus the last point: every 5 would put 37 labels on 179 points
+    assert [v for v in labels if v % 20 == 0][:3] == [0, 20, 40]
+    assert 178 in labels and len(set(labels) - {178}) <= 10
+    short = line_chart({"a": ([1, 2, 5, 10], [1, 2, 3, 4])}, {"a": "#000"}, title="t", x_label="k")
+    assert sorted(int(v) for v in re.findall(X_LABEL, short)) == [1, 5, 10]

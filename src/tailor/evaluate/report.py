@@ -607,6 +607,14 @@ def bar_chart(
     return _svg("".join(parts), title, width, _H)
 
 
+def _round_step(raw: float) -> float:
+    """The smallest of 1, 2 or 5 times a power of ten that is at least ``raw``."""
+    if raw <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
 def line_chart(
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     colours: Mapping[str, str],
@@ -641,8 +649,10 @@ def line_chart(
         return _LEFT + plot_w * (x - x_min) / span, _TOP + plot_h * (1 - y / upper)
 
     parts = [_frame(title, upper, ticks, _W, _H)]
+    # multiples of 5, or of a coarser round step for long series, so labels never overlap
+    step = max(5.0, _round_step(span / 10))
     for x in sorted(set(xs)):
-        if x in (x_min, x_max) or x % 5 == 0:
+        if x in (x_min, x_max) or x % step == 0:
             px, _ = at(x, 0)
             parts.append(
                 f'<text x="{px:.1f}" y="{_TOP + plot_h + 15}" text-anchor="middle" '
