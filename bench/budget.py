@@ -64,8 +64,9 @@ from rich.table import Table
 from tailor.budget.backtest import backtest
 from tailor.budget.data import MediaData, read_csv
 from tailor.budget.evaluation import holdout, select_config
-from tailor.budget.model import _COMPILED, MediaMixModel, MMMConfig
+from tailor.budget.model import MediaMixModel, MMMConfig
 from tailor.budget.optimize import plan_budget
+from tailor.budget.posterior import COMPILED
 from tailor.datasets.base import dataset_path
 from tailor.datasets.simulate.ad_channels import simulate_channels
 
@@ -118,7 +119,7 @@ def example(config: MMMConfig) -> dict[str, Any]:
         again = MediaMixModel(replace(config, seed=seed)).fit(data, method="nuts").summary()
         for name in TRUTH:
             spread[name].append(again[name[:-1]]["mean"][int(name[-1]) - 1])
-    _COMPILED.clear()  # the cold MAP fit compiles, as in a fresh worker process
+    COMPILED.clear()  # the cold MAP fit compiles, as in a fresh worker process
     map_cold = MediaMixModel(config).fit(data.head(data.periods - 1), method="map")
     refit = MediaMixModel(config).fit(data, method="map", warm_start=map_cold)
     return {

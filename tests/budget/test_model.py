@@ -17,9 +17,11 @@ from tailor.budget.model import (
     PAD_PERIODS,
     MediaMixModel,
     MMMConfig,
-    _compiled,
     _Design,
+    _numpyro_model,
+    _structure,
 )
+from tailor.budget.posterior import compiled
 from tailor.datasets.base import DataNotFoundError, dataset_path
 from tailor.datasets.simulate.ad_channels import simulate_channels
 
@@ -126,7 +128,8 @@ def test_padding_is_masked_out(sim, map_fit) -> None:
     assert size % PAD_PERIODS == 0 and size >= 60 and size - 60 < PAD_PERIODS
     assert padded["lags"].shape == (SMALL.l_max, size, 2)
     assert padded["mask"].sum() == 60 and not padded["mask"][60:].any()
-    posterior = _compiled(SMALL, padded)  # the program the fit compiled
+    # the program the fit compiled
+    posterior = compiled(_structure(SMALL), lambda: _numpyro_model(SMALL), padded)
     z = np.random.default_rng(0).normal(0.0, 0.3, posterior.size)
     value, grad = posterior.value_and_grad(z, padded)
     # whatever the padded periods hold, the posterior is the same

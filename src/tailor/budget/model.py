@@ -28,7 +28,6 @@ Both are seeded: the same data and configuration give the same posterior.
 from __future__ import annotations
 
 import json
-import os
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from tailor.budget.data import MediaData
+from tailor.budget.posterior import compiled, load_jax
 from tailor.budget.transforms import (
     ADSTOCKS,
     SATURATIONS,
@@ -55,22 +55,6 @@ HDI_PROB = 0.94
 Method = Literal["nuts", "map"]
 DAYS_PER_YEAR = 365.25
 CHANNEL_PARAMS = ("alpha", "theta", "lam", "slope", "beta")
-
-
-def _jax():
-    try:
-        import jax
-        import jax.numpy as jnp
-        import numpyro
-    except ImportError:
-        raise ImportError(
-            "the media-mix model needs NumPyro and JAX: pip install 'tailor[bayes]'"
-        ) from None
-    numpyro.enable_x64()
-    # One XLA device per core lets chains run in parallel (4x faster than vectorized chains
-    # here); it only takes effect before JAX's first computation in the process.
-    numpyro.set_host_device_count(os.cpu_count() or 1)
-    return jax, jnp, numpyro
 
 
 @dataclass(frozen=True)
@@ -123,10 +107,6 @@ class _Scales:
     step_days: int
 
 
-MIN_CURVATURE = 1e-2
-"""Floor of the Hessian's eigenvalues in the Laplace approximation: a direction the data and
-priors leave flat gets a standard deviation of 10 on the unconstrained scale (already a
-factor of e^10 on a positive parameter), not one that overflows."""
 PAD_PERIODS = 26
 """Fits pad the series to a multiple of this many periods (masked out of the likelihood), so
 re-fits as weeks arrive reuse one compiled program for half a year of weekly data."""
@@ -199,10 +179,21 @@ def _mean(
     return mu, channel
 
 
+def _structure(config: MMMConfig) -> tuple:
+    """What tells two compiled posteriors apart (priors and likelihood, not sampler settings)."""
+    return (
+        config.adstock,
+        config.saturation,
+        config.l_max,
+        config.trend,
+        config.trend_changepoints,
+    )
+
+
 def _numpyro_model(config: MMMConfig) -> Any:
     """The model as a function of its inputs (:meth:`_Design.padded`), so one compiled
     program serves every data set of the same shape."""
-    _, jnp, numpyro = _jax()
+    _, jnp, numpyro = load_jax()
     import numpyro.distributions as dist
 
     def model(inputs: dict[str, Any]) -> None:
@@ -320,13 +311,13 @@ class MediaMixModel:
         """NUTS with each chain started at a draw of the Laplace approximation: the chains
         begin spread around the mode, so warm-up is short and R-hat still compares chains
         that started apart."""
-        jax, jnp, _numpyro = _jax()
+        jax, jnp, _numpyro = load_jax()
         from numpyro.diagnostics import summary
         from numpyro.infer import MCMC, NUTS
 
         cfg = self.config
         inputs = design.padded(y)
-        posterior = _compiled(cfg, inputs)
+        posterior = compiled(_structure(cfg), lambda: _numpyro_model(cfg), inputs)
         mode, _, cov_root = posterior.laplace(posterior.start(None), inputs)
         rng = np.random.default_rng(cfg.seed)
         starts = mode + rng.standard_normal((cfg.chains, len(mode))) @ cov_root.T
@@ -363,10 +354,10 @@ class MediaMixModel:
     def _laplace(
         self, design: _Design, y: np.ndarray, warm_start: MediaMixModel | None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        _jax()  # a clear ImportError without the extra
+        load_jax()  # a clear ImportError, before any work
         cfg = self.config
         inputs = design.padded(y)
-        posterior = _compiled(cfg, inputs)
+        posterior = compiled(_structure(cfg), lambda: _numpyro_model(cfg), inputs)
         mode, result, cov_root = posterior.laplace(
             posterior.start(None if warm_start is None else warm_start.mode_), inputs
         )
@@ -626,120 +617,6 @@ class MediaMixModel:
         except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{folder}: a damaged media-mix model ({exc!r})") from None
         return model
-
-
-_COMPILED: dict[tuple, _Compiled] = {}
-
-
-def _compiled(config: MMMConfig, inputs: dict[str, np.ndarray]) -> _Compiled:
-    """The compiled posterior of this model structure and input shape (kept for re-fits)."""
-    structure = (
-        config.adstock,
-        config.saturation,
-        config.l_max,
-        config.trend,
-        config.trend_changepoints,
-    )
-    key = (structure, tuple((k, v.shape) for k, v in sorted(inputs.items())))
-    if key not in _COMPILED:
-        if len(_COMPILED) >= 16:
-            _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = _Compiled(_numpyro_model(config), inputs)
-    return _COMPILED[key]
-
-
-class _Compiled:
-    """The model's potential (negative log posterior in the unconstrained space, with the
-    Jacobian) as one compiled function of a flat vector and the inputs, and the way back
-    to parameters.
-
-    NumPyro's own initialisation runs the model op by op outside of compilation, which
-    costs seconds per fit; here the model is only traced abstractly, once, to learn its
-    sites, and everything that runs is compiled, once per model structure and shape."""
-
-    def __init__(self, model: Any, inputs: dict[str, np.ndarray]) -> None:
-        jax, jnp, _numpyro = _jax()
-        from jax.flatten_util import ravel_pytree
-        from numpyro.distributions import biject_to
-        from numpyro.handlers import seed, trace
-        from numpyro.infer.util import potential_energy, transform_fn
-
-        sites: dict[str, Any] = {}
-
-        def record(inputs: dict[str, Any]) -> int:
-            traced = trace(seed(model, jax.random.PRNGKey(0))).get_trace(inputs)
-            for name, site in traced.items():
-                if site["type"] == "sample" and not site["is_observed"]:
-                    sites[name] = site
-            return 0
-
-        jax.make_jaxpr(record)(inputs)  # abstract: nothing is computed or compiled
-        self.transforms = {name: biject_to(site["fn"].support) for name, site in sites.items()}
-        shapes = {
-            name: jnp.zeros(self.transforms[name].inverse_shape(site["fn"].shape()))
-            for name, site in sites.items()
-        }
-        flat, self.unravel = ravel_pytree(shapes)
-        self.size = len(flat)
-
-        def potential(z: Any, inputs: dict[str, Any]) -> Any:
-            return potential_energy(model, (inputs,), {}, self.unravel(z))
-
-        self.potential = potential
-        self.value_and_grad = jax.jit(jax.value_and_grad(potential))
-        self._constrain = jax.jit(
-            jax.vmap(lambda z: transform_fn(self.transforms, self.unravel(z)))
-        )
-        self._unconstrain = lambda params: ravel_pytree(
-            transform_fn(self.transforms, params, invert=True)
-        )[0]
-        self.jnp = jnp
-
-    def bound(self, inputs: dict[str, np.ndarray]) -> Any:
-        """The potential of these inputs as a function of the parameters only (for NUTS)."""
-        arrays = {k: self.jnp.asarray(v) for k, v in inputs.items()}
-        return lambda z: self.potential(z, arrays)
-
-    def start(self, mode: dict[str, np.ndarray] | None) -> np.ndarray:
-        """Where the optimizer starts: an earlier fit's mode, or the unconstrained origin
-        (alpha = 0.5, positive parameters = 1, the rest 0)."""
-        if mode is None:
-            return np.zeros(self.size)
-        return np.asarray(self._unconstrain({k: self.jnp.asarray(v) for k, v in mode.items()}))
-
-    def laplace(
-        self, start: np.ndarray, inputs: dict[str, np.ndarray]
-    ) -> tuple[np.ndarray, Any, np.ndarray]:
-        """The mode (L-BFGS with exact gradients) and a square root of the covariance of the
-        Laplace approximation there (the inverse Hessian, by central differences of the
-        exact gradient: a second compiled program would cost more than its 2n gradients)."""
-        from scipy.optimize import minimize
-
-        arrays = {k: self.jnp.asarray(v) for k, v in inputs.items()}
-
-        def objective(z: np.ndarray) -> tuple[float, np.ndarray]:
-            value, grad = self.value_and_grad(self.jnp.asarray(z), arrays)
-            return float(value), np.asarray(grad)
-
-        result = minimize(
-            objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 5000, "gtol": 1e-7}
-        )
-        step = 1e-5 * np.maximum(1.0, np.abs(result.x))
-        hessian = np.empty((self.size, self.size))
-        for i in range(self.size):
-            up, down = result.x.copy(), result.x.copy()
-            up[i] += step[i]
-            down[i] -= step[i]
-            hessian[:, i] = (objective(up)[1] - objective(down)[1]) / (2 * step[i])
-        eigenvalues, vectors = np.linalg.eigh((hessian + hessian.T) / 2)
-        result.non_positive_curvature = int((eigenvalues <= 0).sum())
-        # a direction without curvature gets a wide but finite spread, not an infinite one
-        cov_root = vectors / np.sqrt(np.maximum(eigenvalues, MIN_CURVATURE))
-        return result.x, result, cov_root
-
-    def constrain(self, z: np.ndarray) -> dict[str, np.ndarray]:
-        """Parameters for each row of ``z`` (``(S, size)``)."""
-        return {k: np.asarray(v) for k, v in self._constrain(self.jnp.asarray(z)).items()}
 
 
 def _plain(values: np.ndarray) -> list[float] | float:

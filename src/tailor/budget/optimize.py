@@ -45,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import minimize
 
+from tailor.budget.posterior import load_jax
 from tailor.budget.transforms import (
     ChannelResponse,
     adstock_weights,
@@ -79,24 +80,10 @@ MIN_SPEND = 1e-6
 
 
 @cache
-def _jax() -> tuple[Any, Any]:
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        raise ImportError(
-            "the budget optimizer needs JAX for its gradients: pip install 'tailor[bayes]'"
-        ) from None
-    # Conversions of 1e5 and spends of 1e6 lose the optimum's last digits in float32.
-    jax.config.update("jax_enable_x64", True)
-    return jax, jnp
-
-
-@cache
 def _value_and_grad(saturation: str, quantile: float | None) -> Callable[..., Any]:
     """Jitted ``(x, carry, gain, beta, lam, slope, base) -> ((value, per_draw), dvalue/dx)``;
     jax.jit compiles it once per array shape, so a back-test's repeated solves reuse it."""
-    jax, jnp = _jax()
+    jax, jnp, _ = load_jax()  # 64-bit: spends of 1e6 lose the optimum in float32
 
     def value(x, carry, gain, beta, lam, slope, base):
         adstocked = carry + x * gain  # (D, T, C): adstock is linear in spend
