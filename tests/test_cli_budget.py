@@ -140,3 +140,10 @@ def test_select_chooses_the_structure_by_rolling_forecasts(workdir: Path) -> Non
     assert "chosen" in result.output
     saved = json.loads((workdir / "m" / "model.json").read_text())["config"]
     assert saved["l_max"] in (4, 8, 12) and saved["trend_changepoints"] in (0, 5)
+
+
+def test_an_unknown_beta_prior_is_one_line(workdir: Path) -> None:  # noqa: F811
+    source = write_csv(workdir / "media.csv")
+    result = tailor("budget", "fit", *csv_options(source), "--model", "m", "--beta-prior", "x")
+    assert result.exit_code == 1 and "--beta-prior" in flat(result.output)
+    assert not (workdir / "m").exists()

@@ -20,7 +20,7 @@ from tailor.cli_errors import fail as _fail
 
 if TYPE_CHECKING:
     from tailor.budget.data import MediaData
-    from tailor.budget.model import MediaMixModel
+    from tailor.budget.model import MediaMixModel, MMMConfig
 
 console = Console()
 err = Console(stderr=True)
@@ -211,6 +211,15 @@ def fit(
             show_default=False,
         ),
     ] = None,
+    beta_prior: Annotated[
+        str,
+        typer.Option(
+            "--beta-prior",
+            help="equal: every channel's effect gets the same prior (PyMC-Marketing's "
+            "default). spend_share: a prior in proportion to the channel's share of the "
+            "spend, as PyMC-Marketing's guide recommends for many channels.",
+        ),
+    ] = "equal",
     select: Annotated[
         bool,
         typer.Option(
@@ -231,6 +240,7 @@ def fit(
         tailor budget fit --csv mmm.csv --date-col date_week --target-col y
         --spend-cols x1,x2 --control-cols event_1,event_2 --method nuts --model models/mmm
     """
+    from tailor.budget.model import MMMConfig
     from tailor.budget.service import fit_model, write_report
 
     if report is not None and report.suffix != ".html":
@@ -239,7 +249,11 @@ def fit(
         raise _fail("--select and --warm-start: a warm start keeps the saved structure; use one")
     data = _load(csv, date_col, target_col, spend_cols, control_cols, target_scale, target,
                  frequency)  # fmt: skip
-    config = _selected(data) if select else None
+    try:
+        base = MMMConfig(beta_prior=beta_prior)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise _fail(f"--beta-prior: {exc}") from None
+    config = _selected(data, base) if select else (None if beta_prior == "equal" else base)
     try:
         with err.status(f"fitting the media-mix model ({method}) on {data.periods} periods ..."):
             fitted = fit_model(data, model, method=method, warm_start=warm_start, config=config)  # type: ignore[arg-type]
@@ -264,14 +278,13 @@ def fit(
         console.print(f"wrote {page} and {twin}")
 
 
-def _selected(data: MediaData):
+def _selected(data: MediaData, base: MMMConfig) -> MMMConfig:
     """The structure with the best rolling-origin forecasts, its table printed."""
     from tailor.budget.evaluation import select_config
-    from tailor.budget.model import MMMConfig
 
     try:
         with err.status("choosing the carry-over length and trend by rolling forecasts ..."):
-            config, scores = select_config(MMMConfig(), data)
+            config, scores = select_config(base, data)
     except (ValueError, ImportError) as exc:
         raise _fail(exc) from None
     table = Table(title="structure chosen by out-of-sample MAPE", title_justify="left")

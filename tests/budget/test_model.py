@@ -123,7 +123,7 @@ def test_response_summaries(example_fit) -> None:
 def test_padding_is_masked_out(sim, map_fit) -> None:
     design = _Design(map_fit.scales_, SMALL, sim.data, 0)
     y = sim.data.target / map_fit.scales_.target
-    padded = design.padded(y)
+    padded = design.padded(y, map_fit.beta_scale_)
     size = padded["t"].shape[0]
     assert size % PAD_PERIODS == 0 and size >= 60 and size - 60 < PAD_PERIODS
     assert padded["lags"].shape == (SMALL.l_max, size, 2)
@@ -370,3 +370,16 @@ def test_unfitted_model_raises(sim, call) -> None:
 def test_config_validation(changes, field) -> None:
     with pytest.raises(ValueError, match=field):
         MMMConfig(**changes)
+
+
+def test_spend_share_prior_scales_each_channels_beta_by_its_share(sim) -> None:
+    with pytest.raises(ValueError, match="beta_prior"):
+        MMMConfig(beta_prior="flat")  # type: ignore[arg-type]
+    model = MediaMixModel(MMMConfig(beta_prior="spend_share")).fit(sim.data, method="map")
+    share = sim.data.spend.sum(axis=0) / sim.data.spend.sum()
+    np.testing.assert_allclose(model.beta_scale_, 2 * share)
+    equal = MediaMixModel(MMMConfig()).fit(sim.data, method="map")
+    np.testing.assert_allclose(equal.beta_scale_, [2.0, 2.0])
+    # a tighter prior on the channel with less spend pulls its effect down, never up
+    small = int(np.argmin(share))
+    assert model.mode_["beta"][small] <= equal.mode_["beta"][small] + 1e-9

@@ -76,6 +76,11 @@ class MMMConfig:
     warmup: int = 1000
     laplace_draws: int = 1000
     seed: int = 0
+    beta_prior: Literal["equal", "spend_share"] = "equal"
+    """``equal``: beta ~ HalfNormal(2) for every channel (PyMC-Marketing's default).
+    ``spend_share``: HalfNormal(channels x the channel's share of all spend), the prior
+    PyMC-Marketing's guide recommends: a channel that got a tenth of the money is not
+    expected, before any data, to drive as much as one that got half."""
 
     def __post_init__(self) -> None:
         if self.adstock not in ADSTOCKS:
@@ -84,6 +89,8 @@ class MMMConfig:
             raise ValueError(
                 f"saturation: {self.saturation!r}; use one of {', '.join(SATURATIONS)}"
             )
+        if self.beta_prior not in ("equal", "spend_share"):
+            raise ValueError(f"beta_prior: {self.beta_prior!r}; use 'equal' or 'spend_share'")
         if not 1 <= self.l_max <= 52:
             raise ValueError(f"l_max: {self.l_max}; carry-over of 1 to 52 periods")
         if not 0 <= self.yearly_seasonality <= 10:
@@ -130,7 +137,7 @@ class _Design:
         self.lags = lagged(spend, l_max, np, history / scales.spend)
         return self
 
-    def padded(self, y: np.ndarray) -> dict[str, np.ndarray]:
+    def padded(self, y: np.ndarray, beta_scale: np.ndarray) -> dict[str, np.ndarray]:
         """The inputs and ``y`` padded with masked periods to a multiple of
         :data:`PAD_PERIODS`."""
         t = len(self.t)
@@ -148,6 +155,7 @@ class _Design:
             "controls": pad(self.controls, 0),
             "y": pad(y, 0),
             "mask": pad(np.ones(t, bool), 0),
+            "beta_scale": np.asarray(beta_scale, float),
         }
 
 
@@ -212,7 +220,7 @@ def _numpyro_model(config: MMMConfig) -> Any:
             else:  # hill: half-saturation (scaled spend) and slope
                 params["lam"] = numpyro.sample("lam", dist.Gamma(2.0, 2.0))
                 params["slope"] = numpyro.sample("slope", dist.Gamma(3.0, 2.0))
-            params["beta"] = numpyro.sample("beta", dist.HalfNormal(2.0))
+            params["beta"] = numpyro.sample("beta", dist.HalfNormal(inputs["beta_scale"]))
         params["intercept"] = numpyro.sample("intercept", dist.Normal(0.0, 2.0))
         if config.trend:
             params["trend"] = numpyro.sample("trend", dist.Normal(0.0, 1.0))
@@ -294,6 +302,11 @@ class MediaMixModel:
         )
         design = _Design(self.scales_, self.config, data, 0)
         y = data.target / self.scales_.target
+        channels = len(data.channels)
+        share = data.spend.sum(axis=0) / data.spend.sum()
+        self.beta_scale_ = (
+            np.full(channels, 2.0) if self.config.beta_prior == "equal" else channels * share
+        )
         started = time.perf_counter()
         if method == "nuts":
             draws, self.diagnostics_ = self._nuts(design, y)
@@ -316,7 +329,7 @@ class MediaMixModel:
         from numpyro.infer import MCMC, NUTS
 
         cfg = self.config
-        inputs = design.padded(y)
+        inputs = design.padded(y, self.beta_scale_)
         posterior = compiled(_structure(cfg), lambda: _numpyro_model(cfg), inputs)
         mode, _, cov_root = posterior.laplace(posterior.start(None), inputs)
         rng = np.random.default_rng(cfg.seed)
@@ -356,7 +369,7 @@ class MediaMixModel:
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         load_jax()  # a clear ImportError, before any work
         cfg = self.config
-        inputs = design.padded(y)
+        inputs = design.padded(y, self.beta_scale_)
         posterior = compiled(_structure(cfg), lambda: _numpyro_model(cfg), inputs)
         mode, result, cov_root = posterior.laplace(
             posterior.start(None if warm_start is None else warm_start.mode_), inputs
