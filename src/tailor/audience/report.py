@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,8 @@ import pyarrow as pa
 
 from tailor.audience.lifetime_value import BetaGeo
 from tailor.audience.segments import segment_summary
-from tailor.evaluate.report import PALETTE, bar_chart, histogram, html_page, line_chart
+from tailor.evaluate.report import PALETTE, bar_chart, histogram, html_page, line_chart, write_page
+from tailor.evaluate.report import escape as _e
 
 VALUE_BINS = 10
 TOP_COUNT = 7
@@ -63,16 +62,7 @@ def fit_check(frequency: np.ndarray, T: np.ndarray, bgnbd: dict[str, float]) -> 
 
 def write_audience_report(figures: dict[str, Any], path: str | Path) -> tuple[Path, Path]:
     """``path`` (.html) and its twin (.json)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    twin = path.with_suffix(".json")
-    twin.write_text(json.dumps(figures, indent=2, default=str))
-    path.write_text(_page(figures), encoding="utf-8")
-    return path, twin
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return write_page(_page(figures), figures, path)
 
 
 def _page(f: dict[str, Any]) -> str:

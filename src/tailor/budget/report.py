@@ -8,8 +8,6 @@ at the recent spend, the plan against the recent split of spend, and the back-te
 
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,8 @@ import numpy as np
 from tailor.budget.data import MediaData
 from tailor.budget.model import MediaMixModel
 from tailor.budget.service import describe
-from tailor.evaluate.report import PALETTE, bar_chart, html_page, line_chart
+from tailor.evaluate.report import PALETTE, bar_chart, html_page, line_chart, write_page
+from tailor.evaluate.report import escape as _e
 
 CURVE_POINTS = 21
 CURVE_REACH = 2.0
@@ -84,16 +83,7 @@ def budget_figures(
 
 def write_budget_report(figures: dict[str, Any], path: str | Path) -> tuple[Path, Path]:
     """``path`` (.html) and its twin (.json)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    twin = path.with_suffix(".json")
-    twin.write_text(json.dumps(figures, indent=1, default=str))
-    path.write_text(_page(figures), encoding="utf-8")
-    return path, twin
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return write_page(_page(figures), figures, path)
 
 
 def _n(value: Any, digits: int = 4) -> str:

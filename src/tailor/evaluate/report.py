@@ -223,8 +223,23 @@ def _distribution(values: Any) -> dict[str, Any]:
 # --- the page -----------------------------------------------------------------------------
 
 
-def _e(value: Any) -> str:
+def write_page(page: str, figures: Mapping[str, Any], path: str | Path) -> tuple[Path, Path]:
+    """Write an engine's HTML ``page`` to ``path`` (.html) and ``figures`` to its JSON twin
+    beside it; returns both paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    twin = path.with_suffix(".json")
+    twin.write_text(json.dumps(figures, indent=1, default=str))
+    path.write_text(page, encoding="utf-8")
+    return path, twin
+
+
+def escape(value: Any) -> str:
+    """``value`` as text safe inside HTML (names and ids come from users' data)."""
     return html.escape(str(value), quote=True)
+
+
+_e = escape
 
 
 def _number(value: Any, digits: int = 4) -> str:
