@@ -49,6 +49,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from fastapi import HTTPException
 
 from tailor.events.erasure import ErasureReport, erase
 from tailor.lifecycle.rollouts import Router
@@ -971,6 +972,15 @@ class TenantState:
     serving: ServingState
     writer: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def engine(self, name: str, missing: str) -> Any:
+        """The engine service loaded as ``extras[name]``, or a 404 saying ``missing`` (how to
+        load one) and why loading failed, where it did."""
+        service = self.extras.get(name)
+        if service is None:
+            reason = self.extras.get(f"{name}_error")
+            raise HTTPException(404, missing + (f" ({reason})" if reason else ""))
+        return service
 
     def pseudonym(self, raw_user_id: str) -> str:
         """The stored pseudonym of a raw user id (the only form used past the route)."""

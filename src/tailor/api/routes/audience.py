@@ -18,11 +18,7 @@ NO_MODEL = (
 
 
 def _service(tenant: TenantState):
-    service = tenant.extras.get("audience")
-    if service is None:
-        reason = tenant.extras.get("audience_error")
-        raise HTTPException(404, NO_MODEL + (f" ({reason})" if reason else ""))
-    return service
+    return tenant.engine("audience", NO_MODEL)
 
 
 @router.get("/users/{user_id}/profile")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from tailor.api.deps import AdminCaller
@@ -83,11 +83,7 @@ class PlanRequest(BaseModel):
 
 
 def _service(tenant: TenantState):
-    service = tenant.extras.get("budget")
-    if service is None:
-        reason = tenant.extras.get("budget_error")
-        raise HTTPException(404, NO_MODEL + (f" ({reason})" if reason else ""))
-    return service
+    return tenant.engine("budget", NO_MODEL)
 
 
 @router.post("/budget/plan")
