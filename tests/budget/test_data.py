@@ -9,7 +9,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from tailor.budget.data import MIN_PERIODS, MediaData, MediaDataError, from_events, read_csv
+from tailor.budget.data import (
+    MAX_CHANNELS,
+    MAX_PERIODS,
+    MIN_PERIODS,
+    MediaData,
+    MediaDataError,
+    from_events,
+    read_csv,
+)
 from tailor.datasets.simulate.ad_channels import CONTROLS, simulate_channels
 from tailor.events.importer import import_table
 from tests.conftest import events_table
@@ -354,3 +362,32 @@ def test_from_events_errors(store) -> None:
     )
     with pytest.raises(MediaDataError, match=r"ad_result properties.promo: 'yes' is not a number"):
         from_events(store, control_keys=["promo"])
+
+
+def test_read_csv_refuses_binary_empty_and_endless_files(tmp_path) -> None:
+    options = {"date_col": "week", "target_col": "y", "spend_cols": ["x1"]}
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\x00\xff\xfe not text")
+    with pytest.raises(MediaDataError, match=r"binary\.csv: not a UTF-8 text CSV"):
+        read_csv(binary, **options)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(MediaDataError, match=r"empty\.csv: no column.*no header line"):
+        read_csv(empty, **options)
+    endless = tmp_path / "endless.csv"
+    with endless.open("w") as handle:
+        handle.write("week,y,x1\n")
+        handle.writelines("2024-01-01,1,1\n" for _ in range(MAX_PERIODS + 5))
+    with pytest.raises(MediaDataError, match=f"more than {MAX_PERIODS} rows"):
+        read_csv(endless, **options)
+
+
+def test_too_many_channels_are_refused() -> None:
+    periods = 30
+    with pytest.raises(MediaDataError, match=f"at most {MAX_CHANNELS}"):
+        MediaData(
+            dates=np.datetime64("2024-01-01") + np.arange(periods) * 7,
+            spend=np.ones((periods, MAX_CHANNELS + 1)),
+            target=np.ones(periods),
+            channels=tuple(f"c{i}" for i in range(MAX_CHANNELS + 1)),
+        )

@@ -58,6 +58,7 @@ def test_fit_save_load_and_plan(saved: Path) -> None:
     [
         ({"budget": 0.0}, "budget"),
         ({"budget": float("nan")}, "budget"),
+        ({"budget": 1e308}, "budget"),
         ({"horizon": 0}, "horizon"),
         ({"horizon": 367}, "horizon"),
         ({"target_cpa": 50.0, "target_roas": 2.0}, "target_cpa and target_roas"),
@@ -160,3 +161,10 @@ def test_the_server_copy_follows_a_refit(saved: Path, tmp_path: Path) -> None:
     assert served.reload_if_changed() and served.model is not before
     assert served.describe()["problems"] == served.model.problems()
     assert served.plan(budget=5_000.0, horizon=2)["horizon"] == 2
+
+
+def test_negative_recent_spend_names_the_channel(saved: Path) -> None:
+    model = service.load_model(saved)
+    recent = {c: [1.0] for c in model.channels_} | {model.channels_[0]: [-1.0]}
+    with pytest.raises(ValueError, match=f"recent_spend: channel '{model.channels_[0]}'"):
+        service.make_plan(model, budget=10_000.0, horizon=4, recent_spend=recent)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tailor.budget.optimize import Bound, Responses, _draws, plan_budget
+from tailor.budget.optimize import Bound, Responses, as_draws, check_spend, plan_budget
 from tailor.budget.transforms import ChannelResponse
 
 __all__ = ["BacktestResult", "backtest", "total_effect"]
@@ -102,7 +102,7 @@ def total_effect(
     """Total channel effect of ``spend`` ``(T, C)`` from period ``start`` to ``T + tail``
     (spend after ``T`` is 0), the mean over draws. Periods before ``start`` only carry
     over into the window."""
-    draws = _draws(responses)
+    draws = as_draws(responses)
     tail = draws[0].l_max - 1 if tail is None else tail
     padded = np.concatenate([spend, np.zeros((tail, spend.shape[1]))])
     return float(np.mean([d.contributions(padded)[start:].sum() for d in draws]))
@@ -178,16 +178,9 @@ def backtest(
     BacktestResult
     """
     started = time.perf_counter()
-    draws = _draws(response_model)
+    draws = as_draws(response_model)
     channels = draws[0].channels
-    spend = np.asarray(spend, dtype=float)
-    if spend.ndim != 2 or spend.shape[1] != len(channels):
-        raise ValueError(
-            f"spend: expected (periods, {len(channels)}) with one column per channel "
-            f"({', '.join(channels)}); got shape {spend.shape}"
-        )
-    if not np.all(np.isfinite(spend)) or np.any(spend < 0):
-        raise ValueError("spend: every value must be a finite spend >= 0")
+    spend = check_spend(spend, channels, "spend")
     periods = spend.shape[0]
     if isinstance(start, bool) or not isinstance(start, int | np.integer):
         raise ValueError(f"start: expected a period index, got {start!r}")

@@ -25,6 +25,9 @@ Frequency = Literal["D", "W"]
 FREQUENCIES: dict[str, int] = {"D": 1, "W": 7}
 MIN_PERIODS = 20
 """Fewer periods than this cannot separate a channel's carry-over from its saturation."""
+MAX_PERIODS = 20_000
+"""Over 50 years of days: more is a mistake (or not a series of periods), not a media mix."""
+MAX_CHANNELS = 50
 PURPOSE = "analytics"
 TARGETS = ("conversions", "revenue")
 
@@ -77,6 +80,13 @@ class MediaData:
             )
         if not self.channels:
             raise MediaDataError("channels: at least one spend channel is needed")
+        if len(self.channels) > MAX_CHANNELS:
+            raise MediaDataError(
+                f"channels: {len(self.channels)}; at most {MAX_CHANNELS} (group small campaigns "
+                "into channels)"
+            )
+        if t > MAX_PERIODS:
+            raise MediaDataError(f"{t} periods; at most {MAX_PERIODS} (weeks or days)")
         for names, what in ((self.channels, "channel"), (self.control_names, "control")):
             if len(set(names)) != len(names):
                 raise MediaDataError(f"{what} names repeat: {list(names)}")
@@ -166,6 +176,24 @@ def read_csv(
     repeated = sorted({c for c in wanted if wanted.count(c) > 1})
     if repeated:
         raise MediaDataError(f"columns named more than once: {', '.join(repeated)}")
+    try:
+        return _read_rows(
+            path, wanted, date_col, target_col, spend_cols, control_cols, frequency, target_scale
+        )
+    except UnicodeDecodeError as exc:
+        raise MediaDataError(f"{path.name}: not a UTF-8 text CSV ({exc.reason})") from None
+
+
+def _read_rows(
+    path: Path,
+    wanted: list[str],
+    date_col: str,
+    target_col: str,
+    spend_cols: Sequence[str],
+    control_cols: Sequence[str],
+    frequency: Frequency | None,
+    target_scale: float,
+) -> MediaData:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
@@ -173,7 +201,7 @@ def read_csv(
         if missing:
             raise MediaDataError(
                 f"{path.name}: no column(s) {', '.join(map(repr, missing))}; the file has "
-                f"{', '.join(header[:20])}"
+                + (", ".join(header[:20]) if header else "no header line")
             )
         doubled = [c for c in wanted if header.count(c) > 1]
         if doubled:  # csv.DictReader would silently keep the last of them
@@ -183,6 +211,10 @@ def read_csv(
             )
         dates, rows = [], []
         for line, record in enumerate(reader, 2):
+            if line - 1 > MAX_PERIODS:  # stop reading: the rest of a huge file is not needed
+                raise MediaDataError(
+                    f"{path.name}: more than {MAX_PERIODS} rows; one row per period is expected"
+                )
             dates.append(_parse_date(record[date_col], f"{path.name} row {line}, {date_col}"))
             rows.append(
                 [

@@ -39,13 +39,12 @@ import numpy as np
 from tailor.budget.data import MediaData
 from tailor.budget.posterior import compiled, load_jax
 from tailor.budget.transforms import (
-    ADSTOCKS,
-    SATURATIONS,
     Adstock,
     ChannelResponse,
     Saturation,
     adstock_weights,
     apply_adstock,
+    check_forms,
     lagged,
     saturate,
 )
@@ -83,12 +82,7 @@ class MMMConfig:
     expected, before any data, to drive as much as one that got half."""
 
     def __post_init__(self) -> None:
-        if self.adstock not in ADSTOCKS:
-            raise ValueError(f"adstock: {self.adstock!r}; use one of {', '.join(ADSTOCKS)}")
-        if self.saturation not in SATURATIONS:
-            raise ValueError(
-                f"saturation: {self.saturation!r}; use one of {', '.join(SATURATIONS)}"
-            )
+        check_forms(self.adstock, self.saturation)
         if self.beta_prior not in ("equal", "spend_share"):
             raise ValueError(f"beta_prior: {self.beta_prior!r}; use 'equal' or 'spend_share'")
         if not 1 <= self.l_max <= 52:

@@ -131,7 +131,7 @@ class _Problem:
         return float(stat), np.asarray(grad), np.asarray(per_draw)
 
 
-def _draws(responses: Responses) -> list[ChannelResponse]:
+def as_draws(responses: Responses) -> list[ChannelResponse]:
     draws = [responses] if isinstance(responses, ChannelResponse) else list(responses)
     if not draws:
         raise ValueError("responses: no ChannelResponse given; pass the posterior mean or draws")
@@ -148,24 +148,26 @@ def _draws(responses: Responses) -> list[ChannelResponse]:
     return draws
 
 
-def _check_history(history: np.ndarray | None, channels: tuple[str, ...]) -> np.ndarray:
+def check_spend(values: Any, channels: tuple[str, ...], what: str = "history") -> np.ndarray:
+    """``values`` as ``(periods, channels)`` spend, finite and >= 0, oldest period first
+    (None: no periods); a ValueError naming ``what``, the channel and the row otherwise."""
     c = len(channels)
-    if history is None:
+    if values is None:
         return np.zeros((0, c))
-    history = np.asarray(history, dtype=float)
-    if history.ndim != 2 or history.shape[1] != c:
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or values.shape[1] != c:
         raise ValueError(
-            f"history: expected (periods, {c}) spend with one column per channel "
-            f"({', '.join(channels)}), oldest period first; got shape {history.shape}"
+            f"{what}: expected (periods, {c}) spend with one column per channel "
+            f"({', '.join(channels)}), oldest period first; got shape {values.shape}"
         )
-    bad = np.argwhere(~np.isfinite(history) | (history < 0))
+    bad = np.argwhere(~np.isfinite(values) | (values < 0))
     if bad.size:
         row, col = bad[0]
         raise ValueError(
-            f"history: channel {channels[col]!r} has spend {history[row, col]} in row {row}; "
+            f"{what}: channel {channels[col]!r} has spend {values[row, col]} in row {row}; "
             "spend must be finite and >= 0"
         )
-    return history
+    return values
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
@@ -243,8 +245,8 @@ def incremental_effect_reference(
     :meth:`ChannelResponse.contributions` in NumPy, one draw at a time. The reference the
     fast JAX objective is tested against.
     """
-    draws = _draws(responses)
-    history = _check_history(history, draws[0].channels)
+    draws = as_draws(responses)
+    history = check_spend(history, draws[0].channels)
     tail = draws[0].l_max - 1 if tail is None else tail
     out = []
     for draw in draws:
@@ -510,7 +512,7 @@ def proportional_allocation(
     """
     history = np.asarray(history, dtype=float)
     if channels is not None:
-        history = _check_history(history, tuple(channels))
+        history = check_spend(history, tuple(channels))
     total = history.sum(axis=0) if history.ndim == 2 else np.asarray([])
     if history.ndim != 2 or total.sum() <= 0:
         raise ValueError(
@@ -782,7 +784,7 @@ def plan_budget(
         the argument (and channel) and what to change.
     """
     started = time.perf_counter()
-    draws = _draws(responses)
+    draws = as_draws(responses)
     channels = draws[0].channels
     budget = float(budget)
     if not math.isfinite(budget) or budget < 0:
@@ -808,7 +810,7 @@ def plan_budget(
             raise ValueError(f"target_roas: {target_roas} must be a return on ad spend > 0")
         rate = float(target_roas) / value_per_conversion
         what = f"the target ROAS of {float(target_roas):g}"
-    history_arr = _check_history(history, channels)
+    history_arr = check_spend(history, channels)
     lo, hi, mask = _resolve_bounds(channels, bounds, relative_bounds, fixed, history_arr)
     least, most = lo.sum() * horizon, hi.sum() * horizon
     if least > budget * (1 + 1e-9):
@@ -865,12 +867,12 @@ def evaluate_allocation(
 ) -> Allocation:
     """The figures of :class:`Allocation` for a given per-period spend (e.g. the current
     plan), on the same footing as :func:`plan_budget`'s."""
-    draws = _draws(responses)
+    draws = as_draws(responses)
     channels = draws[0].channels
     horizon = _check_int(horizon, "horizon", 1)
     tail = draws[0].l_max - 1 if tail is None else _check_int(tail, "tail", 0)
     problem = _build_problem(
-        draws, horizon, _check_history(history, channels), tail, _check_quantile(quantile)
+        draws, horizon, check_spend(history, channels), tail, _check_quantile(quantile)
     )
     x = _per_period(per_period, channels, "per_period")
     return _allocation(problem, x, value_per_conversion)
@@ -906,12 +908,12 @@ def response_curves(
         the channel at the grid's spend minus with it at 0, ``marginal_roi`` its derivative
         per currency unit of the channel's total spend.
     """
-    draws = _draws(responses)
+    draws = as_draws(responses)
     channels = draws[0].channels
     horizon = _check_int(horizon, "horizon", 1)
     tail = draws[0].l_max - 1 if tail is None else _check_int(tail, "tail", 0)
     problem = _build_problem(
-        draws, horizon, _check_history(history, channels), tail, _check_quantile(quantile)
+        draws, horizon, check_spend(history, channels), tail, _check_quantile(quantile)
     )
     x_at = np.zeros(len(channels)) if at is None else _per_period(at, channels, "at")
     if isinstance(grid, Mapping):

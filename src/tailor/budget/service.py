@@ -23,11 +23,15 @@ import numpy as np
 
 from tailor.budget.data import TARGETS, MediaData, MediaDataError, from_events, read_csv
 from tailor.budget.model import MediaMixModel, Method, MMMConfig
+from tailor.budget.optimize import check_spend
 from tailor.budget.transforms import ChannelResponse
 
 log = logging.getLogger(__name__)
 
 MAX_HORIZON = 366
+MAX_BUDGET = 1e12
+"""A trillion in the data's currency over one horizon: more is a typo, and the optimizer's
+scaling would suffer."""
 """A plan covers at most a year of days (or 366 weeks)."""
 PLAN_DRAWS = 100
 """Posterior draws a plan is judged on: the expected effect over the posterior (and its
@@ -191,17 +195,8 @@ def _spend_history(model: MediaMixModel, recent_spend: Any) -> np.ndarray:
         lengths = {len(recent_spend[c]) for c in channels}
         if len(lengths) != 1:
             raise ValueError("recent_spend: every channel needs the same number of periods")
-        recent = np.array([list(recent_spend[c]) for c in channels], float).T
-    else:
-        recent = np.asarray(recent_spend, float)
-    if recent.ndim != 2 or recent.shape[1] != len(channels):
-        raise ValueError(
-            f"recent_spend: expected (periods, {len(channels)}) spend, one column per channel "
-            f"({', '.join(channels)}); got shape {recent.shape}"
-        )
-    if not np.all(np.isfinite(recent)) or np.any(recent < 0):
-        raise ValueError("recent_spend: every value must be a finite spend >= 0")
-    return np.concatenate([history, recent])
+        recent_spend = np.array([list(recent_spend[c]) for c in channels], float).T
+    return np.concatenate([history, check_spend(recent_spend, channels, "recent_spend")])
 
 
 def default_budget(model: MediaMixModel, horizon: int) -> float:
@@ -238,9 +233,9 @@ def make_plan(
     if (
         isinstance(budget, bool)
         or not isinstance(budget, int | float)
-        or not (math.isfinite(budget) and budget > 0)
+        or not (math.isfinite(budget) and 0 < budget <= MAX_BUDGET)
     ):
-        raise ValueError(f"budget: {budget!r} must be a finite total spend > 0")
+        raise ValueError(f"budget: {budget!r} must be a total spend > 0 and <= {MAX_BUDGET:g}")
     if (
         isinstance(horizon, bool)
         or not isinstance(horizon, int)
@@ -249,8 +244,6 @@ def make_plan(
         raise ValueError(
             f"horizon: {horizon!r} must be a whole number of periods, 1 to {MAX_HORIZON}"
         )
-    if target_cpa is not None and target_roas is not None:
-        raise ValueError("target_cpa and target_roas: give one or the other, not both")
     history = _spend_history(model, recent_spend)
     responses = model.response_draws(draws)
     plan = plan_budget(

@@ -30,6 +30,14 @@ Adstock = Literal["geometric", "delayed", "weibull"]
 Saturation = Literal["logistic", "hill"]
 
 
+def check_forms(adstock: str, saturation: str) -> None:
+    """A ValueError naming the field when either form is not one tailor knows."""
+    if adstock not in ADSTOCKS:
+        raise ValueError(f"adstock: {adstock!r}; use one of {', '.join(ADSTOCKS)}")
+    if saturation not in SATURATIONS:
+        raise ValueError(f"saturation: {saturation!r}; use one of {', '.join(SATURATIONS)}")
+
+
 def lagged(spend: Any, l_max: int, xp: Any = np, history: Any = None) -> Any:
     """``(L, T, C)``: spend shifted by 0..L-1 periods. Before the first period the spend is
     ``history`` (``(H, C)``, oldest first: the carry-over in flight) where given, else 0."""
@@ -99,12 +107,7 @@ class ChannelResponse:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.adstock not in ADSTOCKS:
-            raise ValueError(f"adstock: {self.adstock!r}; use one of {', '.join(ADSTOCKS)}")
-        if self.saturation not in SATURATIONS:
-            raise ValueError(
-                f"saturation: {self.saturation!r}; use one of {', '.join(SATURATIONS)}"
-            )
+        check_forms(self.adstock, self.saturation)
         if self.l_max < 1:
             raise ValueError(f"l_max must be at least 1, got {self.l_max}")
         c = len(self.channels)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from tailor.api.deps import AdminCaller
 from tailor.api.state import TenantState
+from tailor.budget.service import MAX_BUDGET
 
 router = APIRouter(tags=["budget"])
 NO_MODEL = (
@@ -17,8 +18,7 @@ NO_MODEL = (
 )
 MAX_CHANNELS = 50
 MAX_PERIODS = 366
-MAX_MONEY = 1e12
-"""A trillion per period or in all: more is a mistake, and the solver's scaling would suffer."""
+MAX_MONEY = MAX_BUDGET  # per period or in all
 MAX_RELATIVE = 100.0
 Channel = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Spend = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
