@@ -33,8 +33,9 @@ def load_jax() -> tuple[Any, Any, Any]:
             "tailor (pip install tailor) in this environment"
         ) from None
     numpyro.enable_x64()
-    # One XLA device per core lets chains run in parallel (4x faster than vectorized chains
-    # here); it only takes effect before JAX's first computation in the process.
+    # One XLA device per core lets chains run in parallel instead of in one vectorized
+    # program that moves at its slowest chain's pace; it only takes effect before JAX's first
+    # computation in the process.
     numpyro.set_host_device_count(os.cpu_count() or 1)
     return jax, jnp, numpyro
 
