@@ -67,6 +67,28 @@ app.add_typer(
 )
 
 
+def _devices_app() -> typer.Typer:
+    from tailor.cli_devices import app as devices
+
+    return devices
+
+
+def _edge_app() -> typer.Typer:
+    from tailor.cli_edge import edge_app
+
+    return edge_app
+
+
+app.add_typer(
+    _devices_app(),
+    name="devices",
+    help="Connected devices: learned schedules, occupancy, insights, ONNX export, MQTT.",
+)
+app.add_typer(
+    _edge_app(), name="edge", help="Run a home's exported decision model on the device, offline."
+)
+
+
 def _serve_command():
     from tailor.cli_serve import SERVE_HELP, serve
 

@@ -76,6 +76,14 @@ def serve(
             "(and follows a re-fit that rewrites the folder).",
         ),
     ] = None,
+    devices: Annotated[
+        Path | None,
+        typer.Option(
+            "--devices",
+            help="A folder written by `tailor devices fit`: GET /v1/devices/{id}/schedule, "
+            "POST /v1/devices/{id}/feedback and GET /v1/homes/{id}/insights answer from it.",
+        ),
+    ] = None,
     save_model: Annotated[
         Path | None,
         typer.Option(
@@ -132,6 +140,7 @@ def serve(
     from tailor.api.app import (
         AUDIENCE_ENV,
         BUDGET_ENV,
+        DEVICES_ENV,
         MODEL_ALIAS_ENV,
         MODEL_ENV,
         WITH_WORKER_ENV,
@@ -146,6 +155,8 @@ def serve(
         os.environ[AUDIENCE_ENV] = str(audience)
     if budget is not None:
         os.environ[BUDGET_ENV] = str(budget)
+    if devices is not None:
+        os.environ[DEVICES_ENV] = str(devices)
     os.environ[WORKERS_ENV] = str(workers)
     os.environ[WITH_WORKER_ENV] = "1" if with_worker else "0"
     console.print(f"serving on http://{host}:{port}/v1 (OpenAPI: /openapi.json, docs: /docs)")

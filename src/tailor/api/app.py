@@ -30,7 +30,16 @@ from tailor.api.ingest import GroupCommitWriter
 from tailor.api.keys import KeyRing
 from tailor.api.limits import RateLimiter
 from tailor.api.metrics import ApiMetrics, MetricsMiddleware
-from tailor.api.routes import audience, budget, events, items, ops, recommend, users
+from tailor.api.routes import (
+    audience,
+    budget,
+    devices,
+    events,
+    items,
+    ops,
+    recommend,
+    users,
+)
 from tailor.api.state import AppState, NotReady, ServingState, TenantState
 from tailor.config import ApiSettings, Settings, get_settings
 from tailor.errors import StoreError, StoreUnavailable
@@ -54,6 +63,10 @@ TAGS = [
     {"name": "users", "description": "Consent, erasure and data export."},
     {"name": "customers", "description": "Profiles and segments (scope `admin`)."},
     {"name": "budget", "description": "Advertising budget plans (scope `admin`)."},
+    {
+        "name": "devices",
+        "description": "Learned device schedules, household feedback and home insights.",
+    },
     {"name": "operations", "description": "Health, readiness, metrics, model reloads."},
 ]
 
@@ -62,6 +75,7 @@ MODEL_ALIAS_ENV = "TAILOR_SERVE_MODEL_ALIAS"
 WITH_WORKER_ENV = "TAILOR_SERVE_WITH_WORKER"
 AUDIENCE_ENV = "TAILOR_SERVE_AUDIENCE"
 BUDGET_ENV = "TAILOR_SERVE_BUDGET"
+DEVICES_ENV = "TAILOR_SERVE_DEVICES"
 WORKERS_ENV = "TAILOR_SERVE_WORKERS"
 TAIL_INTERVAL_S = 0.5
 """With several workers, how often each reads what the others stored (a view reaches the
@@ -86,6 +100,7 @@ def build_tenant(
     audience_path: str | Path | None = None,
     model_alias: str | None = None,
     budget_path: str | Path | None = None,
+    devices_path: str | Path | None = None,
 ) -> TenantState:
     """A tenant's serving state and ingest writer over ``workspace`` (not started yet).
 
@@ -110,6 +125,8 @@ def build_tenant(
         extras = _audience(workspace, serving, audience_path)
     if budget_path is not None:
         extras.update(_budget(serving, budget_path))
+    if devices_path is not None:
+        extras.update(_devices(serving, devices_path))
     return TenantState(name, workspace, serving, writer, extras)
 
 
@@ -140,6 +157,19 @@ def _budget(serving: ServingState, path: str | Path) -> dict[str, object]:
     return {"budget": service}
 
 
+def _devices(serving: ServingState, path: str | Path) -> dict[str, object]:
+    """The homes' models for the device routes; a re-fit that rewrites the folder is picked up."""
+    from tailor.devices.service import DevicesService
+
+    try:
+        service = DevicesService(path)
+    except (ValueError, OSError) as exc:
+        log.warning("device models %s not loaded: %s", path, exc)
+        return {"devices_error": str(exc)}
+    serving.poll_listeners.append(service.reload_if_changed)
+    return {"devices": service}
+
+
 def create_app(
     *,
     settings: Settings | None = None,
@@ -153,6 +183,7 @@ def create_app(
     model_alias: str | None = None,
     with_worker: bool = False,
     budget_path: str | Path | None = None,
+    devices_path: str | Path | None = None,
     worker_tick_s: float = 10.0,
 ) -> FastAPI:
     """The API app.
@@ -179,6 +210,7 @@ def create_app(
                 audience_path=audience_path,
                 model_alias=model_alias,
                 budget_path=budget_path,
+                devices_path=devices_path,
             )
         }
         owned = [workspace]
@@ -223,7 +255,7 @@ def create_app(
         telemetry=None if api.opentelemetry else dict.fromkeys(_TELEMETRY_SIGNALS, False),
     )
     app.state.tailor = state
-    for module in (events, recommend, items, users, audience, budget, ops):
+    for module in (events, recommend, items, users, audience, budget, devices, ops):
         app.include_router(module.router, prefix="/v1")
     app.include_router(ops.metrics_router)
     app.include_router(dashboard.api_router, prefix="/v1")
@@ -351,4 +383,5 @@ def app_from_env() -> FastAPI:
         model_alias=os.environ.get(MODEL_ALIAS_ENV) or None,
         with_worker=os.environ.get(WITH_WORKER_ENV) == "1",
         budget_path=os.environ.get(BUDGET_ENV) or None,
+        devices_path=os.environ.get(DEVICES_ENV) or None,
     )
