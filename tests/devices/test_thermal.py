@@ -18,7 +18,7 @@ TRUE_C = 2.5  # °C/h at full cooling
 TRUE_D = 0.3  # °C/h of gains
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _simulate(
     days: int,
     seed: int,
@@ -161,6 +161,8 @@ def test_filled_values_are_skipped_unless_asked():
 def test_too_little_data_says_how_much_is_needed():
     with pytest.raises(ValueError, match=r"at least 192 .* has 95.*default\(\)"):
         ThermalModel().fit(simulate(7, 0).iloc[:96])
+    with pytest.raises(ValueError, match="has 0"):
+        ThermalModel().fit(simulate(7, 0).iloc[:1])
     with pytest.raises(ValueError, match="at least 500"):
         ThermalModel(min_rows=500).fit(simulate(3, 0))
 

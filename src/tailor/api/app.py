@@ -167,6 +167,7 @@ def _devices(serving: ServingState, path: str | Path) -> dict[str, object]:
         log.warning("device models %s not loaded: %s", path, exc)
         return {"devices_error": str(exc)}
     serving.poll_listeners.append(service.reload_if_changed)
+    serving.forget_listeners.append(service.forget)
     return {"devices": service}
 
 

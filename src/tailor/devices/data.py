@@ -65,7 +65,7 @@ def read_device_events(
     frame = _frame(table)
     if homes is not None:
         frame = frame[frame["home_id"].isin(homes)]
-    telemetry = frame[frame["event_type"] == "telemetry"]
+    telemetry = _arrival_times_only_when_streamed(frame[frame["event_type"] == "telemetry"])
     readings = telemetry[
         ["home_id", "device_id", "metric", "ts", "value", "unit", "device_time", "received_at"]
     ].reset_index(drop=True)
@@ -76,8 +76,8 @@ def read_device_events(
 def adjustments_from_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Setpoint adjustments in °C (only the ``setpoint`` setting drives the schedule)."""
     frame = frame[frame["metric"] == "setpoint"]
-    value = frame["value"].to_numpy(dtype=float)
-    previous = frame["previous_value"].to_numpy(dtype=float)
+    value = frame["value"].to_numpy(dtype=float, copy=True)
+    previous = frame["previous_value"].to_numpy(dtype=float, copy=True)
     unit = frame["unit"].fillna("C").astype(str).str.strip().str.lower().str.lstrip("°")
     fahrenheit = unit.isin(["f", "degf", "fahrenheit"]).to_numpy()
     kelvin = unit.isin(["k", "kelvin"]).to_numpy()
@@ -94,6 +94,26 @@ def adjustments_from_table(frame: pd.DataFrame) -> pd.DataFrame:
             "previous_value": np.round(previous, 3),
         }
     ).sort_values("ts", kind="stable", ignore_index=True)
+
+
+IMPORTED_AFTER = pd.Timedelta("1D")
+
+
+def _arrival_times_only_when_streamed(telemetry: pd.DataFrame) -> pd.DataFrame:
+    """Blank ``received_at`` for devices whose readings reached tailor in bulk, long after
+    they happened (an import or a backfill): their receipt time is the import's, not an
+    arrival time, and re-anchoring their clocks on it would move every reading to the
+    import day. Their ``occurred_at`` is kept as sent."""
+    if telemetry.empty:
+        return telemetry
+    delay = (telemetry["received_at"] - telemetry["ts"]).abs()
+    typical = delay.groupby(telemetry["device_id"]).transform("median")
+    imported = (typical > IMPORTED_AFTER).to_numpy()
+    if not imported.any():
+        return telemetry
+    telemetry = telemetry.copy()
+    telemetry.loc[imported, "received_at"] = pd.NaT
+    return telemetry
 
 
 def _frame(table: pa.Table) -> pd.DataFrame:

@@ -177,7 +177,8 @@ def efficiency_by_day(
     Returns
     -------
     pandas.DataFrame
-        One row per local day (index ``date``, ``datetime.date``), with ``efficiency``
+        One row per local calendar day from the grid's first to its last (index ``date``,
+        ``datetime.date``; days without data included), with ``efficiency``
         (°C/h at full duty), ``heating_gain`` (°C the heating added over the day),
         ``heating_minutes``, ``outdoor_mean`` (°C), ``n_steps`` (valid steps) and
         ``reference`` (True inside the reference period).
@@ -220,6 +221,12 @@ def efficiency_by_day(
         outdoor_mean=("outdoor", "mean"),
         n_steps=("outdoor", "size"),
     )
+    # Every calendar day appears, measurable or not, so a gap in the data shows as a gap.
+    local = _local_dates(grid.index[[0, -1]], timezone)
+    calendar = pd.Index(pd.date_range(local[0], local[1], freq="D").date, name="date")
+    daily = daily.reindex(calendar)
+    daily = daily.fillna({"heating_gain": 0.0, "heated_hours": 0.0, "heating_minutes": 0.0})
+    daily["n_steps"] = daily["n_steps"].fillna(0).astype(np.int64)
     enough = daily["heating_minutes"] >= min_heating_minutes
     daily["efficiency"] = np.where(
         enough, daily["heating_gain"] / daily["heated_hours"].where(enough), np.nan

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tailor.devices.features import DEFAULT_SLOT_MINUTES, slots_per_week
+from tailor.devices.maintenance import maintenance_report
 from tailor.devices.occupancy import OccupancyModel, activity_profile, home_labels
 from tailor.devices.policy import (
     OCCUPANCY_FEATURE_NAMES,
@@ -51,6 +52,9 @@ FEATURES = ("schedule", "away", "preheat")
 """Personalization levels the household switches on and off one by one: the learned
 schedule, the setback while away, and pre-heating before they come back."""
 MODES = ("auto", "suggest", "off")
+COMFORT_BAND_C = 1.0
+"""How far from the wanted temperature a household is still comfortable: the discomfort
+the benchmark counts is what lies beyond it."""
 
 
 @dataclass
@@ -58,13 +62,17 @@ class HomeSettings:
     """What the household decided, not what the model learned.
 
     ``lower_c``/``upper_c`` are the comfort bounds no decision may leave; ``away_c`` is the
-    setback while the home is empty; ``modes`` maps each of :data:`FEATURES` to ``auto``
+    setback while the home is empty; ``tolerance_c`` is how far from the wanted temperature
+    they are still comfortable (pre-heating aims within half of it of the comfort setpoint,
+    and the heating stops that much early before bedtime); ``modes`` maps each of
+    :data:`FEATURES` to ``auto``
     (applied), ``suggest`` (shown, applied only when accepted) or ``off``.
     """
 
     lower_c: float = 15.0
     upper_c: float = 24.0
     away_c: float = 16.0
+    tolerance_c: float = COMFORT_BAND_C
     modes: dict[str, str] = field(default_factory=lambda: dict.fromkeys(FEATURES, "auto"))
 
     def __post_init__(self) -> None:
@@ -74,6 +82,8 @@ class HomeSettings:
                 raise ValueError(f"{name}: a finite temperature in °C is required, got {value!r}")
             if not 5.0 <= value <= 35.0:
                 raise ValueError(f"{name}: {value} °C is outside what a thermostat holds (5-35)")
+        if not 0.0 <= self.tolerance_c <= 3.0:
+            raise ValueError(f"tolerance_c: {self.tolerance_c} °C; use 0 to 3")
         if self.lower_c >= self.upper_c:
             raise ValueError(f"lower_c ({self.lower_c}) must be below upper_c ({self.upper_c})")
         unknown = set(self.modes) - set(FEATURES)
@@ -89,6 +99,7 @@ class HomeSettings:
             "lower_c": self.lower_c,
             "upper_c": self.upper_c,
             "away_c": self.away_c,
+            "tolerance_c": self.tolerance_c,
             "modes": dict(self.modes),
         }
 
@@ -195,12 +206,11 @@ class HomeModel:
             self.fallbacks_.append(f"thermal: {exc}; default heat-up rates are used")
             self.thermal_ = ThermalModel.default(step_minutes=self.slot_minutes)
 
-        comfort = np.clip(self.schedule_.table_, settings.lower_c, settings.upper_c)
-        eco = np.minimum(comfort, settings.away_c)
         expected = self.home_profile_ >= self.threshold
         outdoor = _outdoor_profile(grid, index, self.slot_minutes, self.timezone)
-        lead = self.thermal_.preheat_slots(
-            np.where(expected, comfort, np.nan), eco, outdoor, self.slot_minutes
+        self._outdoor = np.broadcast_to(np.asarray(outdoor, dtype=float), (n_slots,)).copy()
+        comfort, eco, lookahead = plan_heating(
+            self.schedule_.table_, expected, outdoor, self.thermal_, settings, self.slot_minutes
         )
         self.params_ = DecisionParams(
             slot_minutes=self.slot_minutes,
@@ -213,10 +223,14 @@ class HomeModel:
             eco=eco,
             lower_c=settings.lower_c,
             upper_c=settings.upper_c,
-            preheat_slots=_lookahead(lead, n_slots),
+            preheat_slots=lookahead,
             expected_occupied=expected,
             mode="auto",
             version=_version(home_id, start, end),
+        )
+        reference = next((c for c in grid.columns if c.startswith("temp_")), None)
+        self.maintenance_ = maintenance_report(
+            grid, home_id=home_id, timezone=self.timezone, reference_col=reference
         )
         self.settings_ = settings
         self.home_id_ = home_id
@@ -293,12 +307,20 @@ class HomeModel:
         clone.__dict__.update(self.__dict__)
         clone.settings = settings
         clone.settings_ = settings
-        comfort = np.clip(self.schedule_.table_, settings.lower_c, settings.upper_c)
+        comfort, eco, lookahead = plan_heating(
+            self.schedule_.table_,
+            self.params_.expected_occupied,
+            self._outdoor,
+            self.thermal_,
+            settings,
+            self.slot_minutes,
+        )
         clone.params_ = DecisionParams(
             **{
                 **_params_fields(self.params_),
                 "comfort": comfort,
-                "eco": np.minimum(comfort, settings.away_c),
+                "eco": eco,
+                "preheat_slots": lookahead,
                 "lower_c": settings.lower_c,
                 "upper_c": settings.upper_c,
             }
@@ -334,6 +356,10 @@ class HomeModel:
                 "heat_up_minutes_16_to_20_at_0c": _round(thermal.heat_up_minutes(16.0, 20.0, 0.0)),
                 "loss_rate_per_hour": _round(getattr(thermal, "loss_rate_", float("nan"))),
             },
+            "maintenance": {
+                "alerts": self.maintenance_.get("alerts", []),
+                "skipped": self.maintenance_.get("skipped", {}),
+            },
             "fallbacks": list(self.fallbacks_),
         }
 
@@ -363,6 +389,7 @@ class HomeModel:
                 "thermal": self.thermal_.to_dict(),
                 "occupancy_learned": self.occupancy_ is not None,
                 "fallbacks": self.fallbacks_,
+                "maintenance": self.maintenance_,
             }
             (staging / "home.json").write_text(json.dumps(header, indent=1))
             np.savez(
@@ -370,6 +397,7 @@ class HomeModel:
                 schedule=self.schedule_.table_,
                 home_profile=self.home_profile_,
                 program=self.base_program_,
+                outdoor=self._outdoor,
             )
             if target.exists():
                 shutil.rmtree(target)
@@ -392,6 +420,7 @@ class HomeModel:
                 schedule_table = tables["schedule"]
                 home_profile = tables["home_profile"]
                 program = tables["program"]
+                outdoor = tables["outdoor"]
             params = DecisionParams.load(folder / "decision.npz")
         except (OSError, KeyError, json.JSONDecodeError, ValueError) as exc:
             raise ValueError(f"{folder}: damaged home model ({exc}); {fix}") from None
@@ -415,6 +444,7 @@ class HomeModel:
         model.params_ = params
         model.home_profile_ = home_profile
         model._program = program
+        model._outdoor = outdoor
         model.thermal_ = ThermalModel.from_dict(header["thermal"])
         model.occupancy_ = None
         model.settings_ = model.settings
@@ -422,6 +452,7 @@ class HomeModel:
         model.window_ = tuple(pd.Timestamp(t) for t in header["window"])
         model.n_adjustments_ = header["n_adjustments"]
         model.fallbacks_ = header["fallbacks"]
+        model.maintenance_ = header.get("maintenance", {})
         return model
 
 
@@ -458,14 +489,80 @@ def _outdoor_profile(grid, index, slot_minutes: int, timezone: str) -> np.ndarra
     return np.where(np.isnan(profile), fill, profile)
 
 
-def _lookahead(lead: np.ndarray, n_slots: int) -> np.ndarray:
-    """Per comfort start ``i`` needing ``k`` slots of lead -> per slot, how far to look ahead."""
-    ahead = np.zeros(n_slots, dtype=np.int64)
-    for start in np.flatnonzero(lead > 0):
-        for back in range(1, int(lead[start]) + 1):
-            slot = (start - back) % n_slots
-            ahead[slot] = max(ahead[slot], back)
-    return ahead
+MAX_PREHEAT_SLOTS = 16
+MAX_COAST_HOURS = 2.0
+
+
+def plan_heating(
+    schedule: np.ndarray,
+    expected: np.ndarray,
+    outdoor: np.ndarray,
+    thermal: ThermalModel,
+    settings: HomeSettings,
+    slot_minutes: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(comfort, eco, lookahead)`` per slot of the week for :class:`DecisionParams`.
+
+    - **Comfort** is the learned schedule inside the bounds, except that a scheduled drop
+      while the household is home (bedtime) starts early: the heating stops as long before it
+      as the home takes to cool by half the household's ``tolerance_c``, so they reach bed
+      time no more than that below what they wanted, and the heat they would have paid for
+      in the last hour is saved (capped at two hours).
+    - **Eco** is the setback while the home is empty: ``away_c``, never above comfort.
+    - **Lookahead**: how many slots before an expected return the comfort setpoint starts.
+      The home is assumed to have drifted from the temperature it was left at (the thermal
+      model's free cooling over the absence, never below eco), and the lead is the heating
+      time back to within half the tolerance of comfort, capped at four hours.
+    """
+    n_slots = len(schedule)
+    step_h = slot_minutes / 60.0
+    comfort = np.clip(np.asarray(schedule, float), settings.lower_c, settings.upper_c)
+    eco = np.minimum(comfort, settings.away_c)
+    half = settings.tolerance_c / 2.0
+    coasted = comfort.copy()
+    for i in range(n_slots):
+        before = (i - 1) % n_slots
+        drop = comfort[before] - comfort[i]
+        if drop <= 0.25 or not (expected[before] and expected[i]):
+            continue
+        minutes = thermal.cool_down_minutes(
+            comfort[before], comfort[before] - min(half, drop), outdoor[before], cooling=False
+        )
+        slots = int(min(minutes, MAX_COAST_HOURS * 60) // slot_minutes)
+        for back in range(1, slots + 1):
+            coasted[(i - back) % n_slots] = min(coasted[(i - back) % n_slots], comfort[i])
+    target = np.where(expected, coasted, eco)
+    indoor = _expected_indoor(target, outdoor, thermal, step_h)
+    lookahead = np.zeros(n_slots, dtype=np.int64)
+    for i in np.flatnonzero(expected & ~np.roll(expected, 1)):
+        goal = coasted[i] - half
+        for lead in range(0, MAX_PREHEAT_SLOTS + 1):
+            start = indoor[(i - lead) % n_slots]
+            minutes = thermal.heat_up_minutes(start, goal, outdoor[(i - lead) % n_slots])
+            if minutes <= lead * slot_minutes:
+                break
+        for back in range(1, lead + 1):
+            slot = (i - back) % n_slots
+            lookahead[slot] = max(lookahead[slot], back)
+    return coasted, eco, lookahead
+
+
+def _expected_indoor(
+    target: np.ndarray, outdoor: np.ndarray, thermal: ThermalModel, step_h: float
+) -> np.ndarray:
+    """The indoor temperature at each slot's start if the home followed ``target`` without
+    pre-heating: it drifts freely towards outdoors and heating holds it at the target (two
+    passes over the week, so Monday morning starts from Sunday night)."""
+    loss = float(thermal.loss_rate_)
+    keep = np.exp(-loss * step_h) if np.isfinite(loss) and loss > 0 else 1.0
+    indoor = np.empty(len(target))
+    temperature = float(target[-1])
+    for _ in range(2):
+        for slot in range(len(target)):
+            indoor[slot] = temperature
+            drifted = outdoor[slot] + (temperature - outdoor[slot]) * keep
+            temperature = max(drifted, float(target[slot]))
+    return indoor
 
 
 def _heat_rate(thermal: ThermalModel, outdoor_c: float) -> float:

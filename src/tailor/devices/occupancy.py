@@ -10,8 +10,6 @@ occupied on a Tuesday at 14:15?".
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression

@@ -158,6 +158,15 @@ class DevicesService:
             self._models = {}
         return changed
 
+    def forget(self, homes: list[str]) -> None:
+        """Erased households: their models stop answering at once (the next fit leaves them
+        out, as their events are gone)."""
+        for home in homes:
+            self._index["homes"].pop(home, None)
+            self._models.pop(home, None)
+        gone = set(homes)
+        self._index["devices"] = {d: h for d, h in self._index["devices"].items() if h not in gone}
+
     @property
     def homes(self) -> list[str]:
         return sorted(self._index["homes"])
@@ -205,9 +214,12 @@ class DevicesService:
                 params.lower_c,
                 params.upper_c,
             )
+            learned = model.schedule_.table_[slots]
             reasons = [
-                _reason(model, when, bool(exp), params.preheating[slot])
-                for when, exp, slot in zip(index, expected, slots, strict=True)
+                _reason(model, when, bool(exp), params.preheating[slot], value, wanted)
+                for when, exp, slot, value, wanted in zip(
+                    index, expected, slots, planned, learned, strict=True
+                )
             ]
         entries = []
         for when, value, reason in zip(index, planned, reasons, strict=True):
@@ -236,7 +248,19 @@ class DevicesService:
         return insights
 
 
-def _reason(model: HomeModel, when: pd.Timestamp, expected: bool, preheating: bool) -> str:
+def _reason(
+    model: HomeModel,
+    when: pd.Timestamp,
+    expected: bool,
+    preheating: bool,
+    planned: float,
+    wanted: float,
+) -> str:
+    if expected and planned < wanted - 0.01:
+        return (
+            "coasting: the heating stops early before the next lower setting, and the home "
+            "stays within your comfort tolerance until then"
+        )
     if expected:
         return model.explain_slot(when)
     if preheating:

@@ -32,7 +32,10 @@ With the inputs held over a step of :math:`\\Delta t` hours (zero-order hold), (
 which is linear in :math:`(T_{out} - T_t, u_{heat}, u_{cool}, 1)`. :class:`ThermalModel` fits
 that regression by least squares on consecutive valid steps only (never across a gap) and maps
 its coefficients back to the continuous rates of (1), so the rates do not depend on the grid's
-step and a model fitted on 5-minute data plans in 15-minute slots.
+step and a model fitted on 5-minute data plans in 15-minute slots. One bias remains: a
+thermostat steers on its own noisy reading, so the duty reacts to the very sensor noise the
+regression sees. On simulated homes with 0.05 °C of sensor noise this overstates :math:`b` by
+1-3% and a rarely running cooling's :math:`c` by up to ~10%.
 """
 
 from __future__ import annotations
@@ -138,6 +141,9 @@ def step_pairs(grid: pd.DataFrame, *, skip_filled: bool = True) -> pd.DataFrame:
         raise ValueError("the grid must be indexed by a DatetimeIndex of slot starts")
     if not grid.index.is_monotonic_increasing:
         raise ValueError("the grid's index is not sorted; sort it by time (grid.sort_index())")
+    if len(grid) < 2:
+        columns = ["indoor", "indoor_next", "outdoor", "heating", "cooling", "hours"]
+        return pd.DataFrame(columns=columns, index=grid.index[:0], dtype=float)
     step = _grid_step(grid.index)
     indoor = _metric(grid, "indoor_temp", skip_filled=skip_filled)
     outdoor = _metric(grid, "outdoor_temp", skip_filled=skip_filled)
@@ -441,9 +447,7 @@ class ThermalModel:
         out = np.empty(steps + 1)
         out[0] = float(start_temp)
         for t in range(steps):
-            out[t + 1] = self._step(
-                out[t], inputs[0][t], inputs[1][t], inputs[2][t], step / 60.0
-            )
+            out[t + 1] = self._step(out[t], inputs[0][t], inputs[1][t], inputs[2][t], step / 60.0)
         return out
 
     def _minutes_to_reach(
@@ -604,9 +608,7 @@ class ThermalModel:
                 slots = slots % n if wrap else np.clip(slots, 0, None)
                 temperature = previous[i]
                 for j in slots:
-                    temperature = float(
-                        self._step(temperature, outdoor[j], 1.0, 0.0, hours)
-                    )
+                    temperature = float(self._step(temperature, outdoor[j], 1.0, 0.0, hours))
                 if temperature >= comfort[i] - 1e-9:
                     lead = k
                     break
