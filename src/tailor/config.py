@@ -163,6 +163,20 @@ class LifecycleSettings(BaseModel):
             "times the horizon (the same level, split better)."
         ),
     )
+    devices_model: Path | None = Field(
+        default=None,
+        description=(
+            "The home models folder the `refit-devices` job re-fits on the telemetry and "
+            "device_adjustment events (what `tailor serve --devices` answers from); unset, "
+            "there is no such job."
+        ),
+    )
+    refit_devices_every: Duration = Field(
+        default="1d", description="How often every home's habits are re-learned."
+    )
+    devices_timezone: str = Field(
+        default="UTC", description="The homes' IANA time zone for the `refit-devices` job."
+    )
     alerts: AlertSettings = AlertSettings()
 
     @field_validator("retrain_every")

@@ -20,6 +20,9 @@ DEMO_PLAN_WEEKS = 4
 DEMO_HORIZON_DAYS = 14
 """Churn horizon of the demo: the simulated shop spans 60 days, and the back-test needs two
 horizons of history before its last day."""
+DEMO_HOMES = {"n_homes": 5, "weeks": 3, "seed": 11}
+"""Three weeks of five simulated heated homes: enough for each home's habits to repeat."""
+DEMO_HOME = "home-000"
 
 
 def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = False) -> None:
@@ -90,6 +93,7 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
         audience_dir, scored = show_audience(ws, out, console)
         buyer = _scored_customer(dataset.events, ws.pseudonymizer, scored)
         budget_dir, budget = show_budget(ws, out, console)
+        devices_dir, thermostat = show_devices(ws, out, console)
     # The server opens the store itself: DuckDB lets one connection per process write.
     from tailor.demo_serve import serve_demo
 
@@ -105,6 +109,9 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
         buyer_id=buyer,
         budget_dir=budget_dir,
         budget=budget,
+        devices_dir=devices_dir,
+        device_id=thermostat,
+        home_id=DEMO_HOME,
     )
 
 
@@ -147,6 +154,61 @@ def show_budget(ws, out: Path, console: Console) -> tuple[Path, float]:
     )
     console.print(f"report with charts: {page}")
     return fitted.folder, budget
+
+
+def show_devices(ws, out: Path, console: Console) -> tuple[Path, str]:
+    """Import simulated homes' telemetry and manual adjustments, fit one model per home, show
+    what one home learned, and export its decision model to ONNX, checked against the
+    server's decisions on that home's motion. Returns the model folder and the thermostat id
+    of the home shown."""
+    from tailor.datasets.simulate.homes import simulate_homes
+    from tailor.devices.edge import export_onnx, max_abs_difference
+    from tailor.devices.policy import occupancy_features, slots_for
+    from tailor.devices.service import DevicesService, fit_homes, load_settings
+
+    console.rule("connected devices: thermostats that learn their homes (simulated)")
+    sim = simulate_homes(**DEMO_HOMES)
+    homes = import_table(ws.store, sim.to_events(), pseudonymizer=ws.pseudonymizer, label="homes")
+    console.print(
+        f"device events: {homes.rows_read:,} rows → {homes.written:,} written, "
+        f"{homes.duplicates:,} already stored"
+    )
+    folder = out / "homes"
+    fitted = fit_homes(ws.store, folder)
+    skipped = "".join(f"; {h[:12]}… skipped: {why}" for h, why in fitted["skipped"].items())
+    console.print(f"fitted {fitted['homes']} homes ({fitted['devices']} devices){skipped}")
+    service = DevicesService(folder)
+    home = ws.pseudonymizer.pseudonymize("subject", DEMO_HOME)
+    insights = service.insights(home, load_settings(ws.store, home))
+    habits = insights["habits"]
+    console.print(f"{DEMO_HOME} learned {len(habits)} habits from its manual adjustments:")
+    for habit in habits[:3]:
+        console.print(f"  - {habit['explanation']}", highlight=False)
+    model = service.model(home)
+    params = model.params_
+    onnx_path = export_onnx(params, out / f"{DEMO_HOME}.onnx")
+    motion = _motion_grid(sim.readings, sim.truth[DEMO_HOME].motion_id, params.slot_minutes)
+    features = occupancy_features(
+        motion, timezone=params.timezone, slot_minutes=params.slot_minutes
+    )
+    gap = max_abs_difference(params, onnx_path, features, slots_for(motion.index, params))
+    console.print(
+        f"on-device model (ONNX, {onnx_path.stat().st_size / 1024:,.0f} KiB): {onnx_path}; "
+        f"on {len(motion):,} slots of the home's motion it decides as the server does "
+        f"(largest gap {gap:.0e})"
+    )
+    return folder, sim.truth[DEMO_HOME].thermostat_id
+
+
+def _motion_grid(readings, device_id: str, slot_minutes: int):
+    """A motion sensor's readings on the slot grid: 1 if it saw motion, NaN with no reading."""
+    import pandas as pd
+
+    mine = readings[(readings["device_id"] == device_id) & (readings["metric"] == "motion")]
+    step = f"{slot_minutes}min"
+    seen = mine.groupby(mine["ts"].dt.floor(step))["value"].max()
+    index = pd.date_range(seen.index.min(), seen.index.max(), freq=step)
+    return (seen > 0).astype(float).where(seen.notna()).reindex(index)
 
 
 def show_audience(ws, out: Path, console: Console):

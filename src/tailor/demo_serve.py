@@ -35,7 +35,7 @@ class Example:
     body: dict | None = None
     status: int = 200
     expect: str | None = None
-    """A key the JSON answer must hold (the smoke run checks it)."""
+    """A key the JSON answer must hold, not empty when it is a list (the smoke run checks)."""
 
     def curl(self, base: str) -> str:
         command = "curl -s"
@@ -56,6 +56,8 @@ def demo_examples(
     country: str,
     buyer_id: str | None = None,
     budget: float | None = None,
+    device_id: str | None = None,
+    home_id: str | None = None,
 ) -> list[Example]:
     """The calls the demo prints (and the smoke run makes): one per kind of answer."""
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -77,6 +79,24 @@ def demo_examples(
             )
         ]
         if budget
+        else []
+    )
+    devices = (
+        [
+            Example(
+                "a thermostat's learned schedule for the next 24 hours, each change with why",
+                "GET",
+                f"/v1/devices/{device_id}/schedule?hours=24",
+                expect="changes",
+            ),
+            Example(
+                "what a home's model learned: habits, occupancy, heat-up rates",
+                "GET",
+                f"/v1/homes/{home_id}/insights",
+                expect="habits",
+            ),
+        ]
+        if device_id and home_id
         else []
     )
     return (
@@ -114,6 +134,7 @@ def demo_examples(
             else []
         )
         + plan
+        + devices
     )
 
 
@@ -130,6 +151,9 @@ def serve_demo(
     buyer_id: str | None = None,
     budget_dir: Path | None = None,
     budget: float | None = None,
+    devices_dir: Path | None = None,
+    device_id: str | None = None,
+    home_id: str | None = None,
 ) -> None:
     """Create a demo key, start the API on 127.0.0.1 and print (or, ``smoke``, call) the
     examples. Without ``smoke`` it serves until Ctrl-C."""
@@ -146,11 +170,20 @@ def serve_demo(
         model_path=model_dir,
         audience_path=audience_dir,
         budget_path=budget_dir,
+        devices_path=devices_dir,
     )
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     )
-    examples = demo_examples(user_id, item_id, country or "GB", buyer_id, budget)
+    examples = demo_examples(
+        user_id,
+        item_id,
+        country or "GB",
+        buyer_id,
+        budget,
+        device_id=device_id if devices_dir else None,
+        home_id=home_id if devices_dir else None,
+    )
     console.rule(f"the HTTP API on {base} (OpenAPI: {base}/docs)")
     console.print(f"export TAILOR_API_KEY={token}", soft_wrap=True, highlight=False)
     for example in examples:
@@ -211,6 +244,15 @@ def _wait_started(server, timeout_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def _holds(answer: object, key: str) -> bool:
+    """Whether ``answer`` is an object with ``key``, and a list there is not empty (a schedule
+    with no changes, a home with no habits is not what the example promises)."""
+    if not isinstance(answer, dict) or key not in answer:
+        return False
+    value = answer[key]
+    return not (isinstance(value, list) and not value)
+
+
 def _call_examples(base: str, token: str, examples: list[Example], console: Console) -> None:
     import httpx
 
@@ -221,7 +263,7 @@ def _call_examples(base: str, token: str, examples: list[Example], console: Cons
             answer = client.request(example.method, example.path, json=example.body)
             ok = answer.status_code == example.status
             if ok and example.expect is not None:
-                ok = example.expect in answer.json()
+                ok = _holds(answer.json(), example.expect)
             console.print(
                 f"{'ok ' if ok else 'BAD'} {answer.status_code} {example.method} "
                 f"{example.path.split('?')[0]}  {answer.text[:100]}",

@@ -18,6 +18,8 @@ from typing import Any
 
 PALETTE = ("#2166ac", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#a6761d", "#555")
 MARKED = "#c62828"
+BAND = "#e6f0e0"
+"""Shaded x ranges behind a line chart's lines (when the home was expected occupied)."""
 WIDTH = 560
 PLOT_HEIGHT = 190
 LEFT, RIGHT, TOP = 70, 18, 40
@@ -111,7 +113,7 @@ def _scale(low: float, high: float, out_low: float, out_high: float) -> Callable
 
 
 def line_chart(
-    series: Mapping[str, Sequence[tuple[float, float]]],
+    series: Mapping[str, Sequence[tuple[float, float | None]]],
     *,
     title: str,
     x_label: str,
@@ -119,19 +121,37 @@ def line_chart(
     testid: str,
     y_format: Format,
     x_format: Format,
+    from_zero: bool = True,
+    markers: bool = True,
+    bands: Sequence[tuple[float, float]] = (),
+    band_label: str = "",
 ) -> str:
     """One line per series of (x, y) points (x: e.g. epoch seconds), from a zero baseline,
-    with a marker and a tooltip per point and a legend below."""
-    points = [p for line in series.values() for p in line]
+    with a marker and a tooltip per point and a legend below.
+
+    For long time series: ``from_zero=False`` fits the y axis to the values (temperatures),
+    ``markers=False`` draws the lines alone (a week of 15-minute slots would be thousands of
+    markers), a point whose y is None or NaN breaks its line (a gap in the readings), and
+    ``bands`` are x ranges shaded behind the lines, named ``band_label`` in the legend."""
+    points = [(x, y) for line in series.values() for x, y in line if _finite(y)]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, x1 = min(xs), max(xs)
     if x0 == x1:  # a single snapshot: centre it
         x0, x1 = x0 - 1800, x1 + 1800
-    y_ticks = ticks(min(0.0, min(ys)), max(ys))
+    y_ticks = ticks(min(0.0, min(ys)) if from_zero else min(ys), max(ys))
     x_of = _scale(x0, x1, LEFT + 8, WIDTH - RIGHT - 8)
     y_of = _scale(y_ticks[0], y_ticks[-1], TOP + PLOT_HEIGHT, TOP)
     bottom = TOP + PLOT_HEIGHT
-    body = _y_axis(y_ticks, y_of, y_label, y_format)
+    body = []
+    for start, stop in bands:
+        if stop < x0 or start > x1:
+            continue
+        left, right = x_of(max(start, x0)), x_of(min(stop, x1))
+        body.append(
+            f'<rect class="band" x="{left:.1f}" y="{TOP}" width="{max(right - left, 0.5):.1f}" '
+            f'height="{PLOT_HEIGHT}" fill="{BAND}"/>'
+        )
+    body += _y_axis(y_ticks, y_of, y_label, y_format)
     body.append(
         f'<line class="axis" x1="{LEFT}" y1="{bottom}" x2="{WIDTH - RIGHT}" y2="{bottom}"/>'
     )
@@ -149,12 +169,16 @@ def line_chart(
     legend_y = bottom + 54
     for i, (name, line) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
-        coords = " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in sorted(line))
-        body.append(
-            f'<polyline class="series" data-series="{esc(name)}" points="{coords}" '
-            f'fill="none" stroke="{color}" stroke-width="2"/>'
-        )
-        for x, y in line:
+        end = "/>" if markers else f"><title>{esc(name)}</title></polyline>"
+        for run in _runs(sorted(line, key=lambda p: p[0])):
+            coords = " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in run)
+            body.append(
+                f'<polyline class="series" data-series="{esc(name)}" points="{coords}" '
+                f'fill="none" stroke="{color}" stroke-width="2"{end}'
+            )
+        for x, y in line if markers else ():
+            if not _finite(y):
+                continue
             body.append(
                 f'<circle cx="{x_of(x):.1f}" cy="{y_of(y):.1f}" r="3" fill="{color}">'
                 f"<title>{esc(name)}: {esc(y_format(y))} at {esc(x_format(x))}</title></circle>"
@@ -164,7 +188,30 @@ def line_chart(
             f'<rect x="{LEFT}" y="{ly - 9}" width="12" height="10" fill="{color}"/>'
             f'<text class="legend" x="{LEFT + 18}" y="{ly}">{esc(short(name, 60))}</text>'
         )
-    return _frame(testid, title, legend_y + 16 * len(series), body)
+    rows = len(series)
+    if bands and band_label:
+        ly = legend_y + 16 * rows
+        body.append(
+            f'<rect x="{LEFT}" y="{ly - 9}" width="12" height="10" fill="{BAND}" stroke="#bbb"/>'
+            f'<text class="legend" x="{LEFT + 18}" y="{ly}">{esc(short(band_label, 60))}</text>'
+        )
+        rows += 1
+    return _frame(testid, title, legend_y + 16 * rows, body)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _runs(line: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
+    """The stretches of ``line`` between missing values (None or NaN)."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for x, y in line:
+        if _finite(y):
+            runs[-1].append((x, y))
+        elif runs[-1]:
+            runs.append([])
+    return [run for run in runs if run]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from tailor.config import parse_duration
 from tailor.evaluate.metrics import ranking_metrics
 from tailor.lifecycle import attribution, journal, registry, rollouts
-from tailor.lifecycle.alerts import check_kpis
+from tailor.lifecycle.alerts import check_kpis, raise_alert
 from tailor.lifecycle.worker import JobContext
 from tailor.recommend.interactions import INTERACTION_TYPES
 from tailor.recommend.service import RecommendationService
@@ -498,6 +498,53 @@ def replan_budget(context: JobContext) -> str:
                 "uplift": uplift,
             },
             "plan": plan,
+        },
+    )
+    return outcome
+
+
+# --- devices ---------------------------------------------------------------------------------
+
+
+def refit_devices(context: JobContext) -> str:
+    """Re-learn every home's habits from the telemetry and adjustment events into
+    ``devices_model`` (atomically: a server answering from it follows), and journal the
+    maintenance alerts the new models raise, each as an ``alert``."""
+    from tailor.devices.data import DeviceDataError
+    from tailor.devices.service import DevicesService, fit_homes
+
+    settings, store = context.settings, context.store
+    folder = Path(settings.devices_model or "")
+    try:
+        summary = fit_homes(store, folder, timezone=settings.devices_timezone)
+    except DeviceDataError as exc:
+        return f"no device refit: {exc}"
+    service = DevicesService(folder)
+    alerts = 0
+    for home in service.homes:
+        model = service.model(home)
+        for alert in (model.maintenance_ or {}).get("alerts", []) if model else []:
+            raise_alert(
+                store,
+                settings.alerts,
+                "devices",
+                alert.get("message", "maintenance alert"),
+                details={"home": home, **alert},
+            )
+            alerts += 1
+    outcome = (
+        f"home models re-fitted: {summary['homes']} home(s), {summary['devices']} device(s), "
+        f"{len(summary['skipped'])} skipped, {alerts} maintenance alert(s)"
+    )
+    journal.write(
+        store,
+        "decision",
+        {
+            "engine": "devices",
+            "version": str(folder),
+            "promoted": True,
+            "reason": outcome,
+            "metrics": {"homes": summary["homes"], "skipped": len(summary["skipped"])},
         },
     )
     return outcome

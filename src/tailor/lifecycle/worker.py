@@ -12,7 +12,8 @@ Jobs (:mod:`tailor.lifecycle.jobs`): ``retrain-recommend``, ``retrain-audience``
 ``rescore-audience`` (the stored scores, recomputed by the production model as days pass),
 ``experiments`` (canary steps and rollbacks, bandit learning, SRM alarms), ``kpis``,
 ``drift`` and, with ``budget_model`` set, ``replan-budget`` (the media-mix model re-fitted on
-the ad events and the budget re-planned).
+the ad events and the budget re-planned) and, with ``devices_model`` set, ``refit-devices``
+(every home's habits re-learned from its telemetry and adjustments).
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def scheduled_jobs(settings: LifecycleSettings) -> list[Job]:
     ]
     if settings.budget_model is not None:
         out.append(Job("replan-budget", parse_duration(settings.replan_every), jobs.replan_budget))
+    if settings.devices_model is not None:
+        every = parse_duration(settings.refit_devices_every)
+        out.append(Job("refit-devices", every, jobs.refit_devices, 4 * 3600))
     retrain = {"recommend": jobs.retrain_recommend, "audience": jobs.retrain_audience}
     for engine, every in settings.retrain_every.items():
         if engine in retrain:
@@ -106,7 +110,7 @@ class Worker:
                 raise ValueError(
                     f"unknown job {', '.join(unknown)}; the jobs are {', '.join(sorted(known))} "
                     "(retrain-ENGINE needs the engine in [lifecycle] retrain_every, replan-budget "
-                    "needs [lifecycle] budget_model)"
+                    "needs [lifecycle] budget_model, refit-devices [lifecycle] devices_model)"
                 )
             self.jobs = [job for job in self.jobs if job.name in only]
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
