@@ -122,10 +122,16 @@ def test_demo_smoke_runs_the_main_job(workdir: Path, monkeypatch: pytest.MonkeyP
     assert "what the store holds" in result.output
     assert "purchase" in result.output and "view" in result.output
     # It ends by serving the shop: every printed example was called over HTTP and answered.
-    assert "smoke run: all 12 endpoints answered as expected" in result.output
+    assert "smoke run: all 14 endpoints answered as expected" in result.output
     assert "BAD" not in result.output
-    assert result.output.count("curl -s") == 12
+    assert result.output.count("curl -s") == 14
     assert "POST /v1/budget/plan" in result.output
+    # The connected homes: fitted, one home's habits shown, its ONNX model served to devices.
+    assert "fitted 5 homes" in result.output and "learned" in result.output
+    assert "ok  200 GET /v1/devices/home-000-thermostat/schedule" in result.output
+    assert "ok  200 GET /v1/homes/home-000/insights" in result.output
+    assert (workdir / "demo" / "home-000.onnx").stat().st_size > 0
+    assert (workdir / "demo" / "homes" / "index.json").is_file()
     # The customer models: the CRM export and the report with its back-test.
     with (workdir / "demo" / "audience-scores.csv").open(newline="") as handle:
         scores = list(csv.DictReader(handle))
@@ -140,6 +146,34 @@ def test_demo_smoke_runs_the_main_job(workdir: Path, monkeypatch: pytest.MonkeyP
     again = tailor("demo", "--out", str(workdir / "demo"))
     assert again.exit_code == 0, again.output
     assert "0 written" in again.output
+
+
+def test_demo_device_examples_need_both_ids() -> None:
+    from tailor.demo_serve import demo_examples
+
+    paths = [e.path for e in demo_examples("u1", "i1", "GB", device_id="t-1", home_id="h-1")]
+    assert "/v1/devices/t-1/schedule?hours=24" in paths and "/v1/homes/h-1/insights" in paths
+    for partial in ({"device_id": "t-1"}, {"home_id": "h-1"}, {}):
+        paths = [e.path for e in demo_examples("u1", "i1", "GB", **partial)]
+        assert not any("/devices/" in p or "/homes/" in p for p in paths)
+
+
+@pytest.mark.parametrize(
+    ("answer", "key", "holds"),
+    [
+        ({"changes": [{"setpoint_c": 20.0}]}, "changes", True),
+        ({"changes": []}, "changes", False),  # a schedule with no changes is not the promise
+        ({"habits": [], "devices": ["t-1"]}, "habits", False),
+        ({"devices": ["t-1"]}, "habits", False),  # the key itself must be there
+        ({"per_period": 0.0}, "per_period", True),  # only a list must be non-empty
+        ([{"changes": [1]}], "changes", False),  # not an object
+        (None, "changes", False),
+    ],
+)
+def test_smoke_expectations(answer: object, key: str, holds: bool) -> None:
+    from tailor.demo_serve import _holds
+
+    assert _holds(answer, key) is holds
 
 
 @pytest.mark.parametrize(

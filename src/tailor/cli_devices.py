@@ -112,7 +112,7 @@ def schedule(
 ) -> None:
     """The device's planned setpoints for the next hours, with why."""
     from tailor.cli import _workspace
-    from tailor.devices.service import load_settings
+    from tailor.devices.service import load_settings, may_personalize
 
     service = _service(model)
     with _workspace() as ws:
@@ -120,7 +120,11 @@ def schedule(
         if home is None:
             raise _fail(f"device {device!r} is not in {model}; send its telemetry and refit")
         plan = service.schedule(
-            home, load_settings(ws.store, home), start=datetime.now(UTC), hours=hours
+            home,
+            load_settings(ws.store, home),
+            start=datetime.now(UTC),
+            hours=hours,
+            personalized=may_personalize(ws.store, home),
         )
     table = Table("from", "setpoint °C", "why", title=f"device {device}: mode {plan['mode']}")
     for change in plan["changes"]:
@@ -140,7 +144,7 @@ def insights(
 
     service = _service(model)
     with _workspace() as ws:
-        pseudonym = ws.pseudonymizer.pseudonymize("subject", home)
+        pseudonym = _consenting(ws, home)
         try:
             found = service.insights(pseudonym, load_settings(ws.store, pseudonym))
         except KeyError:
@@ -170,7 +174,7 @@ def export(
 
     service = _service(model)
     with _workspace() as ws:
-        pseudonym = ws.pseudonymizer.pseudonymize("subject", home)
+        pseudonym = _consenting(ws, home)
         fitted = service.model(pseudonym)
         if fitted is None:
             raise _fail(f"home {home!r} is not in {model}; send its telemetry and refit")
@@ -198,6 +202,17 @@ def mqtt(
             run_ingestor(ws, tenant=tenant, host=host, port=port)
         except (OSError, ValueError) as exc:
             raise _fail(f"MQTT broker {host}:{port}: {exc}") from exc
+
+
+def _consenting(ws, home: str) -> str:
+    """The home's pseudonym; a home without personalization consent (or erased) fails, as
+    ``GET /v1/homes/{id}/insights`` does: what was learned about it is not shown or sent."""
+    from tailor.devices.service import may_personalize
+
+    pseudonym = ws.pseudonymizer.pseudonymize("subject", home)
+    if not may_personalize(ws.store, pseudonym):
+        raise _fail(f"home {home!r} has no personalization consent or was erased")
+    return pseudonym
 
 
 def _check_timezone(timezone: str) -> None:

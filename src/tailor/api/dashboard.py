@@ -209,7 +209,7 @@ def _homes(tenant: TenantState, wanted: str | None) -> dict[str, Any]:
     for chart in charts:
         grid = weeks.get(chart["home"])
         if grid is None:
-            chart["note"] = f"No readings of this home in the last {HOME_DAYS} days it sent."
+            chart["note"] = "no readings in the week up to now nor in the last week it learned from"
         else:
             chart.update(_series(grid, models[chart["home"]]))
     return {
@@ -275,16 +275,20 @@ def _home_weeks(store: Store, models: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
 
     week = pd.Timedelta(days=HOME_DAYS)
-    now = pd.Timestamp.now(tz="UTC")
+    now = pd.Timestamp(_now())
     grids: dict[str, Any] = {}
     for minutes in sorted({m.slot_minutes for m in models.values()}):
         homes = {h for h, m in models.items() if m.slot_minutes == minutes}
-        grids.update(_grids(store, homes, now - week, None, minutes))
+        grids.update(_grids(store, homes, now - week, now, minutes))
     for home in sorted(set(models) - set(grids)):
         model = models[home]
         until = model.window_[1]
         grids.update(_grids(store, {home}, until - week, until, model.slot_minutes))
     return {home: grid[grid.index > grid.index[-1] - week] for home, grid in grids.items()}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _grids(store: Store, homes: set[str], start: Any, end: Any, minutes: int) -> dict[str, Any]:
@@ -295,7 +299,7 @@ def _grids(store: Store, homes: set[str], start: Any, end: Any, minutes: int) ->
         readings, _ = read_device_events(
             store,
             start=start.to_pydatetime(),
-            end=None if end is None else end.to_pydatetime(),
+            end=end.to_pydatetime(),
             homes=homes,
         )
         if readings.empty:

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from tailor.api.charts import (
     Bar,
@@ -23,6 +24,7 @@ from tailor.api.charts import (
     html_table,
     interval_chart,
     line_chart,
+    short,
 )
 from tailor.api.deps import MAX_TENANT_CHARS
 
@@ -238,6 +240,107 @@ def _segments_section(segments: dict[str, Any] | None) -> str:
     return html_section("segments", "Segments", chart)
 
 
+def _weekday_clock(x: float) -> str:
+    return f"{datetime.fromtimestamp(x, UTC):%a %m-%d %H:%M}"
+
+
+def _home_link(root: str, home: str) -> str:
+    href = f"{root}/dashboard?home={quote(home, safe='')}"
+    return (
+        f'<a href="{esc(href)}" title="{esc(home)}" data-testid="home-link">'
+        f"{esc(short(home, 11))}</a>"
+    )
+
+
+def _home_chart(chart: dict[str, Any], days: int) -> str:
+    """A home's week: actual indoor temperature and setpoint against the learned schedule,
+    the slots it was expected home shaded; its habits in words below."""
+    home, t = chart["home"], chart["t"]
+    step = 60 * chart["slot_minutes"]
+    series = {
+        "indoor temperature": list(zip(t, chart.get("indoor_temp", []), strict=True)),
+        "setpoint (actual)": list(zip(t, chart.get("setpoint", []), strict=True)),
+        "learned schedule": list(zip(t, chart.get("learned_schedule", []), strict=True)),
+    }
+    bands: list[tuple[float, float]] = []
+    for at, expected in zip(t, chart.get("expected_occupied", []), strict=True):
+        if not expected:
+            continue
+        if bands and bands[-1][1] == at:
+            bands[-1] = (bands[-1][0], at + step)
+        else:
+            bands.append((at, at + step))
+    title = f"Home {short(home, 11)}: the last {days} days"
+    zone = chart["timezone"]
+    zone = "time (UTC)" if zone == "UTC" else f"time (UTC; its habits are in {zone} time)"
+    drawn = (
+        line_chart(
+            {name: points for name, points in series.items() if points},
+            title=title,
+            x_label=zone,
+            y_label="°C",
+            testid="chart-home",
+            y_format=lambda v: f"{v:g}",
+            x_format=_weekday_clock,
+            from_zero=False,
+            markers=False,
+            bands=bands,
+            band_label="expected home (learned)",
+        )
+        if any(v is not None for line in series.values() for _, v in line)
+        else html_empty("chart-home-empty", f"{title}: {chart['note'] or 'no readings'}")
+    )
+    habits = (
+        '<ul data-testid="home-habits">'
+        + "".join(f"<li>{esc(text)}</li>" for text in chart["habits"])
+        + "</ul>"
+        if chart["habits"]
+        else html_empty("home-habits-empty", "No habit learned yet: the program stands.")
+    )
+    return (
+        f'<div class="home" data-home="{esc(home)}"><div class="charts">{drawn}</div>'
+        f"<h3>Habits learned</h3>{habits}</div>"
+    )
+
+
+def _homes_section(homes: dict[str, Any] | None, root: str) -> str:
+    """The fitted homes, and charts for the first few or the one asked for; absent (None)
+    without the devices engine."""
+    if homes is None:
+        return ""
+    note = (
+        f'<p class="note" data-testid="homes-note">{esc(homes["note"])}</p>'
+        if homes["note"]
+        else ""
+    )
+    if not homes["homes"]:
+        text = "No fitted homes (tailor devices fit --model DIR)."
+        return html_section("homes", "Homes", note + html_empty("homes-empty", text), wide=True)
+    learned = (
+        "habits learned",
+        lambda h: (
+            f'<span class="bad">{esc(h["error"])}</span>'
+            if h["error"]
+            else esc(fmt_number(h["habits"]))
+        ),
+    )
+    columns: list[Column] = [
+        ("home", lambda h: _home_link(root, h["home"])),
+        learned,
+        ("one-offs ignored", lambda h: esc(fmt_number(h.get("one_offs_ignored")))),
+        ("share of time home", lambda h: esc(fmt_rate(h.get("home_share")))),
+        ("adjustments", lambda h: esc(fmt_number(h.get("adjustments")))),
+        ("personalized", lambda h: esc(fmt_number(h["personalized"]))),
+        ("learned until", lambda h: esc(fmt_time(h.get("learned_until")))),
+    ]
+    table = html_table("homes-table", homes["homes"], columns)
+    more = homes["total"] - len(homes["homes"])
+    if more > 0:
+        table += f'<p class="note">{esc(f"and {more:,} more (pick one with ?home=)")}</p>'
+    charts = "".join(_home_chart(chart, homes["days"]) for chart in homes["charts"])
+    return html_section("homes", "Homes", note + table + charts, wide=True)
+
+
 def _ops_section(alerts: list[dict[str, Any]], jobs: list[dict[str, Any]]) -> str:
     body = (
         html_table("alerts-table", alerts, ["at", "severity", "source", "message"])
@@ -269,6 +372,7 @@ def render_page(data: dict[str, Any], root: str = "") -> str:
         _segments_section(data["segments"]),
         _models_section(data["models"], data["decisions"]),
         _ops_section(data["alerts"], data["jobs"]),
+        _homes_section(data.get("homes"), root),
     ]
     return html_page("tailor dashboard", header + f"<main>{''.join(sections)}</main>", refresh=True)
 

@@ -70,6 +70,14 @@ def read_device_events(
         ["home_id", "device_id", "metric", "ts", "value", "unit", "device_time", "received_at"]
     ].reset_index(drop=True)
     adjustments = adjustments_from_table(frame[frame["event_type"] == "device_adjustment"])
+    if readings.empty:
+        # Adjustments alone say what was wanted, not when anyone is home or how the home
+        # heats: nothing can be fitted from them.
+        raise DeviceDataError(
+            f"no telemetry events{' for those homes' if homes is not None else ''} (with "
+            "personalization consent), only adjustments; send the devices' readings "
+            "(indoor_temp, motion, setpoint, heating) as telemetry events before fitting"
+        )
     return readings, adjustments
 
 

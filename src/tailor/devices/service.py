@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tailor.devices.data import read_device_events
+from tailor.devices.data import PURPOSE, DeviceDataError, read_device_events
 from tailor.devices.features import slot_of_week
 from tailor.devices.model import FEATURES, HomeModel, HomeSettings
 from tailor.devices.quality import clean
@@ -34,6 +34,7 @@ __all__ = [
     "DevicesService",
     "fit_homes",
     "load_settings",
+    "may_personalize",
     "save_settings",
 ]
 
@@ -65,12 +66,24 @@ def fit_homes(
     Returns a summary: homes fitted, homes skipped with the reason, the data-quality report.
     """
     readings, adjustments = read_device_events(store, start=start, end=end)
-    grids, report = clean(readings, freq=f"{slot_minutes}min", max_gap=max_gap)
     target = Path(model_dir)
+    if (
+        target.exists()
+        and not (target / INDEX_FILE).is_file()
+        and (not target.is_dir() or any(target.iterdir()))
+    ):
+        raise ValueError(
+            f"model: {target} exists and is not a devices model folder; choose an empty or "
+            "new folder"
+        )
+    grids, report = clean(readings, freq=f"{slot_minutes}min", max_gap=max_gap)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     index: dict[str, Any] = {"homes": {}, "devices": {}, "slot_minutes": slot_minutes}
-    skipped: dict[str, str] = {}
+    skipped: dict[str, str] = {
+        str(home): "no telemetry, only adjustments; send its readings (indoor_temp, motion)"
+        for home in sorted(set(adjustments["home_id"]) - set(grids))
+    }
     try:
         for number, (home_id, grid) in enumerate(sorted(grids.items()), start=1):
             home_adjustments = adjustments[adjustments["home_id"] == home_id]
@@ -82,21 +95,23 @@ def fit_homes(
             except ValueError as exc:
                 skipped[home_id] = str(exc)
                 logger.warning("home %s not fitted: %s", home_id, exc)
-                continue
-            folder = _folder_name(home_id)
-            model.save(staging / "homes" / folder)
-            index["homes"][home_id] = folder
-            devices = readings.loc[readings["home_id"] == home_id, "device_id"].unique()
-            for device in (*devices, *home_adjustments["device_id"].unique()):
-                index["devices"][str(device)] = home_id
+            else:
+                folder = _folder_name(home_id)
+                model.save(staging / "homes" / folder)
+                index["homes"][home_id] = folder
+                devices = readings.loc[readings["home_id"] == home_id, "device_id"].unique()
+                for device in (*devices, *home_adjustments["device_id"].unique()):
+                    index["devices"][str(device)] = home_id
             if progress is not None:
                 progress(number, len(grids))
+        if not index["homes"]:
+            # An empty folder would replace the models being served with nothing.
+            reasons = "; ".join(f"{home}: {why}" for home, why in skipped.items())
+            raise DeviceDataError(f"no home could be fitted ({reasons}); {target} is unchanged")
         index["fitted_at"] = datetime.now(UTC).isoformat()
         index["quality"] = report.to_dict()
         (staging / INDEX_FILE).write_text(json.dumps(index, indent=1, default=str))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        _swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -106,6 +121,30 @@ def fit_homes(
         "skipped": skipped,
         "quality": report.to_dict(),
     }
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Move the old folder aside, then the new one in: a server reading it sees one or the
+    other for all but the instant between two renames, never a half-deleted folder."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def may_personalize(store: Any, home_id: str) -> bool:
+    """Not erased, and the latest personalization consent allows it (or the purpose is
+    opt-out and there is none): what the API's serving state answers, for the CLI."""
+    if store.is_erased(home_id):
+        return False
+    records = [r for r in store.consent_records(home_id) if r.purpose == PURPOSE]
+    if records:
+        return bool(records[-1].granted)
+    return PURPOSE in getattr(store, "opt_out_purposes", frozenset())
 
 
 def load_settings(store: Any, home_id: str) -> HomeSettings:
@@ -214,9 +253,12 @@ class DevicesService:
                 params.lower_c,
                 params.upper_c,
             )
-            learned = model.schedule_.table_[slots]
+            modes = settings.modes
+            learned = (
+                model.base_program_ if modes["schedule"] == "off" else model.schedule_.table_
+            )[slots]
             reasons = [
-                _reason(model, when, bool(exp), params.preheating[slot], value, wanted)
+                _reason(model, when, bool(exp), params.preheating[slot], value, wanted, settings)
                 for when, exp, slot, value, wanted in zip(
                     index, expected, slots, planned, learned, strict=True
                 )
@@ -255,16 +297,30 @@ def _reason(
     preheating: bool,
     planned: float,
     wanted: float,
+    settings: HomeSettings,
 ) -> str:
-    if expected and planned < wanted - 0.01:
+    # ``wanted`` is the learned schedule's value (the program's while the schedule is off);
+    # compared inside the bounds, so that a bound is not taken for coasting.
+    bounded = min(max(wanted, settings.lower_c), settings.upper_c)
+    if expected and planned < bounded - 0.01:
         return (
             "coasting: the heating stops early before the next lower setting, and the home "
             "stays within your comfort tolerance until then"
         )
+    if expected and abs(bounded - wanted) > 0.01:
+        side = "upper" if wanted > bounded else "lower"
+        return (
+            f"{round(planned, 2):g} °C: your {side} bound (the schedule would hold "
+            f"{round(wanted, 2):g} °C now)"
+        )
+    if expected and settings.modes["schedule"] == "off":
+        return f"{round(planned, 2):g} °C from your own program: the learned schedule is off"
     if expected:
         return model.explain_slot(when)
     if preheating:
         return "pre-heating: the home is usually occupied soon and needs time to warm up"
+    if settings.modes["away"] == "off":
+        return "the home is usually empty now, but the setback while away is off"
     return "eco: the home is usually empty now (it returns to comfort when someone is home)"
 
 

@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from tailor.api.deps import IngestCaller, RecommendCaller
 from tailor.api.ingest import validate_batch
 from tailor.api.state import TenantState
+from tailor.errors import StoreUnavailable
 
 router = APIRouter(tags=["devices"])
 NO_MODEL = (
@@ -75,14 +76,19 @@ def get_insights(home_id: Id, caller: RecommendCaller) -> dict[str, Any]:
     from tailor.devices.service import load_settings
 
     tenant = caller.tenant
+    service = _service(tenant)  # first: a tenant without models is told how to load them
     home = tenant.pseudonym(home_id)
+    if service.model(home) is None:
+        raise HTTPException(
+            404, f"home {home_id!r} has no fitted model; refit after its data arrives"
+        )
     if not tenant.serving.personalizes(home):
         raise HTTPException(
             404, "no insights: the home has no personalization consent or was erased"
         )
     try:
-        insights = _service(tenant).insights(home, load_settings(tenant.workspace.store, home))
-    except KeyError:
+        insights = service.insights(home, load_settings(tenant.workspace.store, home))
+    except KeyError:  # forgotten (erased) meanwhile
         raise HTTPException(
             404, f"home {home_id!r} has no fitted model; refit after its data arrives"
         ) from None
@@ -103,7 +109,7 @@ class Feedback(BaseModel):
     occurred_at: AwareDatetime | None = Field(
         default=None, description="When it was adjusted (default: now)."
     )
-    modes: dict[Feature, Mode] | None = Field(default=None, max_length=4)
+    modes: dict[Feature, Mode] | None = Field(default=None, min_length=1, max_length=4)
     lower_c: Temperature | None = None
     upper_c: Temperature | None = None
     away_c: Temperature | None = None
@@ -160,5 +166,10 @@ async def _record_adjustment(tenant: TenantState, device_id: str, body: Feedback
     if rejected:
         raise HTTPException(422, rejected[0].reason)
     future = tenant.writer.submit(events, rejected=[])
-    await asyncio.wrap_future(future)
+    try:
+        result = await asyncio.wrap_future(future)
+    except StoreUnavailable:
+        raise HTTPException(503, "the store is unavailable", headers={"Retry-After": "1"}) from None
+    if result.rejected:  # the household was erased meanwhile
+        raise HTTPException(409, result.rejected[0].reason)
     return event_id
