@@ -212,6 +212,7 @@ class HomeModel:
         comfort, eco, lookahead = plan_heating(
             self.schedule_.table_, expected, outdoor, self.thermal_, settings, self.slot_minutes
         )
+        self.occupancy_learned_ = self.occupancy_ is not None
         self.params_ = DecisionParams(
             slot_minutes=self.slot_minutes,
             timezone=self.timezone,
@@ -347,7 +348,7 @@ class HomeModel:
             "one_off_adjustments_ignored": int(self.schedule_.rejected_),
             "adjustments": int(self.n_adjustments_),
             "occupancy": {
-                "learned": self.occupancy_ is not None,
+                "learned": self.occupancy_learned_,
                 "home_share_weekdays": _round(np.nanmean(profile[:5])),
                 "home_share_weekends": _round(np.nanmean(profile[5:])),
             },
@@ -387,7 +388,7 @@ class HomeModel:
                 "rejected": int(self.schedule_.rejected_),
                 "n_adjustments": int(self.n_adjustments_),
                 "thermal": self.thermal_.to_dict(),
-                "occupancy_learned": self.occupancy_ is not None,
+                "occupancy_learned": self.occupancy_learned_,
                 "fallbacks": self.fallbacks_,
                 "maintenance": self.maintenance_,
             }
@@ -395,6 +396,7 @@ class HomeModel:
             np.savez(
                 staging / "tables.npz",
                 schedule=self.schedule_.table_,
+                schedule_source=self.schedule_.source_,
                 home_profile=self.home_profile_,
                 program=self.base_program_,
                 outdoor=self._outdoor,
@@ -418,6 +420,7 @@ class HomeModel:
                 raise ValueError(f"not a tailor home model (format {header.get('format')!r})")
             with np.load(folder / "tables.npz") as tables:
                 schedule_table = tables["schedule"]
+                schedule_source = tables["schedule_source"]
                 home_profile = tables["home_profile"]
                 program = tables["program"]
                 outdoor = tables["outdoor"]
@@ -439,6 +442,7 @@ class HomeModel:
         schedule.learned_day_types_ = {rule.day_type for rule in schedule.rules_}
         schedule.rejected_ = header["rejected"]
         schedule.table_ = schedule_table
+        schedule.source_ = schedule_source
         schedule.timezone_ = model.timezone
         model.schedule_ = schedule
         model.params_ = params
@@ -446,7 +450,8 @@ class HomeModel:
         model._program = program
         model._outdoor = outdoor
         model.thermal_ = ThermalModel.from_dict(header["thermal"])
-        model.occupancy_ = None
+        model.occupancy_ = None  # its weights live in the decision parameters
+        model.occupancy_learned_ = bool(header["occupancy_learned"])
         model.settings_ = model.settings
         model.home_id_ = header["home_id"]
         model.window_ = tuple(pd.Timestamp(t) for t in header["window"])

@@ -13,7 +13,7 @@ habits into a schedule. Three rules make that trustworthy, and this module follo
    program drops to 16 °C at 23:00 while they cannot object.
 3. **Silence is consent only when someone was there to object.** A change point of the
    device's own program survives learning if the household was typically active (moving
-   about, from the motion sensors) in the window after it and did not adjust; one that fell
+   about, from the motion sensors) while its value stood and did not adjust; one that held
    while they slept or were out carries no evidence and gives way to the learned rules.
    Without activity data every program point the occupants did not contradict is kept.
 
@@ -230,7 +230,9 @@ class SetpointSchedule:
                     self.rejected_ += 1
                 else:
                     rules.append(rule)
-        self.rules_ = _merge_repeats(sorted(rules, key=lambda r: (r.day_type, r.minute)))
+        # Two rules with one value in a row are kept both: a program change may lie between
+        # them (the household re-asserting 19.5 °C after the program dropped to 16 °C).
+        self.rules_ = sorted(rules, key=lambda r: (r.day_type, r.minute))
         self.learned_day_types_ = {rule.day_type for rule in self.rules_}
         base = (
             np.asarray(program, dtype=float)
@@ -294,8 +296,8 @@ class SetpointSchedule:
         n_day = 1440 // self.slot_minutes
         table = program.copy()
         weekday_type = {day: name for name, days in DAY_TYPES[self.day_types] for day in days}
-        # Change points on a week-long timeline (minute of week, value, learned?).
-        points: list[tuple[int, float]] = []
+        # Change points on a week-long timeline: (minute of week, value, rule index or -1).
+        points: list[tuple[int, float, int]] = []
         for day in range(7):
             day_type = weekday_type[day]
             day_rules = [r for r in self.rules_ if r.day_type == day_type]
@@ -303,7 +305,7 @@ class SetpointSchedule:
             if not day_rules:
                 # Nothing learned for this kind of day: the program stands, as it is.
                 points.extend(
-                    (day * 1440 + slot * self.slot_minutes, value)
+                    (day * 1440 + slot * self.slot_minutes, value, -1)
                     for slot, value in change_points(program_day)
                     if slot > 0 or has_program
                 )
@@ -314,16 +316,23 @@ class SetpointSchedule:
                 minute = slot * self.slot_minutes
                 if slot == 0 and abs(value - program[(day * n_day - 1) % len(program)]) < 1e-9:
                     continue  # midnight is not a change unless the program changes there
-                following = [p[0] for p in program_points[number + 1 :]] + [
-                    s for s in rule_slots if s > slot
-                ]
-                stop = min(following, default=n_day)
+                next_program = [p[0] for p in program_points[number + 1 :]]
+                next_rule = [s for s in rule_slots if s > slot]
+                stop = min(next_program + next_rule, default=n_day)
+                if next_rule and stop == min(next_rule):
+                    # The segment ends in the household's own change: the slots just before
+                    # it are them reacting, not accepting.
+                    stop = max(slot + 1, stop - self.window_minutes // self.slot_minutes)
                 if self._objected(minute, day_rules) or not self._accepted(
                     day * n_day + slot, day * n_day + stop, activity
                 ):
                     continue
-                points.append((day * 1440 + minute, value))
-            points.extend((day * 1440 + rule.minute, rule.value_c) for rule in day_rules)
+                points.append((day * 1440 + minute, value, -1))
+            points.extend(
+                (day * 1440 + rule.minute, rule.value_c, self.rules_.index(rule))
+                for rule in day_rules
+            )
+        self.source_ = np.full(len(table), -1)
         if not points:
             return table
         points.sort()
@@ -331,20 +340,23 @@ class SetpointSchedule:
         middles = np.arange(len(table)) * self.slot_minutes + self.slot_minutes / 2
         minutes = np.array([p[0] for p in points], dtype=float)
         values = np.array([p[1] for p in points])
+        sources = np.array([p[2] for p in points])
         position = np.searchsorted(minutes, middles, side="right") - 1
-        return values[position]  # position -1 wraps to the last point of the week
+        # Position -1 wraps to the last point of the week.
+        self.source_ = sources[position]
+        return values[position]
 
     def _objected(self, minute: int, day_rules: list[ScheduleRule]) -> bool:
         """Did a learned habit sit right around this program change (the household's answer)?"""
         return any(abs(rule.minute - minute) <= self.window_minutes for rule in day_rules)
 
     def _accepted(self, start: int, stop: int, activity: np.ndarray | None) -> bool:
-        """Was the household typically up and about at some point while this program value
-        stood (slots ``start`` to ``stop`` of the week), and so able to object?"""
+        """Was the household typically up and about while this program value stood (slots
+        ``start`` to ``stop`` of the week, on average), and so able to object, and did not?"""
         if activity is None:
             return True
         idx = np.arange(start, max(stop, start + 1)) % len(activity)
-        return bool(np.nanmax(activity[idx]) >= self.active_threshold)
+        return bool(np.nanmean(activity[idx]) >= self.active_threshold)
 
     def predict(self, index: pd.DatetimeIndex) -> np.ndarray:
         """The learned preferred setpoint at each timestamp."""
@@ -359,15 +371,10 @@ class SetpointSchedule:
 
         slot = int(slot_of_week(pd.DatetimeIndex([when]), self.slot_minutes, self.timezone_)[0])
         value = float(self.table_[slot])
-        local = local_index(pd.DatetimeIndex([when]), self.timezone_)[0]
-        day_type = next(
-            name for name, days in DAY_TYPES[self.day_types] if local.day_of_week in days
-        )
-        minute = local.hour * 60 + local.minute
-        rules = [r for r in self.rules_ if r.day_type == day_type and r.minute <= minute]
-        if rules and abs(rules[-1].value_c - value) < 1e-9:
-            return f"{value:g} °C because {describe_rule(rules[-1])}"
-        if day_type not in self.learned_day_types_:
+        source = int(self.source_[slot]) if hasattr(self, "source_") else -1
+        if source >= 0:
+            return f"{value:g} °C because {describe_rule(self.rules_[source])}"
+        if not self.rules_:
             return f"{value:g} °C from the program: no repeated adjustment learned yet"
         return f"{value:g} °C from the program, which the household has not changed"
 
@@ -424,17 +431,3 @@ def _recent_dates(start, end, timezone: str, weekdays: tuple[int, ...], count: i
     dates = _local_dates(start, end, timezone)
     of_type = dates[np.isin(dates.day_of_week, weekdays)]
     return {d.date() for d in of_type[-count:]}
-
-
-def _merge_repeats(rules: list[ScheduleRule]) -> list[ScheduleRule]:
-    """Drop a rule that only repeats the one before it (7:10 -> 21 right after 6:40 -> 21)."""
-    merged: list[ScheduleRule] = []
-    for rule in rules:
-        if (
-            merged
-            and merged[-1].day_type == rule.day_type
-            and abs(merged[-1].value_c - rule.value_c) < 0.25
-        ):
-            continue
-        merged.append(rule)
-    return merged
