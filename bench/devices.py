@@ -14,7 +14,10 @@ Run as ``python -m bench.devices`` (about 10 minutes on 2 cores; ``--homes 40`` 
      occupancy, no occupant adjustments): the learned decisions (the occupancy forecast from
      the test weeks' live motion, eco when away, pre-heating) vs the fixed 7-to-23 schedule
      and a reactive thermostat (20 °C while motion was seen in the last 30 minutes, else
-     16 °C). Discomfort = degree-hours beyond 1 °C from the preference while occupied.
+     16 °C); also against a fixed 7-to-23 schedule at each household's *own* comfort and
+     sleep temperatures (``fixed_own``: the same levels as the learned schedule, so only the
+     timing differs). Discomfort = degree-hours beyond 1 °C from the preference while
+     occupied (``COMFORT_BAND_C``).
    - ``onnx_max_abs_diff``: every home's decision model exported to ONNX and run by
      onnxruntime on the test weeks, against the server's :func:`~tailor.devices.policy.decide`.
    - ``federated_vs_central_mae_ratio``: the shared cold-start comfort model (setpoint kept
@@ -56,7 +59,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tailor.devices.features import slot_of_week
-from tailor.devices.model import HomeModel
+from tailor.devices.model import COMFORT_BAND_C, HomeModel
 from tailor.devices.occupancy import (
     OccupancyModel,
     TimeOfWeekBaseline,
@@ -143,10 +146,16 @@ def simulated(n_homes: int, weeks: int, seed: int, onnx_homes: int) -> dict[str,
 
     per_minute = SLOT
     fixed = fixed_schedule(slot_minutes=SLOT)[slot_of_week(test_index, SLOT)]
+    day = (test_index.hour >= 7) & (test_index.hour < 23)
+    own = [
+        np.where(day, sim.truth[h].household.comfort_c, sim.truth[h].household.sleep_c)
+        for h in sim.home_ids
+    ]
     trajectories = {
         "learned": np.repeat(np.vstack(learned_slots), per_minute, axis=1),
         "fixed": np.repeat(np.tile(fixed, (n_homes, 1)), per_minute, axis=1),
         "reactive": np.repeat(np.vstack(reactive_slots), per_minute, axis=1),
+        "fixed_own": np.repeat(np.vstack(own), per_minute, axis=1),
     }
     runs = {}
     with console.status("replaying the test weeks under each policy"):
@@ -154,9 +163,11 @@ def simulated(n_homes: int, weeks: int, seed: int, onnx_homes: int) -> dict[str,
             run = run_thermostat(sim, None, setpoints, start=learn_end, end=end)
             runs[name] = {
                 "energy_kwh": float(run.energy_kwh.sum()),
-                "discomfort_degree_hours": float(run.discomfort_degree_hours(band=1.0).sum()),
+                "discomfort_degree_hours": float(
+                    run.discomfort_degree_hours(band=COMFORT_BAND_C).sum()
+                ),
                 "cold_discomfort_degree_hours": float(
-                    run.discomfort_degree_hours(band=1.0, cold_only=True).sum()
+                    run.discomfort_degree_hours(band=COMFORT_BAND_C, cold_only=True).sum()
                 ),
             }
     onnx_diff = _onnx_difference(models, sim, learn_end, end, onnx_homes)
@@ -176,6 +187,10 @@ def simulated(n_homes: int, weeks: int, seed: int, onnx_homes: int) -> dict[str,
         "energy_saving_vs_fixed": 1.0 - runs["learned"]["energy_kwh"] / runs["fixed"]["energy_kwh"],
         "energy_saving_vs_reactive": 1.0
         - runs["learned"]["energy_kwh"] / runs["reactive"]["energy_kwh"],
+        "energy_saving_vs_fixed_own": 1.0
+        - runs["learned"]["energy_kwh"] / runs["fixed_own"]["energy_kwh"],
+        "discomfort_ratio_vs_fixed_own": runs["learned"]["discomfort_degree_hours"]
+        / runs["fixed_own"]["discomfort_degree_hours"],
         "discomfort_ratio_vs_fixed": runs["learned"]["discomfort_degree_hours"]
         / runs["fixed"]["discomfort_degree_hours"],
         "discomfort_ratio_vs_reactive": runs["learned"]["discomfort_degree_hours"]
@@ -388,7 +403,7 @@ def _print(sim: dict, eco: dict, office: dict, broker: dict) -> None:
         f"program {sim['program_setpoint_mae_c']:.3f}",
         "<= 0.5",
     )
-    for name in ("fixed", "reactive"):
+    for name in ("fixed", "reactive", "fixed_own"):
         table.add_row(
             f"energy saving vs {name}",
             f"{sim[f'energy_saving_vs_{name}']:.1%}",
@@ -486,6 +501,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "discomfort_ratio_vs_fixed": sim["discomfort_ratio_vs_fixed"],
         "energy_saving_vs_reactive": sim["energy_saving_vs_reactive"],
         "discomfort_ratio_vs_reactive": sim["discomfort_ratio_vs_reactive"],
+        "energy_saving_vs_fixed_own": sim["energy_saving_vs_fixed_own"],
+        "discomfort_ratio_vs_fixed_own": sim["discomfort_ratio_vs_fixed_own"],
+        "cold_discomfort_degree_hours": {
+            name: figures["cold_discomfort_degree_hours"]
+            for name, figures in sim["policies"].items()
+        },
         "onnx_max_abs_diff": sim["onnx_max_abs_diff"],
         "mqtt_lost": broker.get("lost"),
         "federated_vs_central_mae_ratio": fed.get("ratio"),

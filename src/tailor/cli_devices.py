@@ -188,20 +188,45 @@ def mqtt(
     host: Annotated[str, typer.Option(help="The MQTT broker.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Its port.")] = 1883,
     tenant: Annotated[str, typer.Option(help="The tenant whose topics to ingest.")] = "default",
+    seconds: Annotated[
+        float,
+        typer.Option(
+            "--for",
+            min=0,
+            help="Stop after this many seconds (0: run until Ctrl-C); the persistent session "
+            "keeps what arrives meanwhile for the next run.",
+        ),
+    ] = 0,
 ) -> None:
     """Ingest telemetry and adjustments from MQTT (QoS 1) until interrupted.
 
     Topics: tailor/TENANT/homes/HOME/devices/DEVICE/telemetry (or .../adjustment). A message
     is acknowledged only once it is stored, so a broker or tailor restart loses nothing.
     """
+    import threading
+
     from tailor.cli import _workspace
     from tailor.devices.mqtt import run_ingestor
 
+    stop = threading.Event()
+    if seconds:
+        timer = threading.Timer(seconds, stop.set)
+        timer.daemon = True
+        timer.start()
     with _workspace() as ws:
         try:
-            run_ingestor(ws, tenant=tenant, host=host, port=port)
+            stats = run_ingestor(
+                ws.store, tenant, host, port, pseudonymizer=ws.pseudonymizer, stop=stop
+            )
         except (OSError, ValueError) as exc:
             raise _fail(f"MQTT broker {host}:{port}: {exc}") from exc
+    console.print(
+        "MQTT: " + ", ".join(f"{key} {value:,}" for key, value in stats.items()), highlight=False
+    )
+    if not stats.get("connects"):
+        raise _fail(
+            f"never reached the MQTT broker at {host}:{port}; is it running (mosquitto -p {port})?"
+        )
 
 
 def _consenting(ws, home: str) -> str:

@@ -88,3 +88,21 @@ def test_bad_input_is_named():
         sensor_features(pd.DataFrame({"a": ["x"]}, index=INDEX[:1]))
     with pytest.raises(ValueError, match="no training rows"):
         TimeOfWeekBaseline().fit(INDEX[:0], np.array([]))
+
+
+def test_home_labels_read_absences_and_nights_from_motion():
+    from tailor.devices.occupancy import home_labels
+
+    index = pd.date_range("2026-01-05", periods=2 * 96, freq="15min", tz="UTC")
+    motion = pd.Series(0.0, index=index)
+    hour = index.hour
+    motion[(hour >= 7) & (hour < 8)] = 1.0  # up, then out at 08:00
+    motion[(hour >= 18) & (hour < 23)] = 1.0  # back at 18:00, bed at 23:00
+    motion[(index.day == 6) & (hour == 3) & (index.minute == 30)] = 1.0  # the cat at 03:30
+    labels = pd.Series(home_labels(motion), index=index)
+    day = labels[index.day == 5]
+    assert day.between_time("08:30", "17:30").eq(0).all()  # the whole absence, from its start
+    assert day.between_time("18:00", "23:45").eq(1).all()
+    night = labels[(index.day == 6) & (hour < 7)]
+    assert night.eq(1).all()  # asleep, though the cat split the night in two
+    assert labels[(index.day == 5) & (hour < 7)].eq(0).all()  # no motion before: no night

@@ -180,9 +180,10 @@ def home_labels(
     Motion says someone is up and about; its absence is ambiguous. A quiet stretch (no
     motion) longer than ``away_after`` was an absence from its first quiet slot, since the
     household left right after the last motion, except a quiet night: one that starts after
-    ``night_start_hour`` (or before 03:00) and ends before ``night_end_hour`` (local time),
-    at most 14 hours long, is the household asleep, at home. Shorter quiet stretches are
-    people sitting still. Unknown slots (NaN) count as quiet.
+    ``night_start_hour`` or before 06:00 (a pet or a trip to the bathroom splits a night in
+    two) and ends before ``night_end_hour`` (local time), at most 14 hours long, is the
+    household asleep, at home. Shorter quiet stretches are people sitting still. Unknown
+    slots (NaN) count as quiet.
 
     This is the *training label* of the home's occupancy forecast: it looks ahead (to see
     how long a quiet stretch lasted), which the forecast itself never does.
@@ -208,7 +209,7 @@ def home_labels(
         night = (
             start > 0
             and stop < len(values)
-            and (hours[start] >= night_start_hour or hours[start] < 3)
+            and (hours[start] >= night_start_hour or hours[start] < 6)
             and hours[stop] < night_end_hour
             and length <= pd.Timedelta("14h").value
         )

@@ -266,7 +266,8 @@ class DevicesService:
         entries = []
         for when, value, reason in zip(index, planned, reasons, strict=True):
             value = round(float(value), 2)
-            if entries and entries[-1]["setpoint_c"] == value and entries[-1]["why"] == reason:
+            # One entry per change of setpoint: the reason of the slot where it changed.
+            if entries and entries[-1]["setpoint_c"] == value:
                 continue
             entries.append({"from": when.isoformat(), "setpoint_c": value, "why": reason})
         return {
