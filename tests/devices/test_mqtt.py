@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from tailor.api.ingest import ERASED_REASON, GroupCommitWriter, ingest_batch
 from tailor.devices.mqtt import (
     MAX_PAYLOAD_BYTES,
     MessageError,
@@ -28,6 +27,7 @@ from tailor.devices.mqtt import (
     subscription_for,
     topic_for,
 )
+from tailor.events.ingest import ERASED_REASON, GroupCommitWriter, ingest_batch
 from tailor.events.privacy import Pseudonymizer
 from tailor.store import Store, open_store
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from tailor.api.ingest import validate_batch
+from tailor.events.ingest import validate_batch
 from tailor.events.schema import _utc, parse_event
 from tests.conftest import view
 

@@ -26,7 +26,6 @@ from fastapi.responses import JSONResponse
 
 from tailor.api import dashboard
 from tailor.api.fastpath import RecommendationFastPath
-from tailor.api.ingest import GroupCommitWriter
 from tailor.api.keys import KeyRing
 from tailor.api.limits import RateLimiter
 from tailor.api.metrics import ApiMetrics, MetricsMiddleware
@@ -43,6 +42,7 @@ from tailor.api.routes import (
 from tailor.api.state import AppState, NotReady, ServingState, TenantState
 from tailor.config import ApiSettings, Settings, get_settings
 from tailor.errors import StoreError, StoreUnavailable
+from tailor.events.ingest import GroupCommitWriter
 from tailor.workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ A device publishes one JSON object per reading (QoS 1) to
 or ``adjustment``. The topic supplies ``event_type``, ``subject_id`` (the home) and
 ``device_id``; the payload carries the rest of the event (``event_id``, ``occurred_at``,
 ``metric``, ``value``, ``unit``, ``device_time``, ``previous_value``). The message then goes
-through the same validation (:func:`tailor.api.ingest.validate_batch`) and the same writer
-(:class:`tailor.api.ingest.GroupCommitWriter`: flatten, pseudonymize, idempotent append by
+through the same validation (:func:`tailor.events.ingest.validate_batch`) and the same writer
+(:class:`tailor.events.ingest.GroupCommitWriter`: flatten, pseudonymize, idempotent append by
 ``event_id``) as ``POST /v1/events``, so an event stored from MQTT and one stored over HTTP are
 the same rows.
 
@@ -59,11 +59,12 @@ from paho.mqtt.properties import Properties
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-# The HTTP path's validator and group-commit writer: MQTT must store exactly what HTTP stores.
-# They live in tailor.api.ingest but import nothing of the web framework.
-from tailor.api.ingest import GroupCommitWriter, IngestResult, validate_batch
 from tailor.errors import StoreUnavailable
 from tailor.events.columns import ID_LENGTH
+
+# The HTTP path's validator and group-commit writer: MQTT must store exactly what HTTP stores.
+# They live in tailor.events.ingest but import nothing of the web framework.
+from tailor.events.ingest import GroupCommitWriter, IngestResult, validate_batch
 from tailor.events.privacy import Pseudonymizer
 from tailor.store import Store, open_store
 
@@ -205,7 +206,7 @@ def event_from_message(
     -------
     dict
         The payload's fields plus ``event_type``, ``subject_id`` (the home) and ``device_id``
-        from the topic; not yet validated (:func:`tailor.api.ingest.validate_batch` does that).
+        from the topic; not yet validated (:func:`tailor.events.ingest.validate_batch` does that).
 
     Raises
     ------

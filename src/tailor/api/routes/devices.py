@@ -18,9 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from tailor.api.deps import IngestCaller, RecommendCaller
-from tailor.api.ingest import validate_batch
 from tailor.api.state import TenantState
 from tailor.errors import StoreUnavailable
+from tailor.events.ingest import validate_batch
 
 router = APIRouter(tags=["devices"])
 NO_MODEL = (

@@ -11,15 +11,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from tailor.api.deps import AppStateDep, IngestCaller
-from tailor.api.ingest import (
+from tailor.api.schemas import EVENTS_BODY_SCHEMA, IngestOut, Rejection
+from tailor.api.state import TenantState
+from tailor.errors import StoreUnavailable
+from tailor.events.ingest import (
     BatchTooLarge,
     IngestResult,
     validate_batch,
     validate_batch_json,
 )
-from tailor.api.schemas import EVENTS_BODY_SCHEMA, IngestOut, Rejection
-from tailor.api.state import TenantState
-from tailor.errors import StoreUnavailable
 
 router = APIRouter(tags=["events"])
 RETRY_AFTER_S = "1"

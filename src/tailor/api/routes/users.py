@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path
 
 from tailor.api.deps import AdminCaller, AppStateDep, IngestCaller
-from tailor.api.ingest import validate_batch
 from tailor.api.schemas import ConsentIn, ConsentOut, ErasureOut, ExportOut
 from tailor.errors import StoreUnavailable
+from tailor.events.ingest import validate_batch
 
 router = APIRouter(tags=["users"])
 UserId = Annotated[str, Path(min_length=1, max_length=128, description="Your id of the user.")]

@@ -11,7 +11,10 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from tailor.api.ingest import (
+from tailor.errors import StoreUnavailable
+from tailor.events.columns import PSEUDONYMIZED_EVENT_COLUMNS
+from tailor.events.importer import raw_event_table
+from tailor.events.ingest import (
     ERASED_REASON,
     BatchTooLarge,
     GroupCommitWriter,
@@ -23,9 +26,6 @@ from tailor.api.ingest import (
     validate_batch,
     validate_batch_json,
 )
-from tailor.errors import StoreUnavailable
-from tailor.events.columns import PSEUDONYMIZED_EVENT_COLUMNS
-from tailor.events.importer import raw_event_table
 from tailor.events.privacy import Pseudonymizer
 from tailor.events.schema import parse_event, to_flat_rows
 from tailor.store import open_store

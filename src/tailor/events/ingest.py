@@ -1,4 +1,5 @@
-"""Ingestion behind ``POST /v1/events``: validate, pseudonymize, group-commit, acknowledge.
+"""Ingestion: validate, pseudonymize, group-commit, acknowledge (behind ``POST /v1/events``,
+the MQTT ingestor and the device feedback route).
 
 A request's events are checked one by one against the pydantic models (:func:`validate_batch`),
 flattened into the store's rows and pseudonymized in the caller's thread (:func:`to_event_table`),
