@@ -5,27 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from tailor.config import LifecycleSettings, Settings
+from tailor.config import LifecycleSettings
 from tailor.datasets.simulate.homes import simulate_homes
 from tailor.devices.service import DevicesService
 from tailor.events.importer import import_table
 from tailor.lifecycle import journal
 from tailor.lifecycle.worker import Worker, scheduled_jobs
-from tailor.workspace import open_workspace
-from tests.api._serving import KEY
+from tests.lifecycle.test_budget_job import ws  # noqa: F401  (the fixture)
 
 
-@pytest.fixture
-def ws(tmp_path):
-    settings = Settings(
-        store=str(tmp_path / "t.duckdb"), secret_key=KEY, secret_key_file=tmp_path / "k"
-    )
-    ws = open_workspace(settings, create=True)
-    yield ws
-    ws.close()
-
-
-def test_refit_devices(ws, tmp_path) -> None:
+def test_refit_devices(ws, tmp_path) -> None:  # noqa: F811
     folder = tmp_path / "homes"
     worker = Worker(ws, LifecycleSettings(devices_model=folder), only=["refit-devices"])
     (skipped,) = worker.run_due()
@@ -44,7 +33,7 @@ def test_refit_devices(ws, tmp_path) -> None:
     assert decisions[-1]["metrics"]["homes"] == 2
 
 
-def test_no_job_without_a_devices_model(ws) -> None:
+def test_no_job_without_a_devices_model(ws) -> None:  # noqa: F811
     assert "refit-devices" not in [job.name for job in scheduled_jobs(LifecycleSettings())]
     with pytest.raises(ValueError, match="devices_model"):
         Worker(ws, LifecycleSettings(), only=["refit-devices"])
