@@ -16,8 +16,10 @@ Run as ``python -m bench.devices`` (about 10 minutes on 2 cores; ``--homes 40`` 
      and a reactive thermostat (20 °C while motion was seen in the last 30 minutes, else
      16 °C); also against a fixed 7-to-23 schedule at each household's *own* comfort and
      sleep temperatures (``fixed_own``: the same levels as the learned schedule, so only the
-     timing differs). Discomfort = degree-hours beyond 1 °C from the preference while
-     occupied (``COMFORT_BAND_C``).
+     timing differs), and an oracle that knows the true occupancy and preferences (the
+     preference when home, 16 °C away): what following the household exactly costs.
+     Discomfort = degree-hours beyond 1 °C from the preference while occupied
+     (``COMFORT_BAND_C``).
    - ``onnx_max_abs_diff``: every home's decision model exported to ONNX and run by
      onnxruntime on the test weeks, against the server's :func:`~tailor.devices.policy.decide`.
    - ``federated_vs_central_mae_ratio``: the shared cold-start comfort model (setpoint kept
@@ -59,7 +61,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tailor.devices.features import slot_of_week
-from tailor.devices.model import COMFORT_BAND_C, HomeModel
+from tailor.devices.model import COMFORT_BAND_C, HomeModel, HomeSettings
 from tailor.devices.occupancy import (
     OccupancyModel,
     TimeOfWeekBaseline,
@@ -151,8 +153,15 @@ def simulated(n_homes: int, weeks: int, seed: int, onnx_homes: int) -> dict[str,
         np.where(day, sim.truth[h].household.comfort_c, sim.truth[h].household.sleep_c)
         for h in sim.home_ids
     ]
+    oracle = []
+    for home in sim.home_ids:
+        truth = sim.truth[home]
+        home_now = truth.occupied.reindex(test_index).fillna(False).to_numpy(bool)
+        wanted = truth.preferred.reindex(test_index).to_numpy(float)
+        oracle.append(np.where(home_now, wanted, HomeSettings().away_c))
     trajectories = {
         "learned": np.repeat(np.vstack(learned_slots), per_minute, axis=1),
+        "oracle": np.repeat(np.vstack(oracle), per_minute, axis=1),
         "fixed": np.repeat(np.tile(fixed, (n_homes, 1)), per_minute, axis=1),
         "reactive": np.repeat(np.vstack(reactive_slots), per_minute, axis=1),
         "fixed_own": np.repeat(np.vstack(own), per_minute, axis=1),
@@ -187,6 +196,10 @@ def simulated(n_homes: int, weeks: int, seed: int, onnx_homes: int) -> dict[str,
         "energy_saving_vs_fixed": 1.0 - runs["learned"]["energy_kwh"] / runs["fixed"]["energy_kwh"],
         "energy_saving_vs_reactive": 1.0
         - runs["learned"]["energy_kwh"] / runs["reactive"]["energy_kwh"],
+        "oracle_energy_saving_vs_fixed": 1.0
+        - runs["oracle"]["energy_kwh"] / runs["fixed"]["energy_kwh"],
+        "oracle_discomfort_ratio_vs_fixed": runs["oracle"]["discomfort_degree_hours"]
+        / runs["fixed"]["discomfort_degree_hours"],
         "energy_saving_vs_fixed_own": 1.0
         - runs["learned"]["energy_kwh"] / runs["fixed_own"]["energy_kwh"],
         "discomfort_ratio_vs_fixed_own": runs["learned"]["discomfort_degree_hours"]
@@ -416,6 +429,12 @@ def _print(sim: dict, eco: dict, office: dict, broker: dict) -> None:
             f"{sim['policies'][name]['discomfort_degree_hours']:,.0f} °C·h",
             "<= 1" if name == "fixed" else "",
         )
+    table.add_row(
+        "oracle (true occupancy and preference): energy saving vs fixed",
+        f"{sim['oracle_energy_saving_vs_fixed']:.1%}",
+        f"discomfort ratio {sim['oracle_discomfort_ratio_vs_fixed']:.3f}",
+        "",
+    )
     table.add_row("ONNX vs server max |diff|", f"{sim['onnx_max_abs_diff']:.2e}", "", "<= 1e-4")
     fed = sim["federated"]
     if "ratio" in fed:
@@ -501,6 +520,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "discomfort_ratio_vs_fixed": sim["discomfort_ratio_vs_fixed"],
         "energy_saving_vs_reactive": sim["energy_saving_vs_reactive"],
         "discomfort_ratio_vs_reactive": sim["discomfort_ratio_vs_reactive"],
+        "oracle_energy_saving_vs_fixed": sim["oracle_energy_saving_vs_fixed"],
+        "oracle_discomfort_ratio_vs_fixed": sim["oracle_discomfort_ratio_vs_fixed"],
         "energy_saving_vs_fixed_own": sim["energy_saving_vs_fixed_own"],
         "discomfort_ratio_vs_fixed_own": sim["discomfort_ratio_vs_fixed_own"],
         "cold_discomfort_degree_hours": {
