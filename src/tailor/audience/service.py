@@ -148,12 +148,8 @@ def _snapshot(scores: pa.Table, described: dict[str, Any]) -> tuple:
 
 
 def may_profile(store: Store, pseudonym: str) -> bool:
-    """Not erased, and the latest analytics consent allows it (or the purpose is opt-out
-    and there is none). Checked per request: scores were computed at start-up, and a
-    revocation or erasure since must take effect at once."""
-    if store.is_erased(pseudonym):
-        return False
-    records = [r for r in store.consent_records(pseudonym) if r.purpose == PURPOSE]
-    if records:
-        return records[-1].granted
-    return PURPOSE in getattr(store, "opt_out_purposes", frozenset())
+    """Analytics consent for a customer (scores were computed at start-up; a revocation or
+    erasure since must take effect at once)."""
+    from tailor.events.privacy import may_use
+
+    return may_use(store, pseudonym, PURPOSE)

@@ -28,6 +28,7 @@ from tailor.devices.data import PURPOSE, DeviceDataError, read_device_events
 from tailor.devices.features import slot_of_week
 from tailor.devices.model import FEATURES, HomeModel, HomeSettings
 from tailor.devices.quality import clean
+from tailor.events.privacy import may_use
 
 __all__ = [
     "MAX_HOURS",
@@ -137,14 +138,9 @@ def _swap_in(staging: Path, target: Path) -> None:
 
 
 def may_personalize(store: Any, home_id: str) -> bool:
-    """Not erased, and the latest personalization consent allows it (or the purpose is
-    opt-out and there is none): what the API's serving state answers, for the CLI."""
-    if store.is_erased(home_id):
-        return False
-    records = [r for r in store.consent_records(home_id) if r.purpose == PURPOSE]
-    if records:
-        return bool(records[-1].granted)
-    return PURPOSE in getattr(store, "opt_out_purposes", frozenset())
+    """Personalization consent for a household: what the API's serving state answers, for
+    the CLI."""
+    return may_use(store, home_id, PURPOSE)
 
 
 def load_settings(store: Any, home_id: str) -> HomeSettings:

@@ -140,3 +140,15 @@ def write_new_key(key_file: Path) -> bytes:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
     return bytes.fromhex(text)
+
+
+def may_use(store, pseudonym: str, purpose: str) -> bool:
+    """Whether a subject's data may be used for ``purpose`` now: not erased, and the latest
+    consent record for it is a grant (or there is none and the purpose is opt-out). Checked
+    per request: a revocation or erasure takes effect at once, whatever was computed before."""
+    if store.is_erased(pseudonym):
+        return False
+    records = [r for r in store.consent_records(pseudonym) if r.purpose == purpose]
+    if records:
+        return bool(records[-1].granted)
+    return purpose in getattr(store, "opt_out_purposes", frozenset())
