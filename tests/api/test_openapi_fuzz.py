@@ -162,13 +162,13 @@ def _iso(moment) -> str:
 
 
 def event_strategy():
-    """An event of every type (tests.api.test_ingest.EVERY_TYPE) with up to three fields
+    """An event of every type (tests.events.test_ingest.EVERY_TYPE) with up to three fields
     replaced by arbitrary JSON values, timestamps or odd strings, and duplicate ids."""
     from datetime import UTC
 
     from hypothesis import strategies as st
 
-    from tests.api.test_ingest import EVERY_TYPE
+    from tests.events.test_ingest import EVERY_TYPE
 
     moments = st.datetimes(timezones=st.sampled_from([UTC, None])).map(_iso)
     scalars = st.one_of(
