@@ -37,6 +37,9 @@ def assert_recovers(model, truth: dict[str, float], point) -> None:
         assert abs(draws.mean() - point.params_[name]) < 0.5 * draws.std()
 
 
+# Benchmark-sized (1,500 customers, ~30 s): the audience model's test below fits the same
+# BG/NBD by NUTS end to end in the default run.
+@pytest.mark.slow
 def test_the_bayesian_bgnbd_recovers_a_simulated_population():
     x, t_x, T = simulate_bgnbd(1500, **BGNBD_TRUTH, rng=np.random.default_rng(1))
     point = BetaGeo().fit(x, t_x, T)
