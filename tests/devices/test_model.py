@@ -121,6 +121,44 @@ def test_plan_heating_coasts_before_bedtime_and_preheats_before_a_return():
     assert (eco <= comfort).all()
 
 
+def _week(wake_h: float, leave_h: float) -> tuple[np.ndarray, np.ndarray]:
+    minute = (np.arange(7 * 96) % 96) * 15
+    schedule = np.where((minute >= wake_h * 60) & (minute < 22 * 60), 21.0, 17.0)
+    expected = ~((minute >= leave_h * 60) & (minute < 17 * 60))
+    return schedule, expected
+
+
+def test_heating_stops_before_they_leave_once_the_home_is_warm():
+    schedule, expected = _week(6.0, 9.0)
+    thermal = ThermalModel.default()
+    outdoor = np.full(schedule.size, 0.0)
+    comfort, eco, _ = plan_heating(schedule, expected, outdoor, thermal, HomeSettings(), 15)
+    leave = 9 * 4
+    # As long before leaving as the home takes to drift by the tolerance (1 °C) from 21 °C.
+    drift = int(thermal.cool_down_minutes(21.0, 20.0, 0.0, cooling=False) // 15)
+    assert drift >= 1
+    coasting = np.flatnonzero(comfort[:leave] < schedule[:leave])
+    assert coasting.tolist() == list(range(leave - drift, leave))
+    assert (comfort[coasting] == eco[leave]).all()
+    # Never before the home has reached 21 °C after waking at 6:00.
+    warm_up = int(np.ceil(thermal.heat_up_minutes(17.0, 21.0, 0.0) / 15))
+    assert coasting.min() >= 6 * 4 + warm_up
+
+    off = HomeSettings(modes={"away": "off"})
+    kept, _, _ = plan_heating(schedule, expected, outdoor, thermal, off, 15)
+    assert (kept[6 * 4 : leave] == 21.0).all()  # no setback, so nothing to coast into
+
+
+def test_a_short_morning_is_warmed_not_coasted():
+    schedule, expected = _week(8.5, 9.0)  # 30 minutes between waking and leaving
+    thermal = ThermalModel.default()
+    assert thermal.heat_up_minutes(17.0, 21.0, 0.0) >= 30  # it is not warm before they go
+    comfort, _, _ = plan_heating(
+        schedule, expected, np.full(schedule.size, 0.0), thermal, HomeSettings(), 15
+    )
+    assert (comfort[34:36] == 21.0).all()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -64,7 +64,8 @@ class HomeSettings:
     ``lower_c``/``upper_c`` are the comfort bounds no decision may leave; ``away_c`` is the
     setback while the home is empty; ``tolerance_c`` is how far from the wanted temperature
     they are still comfortable (pre-heating aims within half of it of the comfort setpoint,
-    and the heating stops that much early before bedtime); ``modes`` maps each of
+    and before bedtime or leaving the heating stops early enough to drift at most this much);
+    ``modes`` maps each of
     :data:`FEATURES` to ``auto``
     (applied), ``suggest`` (shown, applied only when accepted) or ``off``.
     """
@@ -508,34 +509,47 @@ def plan_heating(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(comfort, eco, lookahead)`` per slot of the week for :class:`DecisionParams`.
 
-    - **Comfort** is the learned schedule inside the bounds, except that a scheduled drop
-      while the household is home (bedtime) starts early: the heating stops as long before it
-      as the home takes to cool by half the household's ``tolerance_c``, so they reach bed
-      time no more than that below what they wanted, and the heat they would have paid for
-      in the last hour is saved (capped at two hours).
+    - **Comfort** is the learned schedule inside the bounds, except that heating stops early
+      before the household usually wants less: before a scheduled drop while they are home
+      (bedtime) and before they usually leave (the eco setback follows). It stops as long
+      before as the home takes to cool by the household's ``tolerance_c`` (or by the drop,
+      if smaller), so they never feel more than they said they tolerate, and the heat they
+      would have paid for in that last stretch is saved (capped at two hours). Should they
+      stay home after all, the occupancy forecast sees them and comfort resumes.
     - **Eco** is the setback while the home is empty: ``away_c``, never above comfort.
     - **Lookahead**: how many slots before an expected return the comfort setpoint starts.
       The home is assumed to have drifted from the temperature it was left at (the thermal
       model's free cooling over the absence, never below eco), and the lead is the heating
-      time back to within half the tolerance of comfort, capped at four hours.
+      time back to within half the tolerance of comfort, capped at four hours: arriving to a
+      home still warming up is a worse start than a slow drift before leaving.
     """
     n_slots = len(schedule)
     step_h = slot_minutes / 60.0
     comfort = np.clip(np.asarray(schedule, float), settings.lower_c, settings.upper_c)
     eco = np.minimum(comfort, settings.away_c)
     half = settings.tolerance_c / 2.0
+    # What the household wants in each slot if the schedule is right: comfort at home, eco
+    # away (no setback, and so no stopping early before leaving, with the away feature off).
+    setback = eco if settings.modes["away"] != "off" else comfort
+    wanted = np.where(expected, comfort, setback)
     coasted = comfort.copy()
     for i in range(n_slots):
         before = (i - 1) % n_slots
-        drop = comfort[before] - comfort[i]
-        if drop <= 0.25 or not (expected[before] and expected[i]):
+        drop = comfort[before] - wanted[i]
+        if drop <= 0.25 or not expected[before]:
             continue
         minutes = thermal.cool_down_minutes(
-            comfort[before], comfort[before] - min(half, drop), outdoor[before], cooling=False
+            comfort[before],
+            comfort[before] - min(settings.tolerance_c, drop),
+            outdoor[before],
+            cooling=False,
         )
-        slots = int(min(minutes, MAX_COAST_HOURS * 60) // slot_minutes)
+        slots = min(
+            int(min(minutes, MAX_COAST_HOURS * 60) // slot_minutes),
+            _slots_held(comfort, wanted, before, thermal, outdoor, slot_minutes),
+        )
         for back in range(1, slots + 1):
-            coasted[(i - back) % n_slots] = min(coasted[(i - back) % n_slots], comfort[i])
+            coasted[(i - back) % n_slots] = min(coasted[(i - back) % n_slots], wanted[i])
     target = np.where(expected, coasted, eco)
     indoor = _expected_indoor(target, outdoor, thermal, step_h)
     lookahead = np.zeros(n_slots, dtype=np.int64)
@@ -550,6 +564,33 @@ def plan_heating(
             slot = (i - back) % n_slots
             lookahead[slot] = max(lookahead[slot], back)
     return coasted, eco, lookahead
+
+
+def _slots_held(
+    comfort: np.ndarray,
+    wanted: np.ndarray,
+    last: int,
+    thermal: ThermalModel,
+    outdoor: np.ndarray,
+    slot_minutes: int,
+) -> int:
+    """How many slots up to ``last`` the home has been AT its current comfort level: the run
+    of that level, less the time heating needs to reach it from the level before. Coasting
+    may only use these; otherwise a short morning between waking and leaving would never be
+    warmed at all."""
+    n_slots = len(comfort)
+    level = comfort[last]
+    run = 1
+    while run < n_slots and comfort[(last - run) % n_slots] == level:
+        run += 1
+    previous = wanted[(last - run) % n_slots]
+    if previous >= level:
+        return run
+    first = (last - run + 1) % n_slots
+    minutes = thermal.heat_up_minutes(previous, level, outdoor[first])
+    if not np.isfinite(minutes):
+        return 0
+    return max(0, run - math.ceil(minutes / slot_minutes))
 
 
 def _expected_indoor(

@@ -227,7 +227,8 @@ class DevicesService:
         hours: int = 24,
         personalized: bool = True,
     ) -> dict[str, Any]:
-        """The plan for the next ``hours``: one entry per change of setpoint, with why."""
+        """The plan for the next ``hours``: one entry per change of setpoint or of
+        its reason, with why."""
         if not 1 <= hours <= MAX_HOURS:
             raise ValueError(f"hours: {hours}; use 1 to {MAX_HOURS}")
         model = self.model(home_id)
@@ -254,7 +255,7 @@ class DevicesService:
                 model.base_program_ if modes["schedule"] == "off" else model.schedule_.table_
             )[slots]
             reasons = [
-                _reason(model, when, bool(exp), params.preheating[slot], value, wanted, settings)
+                _reason(model, when, int(slot), bool(exp), value, wanted, settings)
                 for when, exp, slot, value, wanted in zip(
                     index, expected, slots, planned, learned, strict=True
                 )
@@ -262,8 +263,9 @@ class DevicesService:
         entries = []
         for when, value, reason in zip(index, planned, reasons, strict=True):
             value = round(float(value), 2)
-            # One entry per change of setpoint: the reason of the slot where it changed.
-            if entries and entries[-1]["setpoint_c"] == value:
+            # One entry per change of setpoint or of its reason (coasting into the bedtime
+            # setting, then the bedtime habit itself, may share a value).
+            if entries and (entries[-1]["setpoint_c"], entries[-1]["why"]) == (value, reason):
                 continue
             entries.append({"from": when.isoformat(), "setpoint_c": value, "why": reason})
         return {
@@ -290,8 +292,8 @@ class DevicesService:
 def _reason(
     model: HomeModel,
     when: pd.Timestamp,
+    slot: int,
     expected: bool,
-    preheating: bool,
     planned: float,
     wanted: float,
     settings: HomeSettings,
@@ -300,6 +302,11 @@ def _reason(
     # compared inside the bounds, so that a bound is not taken for coasting.
     bounded = min(max(wanted, settings.lower_c), settings.upper_c)
     if expected and planned < bounded - 0.01:
+        if _coasts_into_absence(model, slot, settings):
+            return (
+                "coasting into eco: the home is usually empty soon, so the heating stops "
+                "early; it stays within your comfort tolerance until then"
+            )
         return (
             "coasting: the heating stops early before the next lower setting, and the home "
             "stays within your comfort tolerance until then"
@@ -314,11 +321,25 @@ def _reason(
         return f"{round(planned, 2):g} °C from your own program: the learned schedule is off"
     if expected:
         return model.explain_slot(when)
-    if preheating:
+    if model.params_.preheating[slot]:
         return "pre-heating: the home is usually occupied soon and needs time to warm up"
     if settings.modes["away"] == "off":
         return "the home is usually empty now, but the setback while away is off"
     return "eco: the home is usually empty now (it returns to comfort when someone is home)"
+
+
+def _coasts_into_absence(model: HomeModel, slot: int, settings: HomeSettings) -> bool:
+    """Whether the coasting stretch that holds ``slot`` ends where the home is usually empty
+    (before leaving) rather than at a lower setting while someone is home (bedtime)."""
+    params = model.params_
+    schedule = np.clip(model.schedule_.table_, settings.lower_c, settings.upper_c)
+    for ahead in range(params.n_slots):
+        upcoming = (slot + ahead) % params.n_slots
+        if not params.expected_occupied[upcoming]:
+            return True
+        if params.comfort[upcoming] >= schedule[upcoming] - 0.01:
+            return False  # the stretch ended at the schedule's own (lower) setting
+    return False
 
 
 def _weekly(model: HomeModel) -> dict[str, list[float]]:
