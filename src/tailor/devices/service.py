@@ -254,8 +254,9 @@ class DevicesService:
             learned = (
                 model.base_program_ if modes["schedule"] == "off" else model.schedule_.table_
             )[slots]
+            into_absence = _coasts_into_absence(model, settings)
             reasons = [
-                _reason(model, when, int(slot), bool(exp), value, wanted, settings)
+                _reason(model, when, int(slot), bool(exp), value, wanted, settings, into_absence)
                 for when, exp, slot, value, wanted in zip(
                     index, expected, slots, planned, learned, strict=True
                 )
@@ -297,12 +298,13 @@ def _reason(
     planned: float,
     wanted: float,
     settings: HomeSettings,
+    into_absence: np.ndarray,
 ) -> str:
     # ``wanted`` is the learned schedule's value (the program's while the schedule is off);
     # compared inside the bounds, so that a bound is not taken for coasting.
     bounded = min(max(wanted, settings.lower_c), settings.upper_c)
     if expected and planned < bounded - 0.01:
-        if _coasts_into_absence(model, slot, settings):
+        if into_absence[slot]:
             return (
                 "coasting into eco: the home is usually empty soon, so the heating stops "
                 "early; it stays within your comfort tolerance until then"
@@ -328,18 +330,23 @@ def _reason(
     return "eco: the home is usually empty now (it returns to comfort when someone is home)"
 
 
-def _coasts_into_absence(model: HomeModel, slot: int, settings: HomeSettings) -> bool:
-    """Whether the coasting stretch that holds ``slot`` ends where the home is usually empty
-    (before leaving) rather than at a lower setting while someone is home (bedtime)."""
+def _coasts_into_absence(model: HomeModel, settings: HomeSettings) -> np.ndarray:
+    """Per slot of the week: whether a coasting stretch through it ends where the home is
+    usually empty (before leaving) rather than at a lower setting while someone is home
+    (bedtime). One backward pass over two weeks, so a stretch may wrap past Sunday night."""
     params = model.params_
     schedule = np.clip(model.schedule_.table_, settings.lower_c, settings.upper_c)
-    for ahead in range(params.n_slots):
-        upcoming = (slot + ahead) % params.n_slots
-        if not params.expected_occupied[upcoming]:
-            return True
-        if params.comfort[upcoming] >= schedule[upcoming] - 0.01:
-            return False  # the stretch ended at the schedule's own (lower) setting
-    return False
+    coasting = params.comfort < schedule - 0.01
+    flags = np.zeros(params.n_slots, dtype=bool)
+    ends_empty = False
+    for slot in reversed(range(2 * params.n_slots)):
+        slot %= params.n_slots
+        if not params.expected_occupied[slot]:
+            ends_empty = True
+        elif not coasting[slot]:
+            ends_empty = False  # the stretch ends at the schedule's own setting
+        flags[slot] = ends_empty
+    return flags
 
 
 def _weekly(model: HomeModel) -> dict[str, list[float]]:
