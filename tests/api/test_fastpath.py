@@ -132,18 +132,28 @@ def test_refusals_are_the_routes_refusals(clients, answered):
     assert len(answered) == len(cases) + 1
 
 
-def test_the_fast_path_is_counted_under_the_route(clients):
+def _route_count(client, status: int) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if (
+            line.startswith("tailor_http_requests_total{")
+            and 'route="/v1/users/{user_id}/recommendations"' in line
+            and f'status="{status}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_the_fast_path_is_counted_under_the_route(clients, answered):
+    # The fast path sits outside the metrics middleware: it counts its own answers,
+    # refusals included, once each.
     client = clients[True]
+    before = {status: _route_count(client, status) for status in (200, 401)}
     client.get(REC.format(user="c1"), headers=auth(client.tokens["recommend"]))
-    text = client.get("/metrics").text
-    line = next(
-        line
-        for line in text.splitlines()
-        if line.startswith("tailor_http_requests_total{")
-        and 'route="/v1/users/{user_id}/recommendations"' in line
-        and 'status="200"' in line
-    )
-    assert float(line.rsplit(" ", 1)[1]) >= 1
+    client.get(REC.format(user="c1"), headers=auth(client.tokens["recommend"]))
+    client.get(REC.format(user="c1"), headers={"Authorization": "Bearer tlr_nope_nope"})
+    assert len(answered) == 3
+    assert _route_count(client, 200) - before[200] == 2
+    assert _route_count(client, 401) - before[401] == 1
 
 
 def test_rate_limit_and_no_model_answer_as_the_route(tmp_path):

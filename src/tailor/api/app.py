@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from tailor.api import dashboard
-from tailor.api.fastpath import RecommendationFastPath
+from tailor.api.fastpath import outermost
 from tailor.api.keys import KeyRing
 from tailor.api.limits import RateLimiter
 from tailor.api.metrics import ApiMetrics, MetricsMiddleware
@@ -261,10 +261,9 @@ def create_app(
     app.include_router(ops.metrics_router)
     app.include_router(dashboard.api_router, prefix="/v1")
     app.include_router(dashboard.router)
-    # Inside the metrics: a request the fast path answers is counted like any other.
-    if fast_path:
-        app.add_middleware(RecommendationFastPath, fastapi=app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if fast_path:
+        outermost(app, metrics)
     _add_error_handlers(app)
     return app
 
