@@ -39,8 +39,9 @@ regression on the same transforms, and as last line ``{"bench": "budget", "mode"
 "holdout_mape": .., "ridge_holdout_mape": ..}``.
 
 Every data set's structure (carry-over length l_max in 4, 8, 12; 0 or 5 trend changepoints)
-is chosen first by :func:`tailor.budget.evaluation.select_config`: the lowest mean MAPE of
-3 rolling-origin MAP fits forecasting 8 weeks each, never by comparing with the truth.
+is chosen first by :func:`tailor.budget.evaluation.select_config` from 3 rolling-origin MAP
+fits forecasting 8 weeks each: the simplest structure whose mean MAPE is within one standard
+error of the lowest, never by comparing with the truth.
 
 Usage: ``python -m bench.budget [--pymc-python PATH] [--quick]`` (``--quick``: 500 draws and
 warm-up, skips PyMC-Marketing). Last line: one JSON object with the figures.

@@ -279,7 +279,7 @@ def fit(
 
 
 def _selected(data: MediaData, base: MMMConfig) -> MMMConfig:
-    """The structure with the best rolling-origin forecasts, its table printed."""
+    """The structure chosen by rolling-origin forecasts, its table printed."""
     from tailor.budget.evaluation import select_config
 
     try:
@@ -287,8 +287,12 @@ def _selected(data: MediaData, base: MMMConfig) -> MMMConfig:
             config, scores = select_config(base, data)
     except (ValueError, ImportError) as exc:
         raise _fail(exc) from None
-    table = Table(title="structure chosen by out-of-sample MAPE", title_justify="left")
-    for column in ("l_max", "trend changepoints", "rolling MAPE", ""):
+    table = Table(
+        title="structure chosen by out-of-sample MAPE (the simplest within one standard error "
+        "of the best)",
+        title_justify="left",
+    )
+    for column in ("l_max", "trend changepoints", "rolling MAPE", "standard error", ""):
         table.add_column(column, justify="right")
     for score in scores:
         chosen = (score["l_max"], score["trend_changepoints"]) == (
@@ -299,6 +303,7 @@ def _selected(data: MediaData, base: MMMConfig) -> MMMConfig:
             str(score["l_max"]),
             str(score["trend_changepoints"]),
             f"{score['cv_mape']:.4f}",
+            f"{score['cv_se']:.4f}",
             "chosen" if chosen else "",
         )
     console.print(table)

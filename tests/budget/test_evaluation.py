@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from tailor.budget.evaluation import RidgeBaseline, holdout, mape, rolling_origin
+from tailor.budget.evaluation import (
+    RidgeBaseline,
+    holdout,
+    mape,
+    one_standard_error,
+    rolling_origin,
+    select_config,
+)
 from tailor.budget.model import MediaMixModel, MMMConfig
 from tailor.datasets.simulate.ad_channels import simulate_channels
 
@@ -113,3 +121,50 @@ def test_rolling_origin_folds(sim) -> None:
 def test_rolling_origin_bad_arguments(sim, folds, horizon, match) -> None:
     with pytest.raises(ValueError, match=match):
         rolling_origin(SMALL, sim.data, folds=folds, horizon=horizon)
+
+
+# --- structure selection ---------------------------------------------------------------------
+
+
+def _score(l_max: int, points: int, mean: float, se: float) -> dict:
+    return {"l_max": l_max, "trend_changepoints": points, "cv_mape": mean, "cv_se": se}
+
+
+def test_one_standard_error_takes_the_simplest_within_reach_of_the_best() -> None:
+    # mmm_roas_data.csv's scores (rounded): the lowest mean is 12 lags with changepoints,
+    # 4 lags with changepoints lie within its standard error, no straight trend does.
+    roas = [
+        _score(4, 0, 0.0223, 0.0056),
+        _score(4, 5, 0.0178, 0.0053),
+        _score(8, 0, 0.0211, 0.0071),
+        _score(8, 5, 0.0158, 0.0045),
+        _score(12, 0, 0.0210, 0.0071),
+        _score(12, 5, 0.0157, 0.0046),
+    ]
+    assert one_standard_error(roas) == roas[1]
+    # a best that stands clear of the rest is kept, however complex
+    clear = [_score(4, 0, 0.050, 0.001), _score(12, 5, 0.030, 0.001)]
+    assert one_standard_error(clear) == clear[1]
+    # fewer changepoints come before shorter carry-over
+    order = [_score(4, 5, 0.030, 0.01), _score(12, 0, 0.031, 0.01)]
+    assert one_standard_error(order) == order[1]
+    # a candidate that could not be scored never wins; if none could, the simplest
+    broken = [_score(4, 0, math.inf, 0.0), _score(8, 0, 0.04, 0.002)]
+    assert one_standard_error(broken) == broken[1]
+    nothing = [_score(8, 5, math.inf, 0.0), _score(4, 5, math.inf, 0.0), _score(12, 0, math.inf, 0)]
+    assert one_standard_error(nothing) == nothing[2]
+
+
+def test_select_config_reports_each_candidates_folds(sim) -> None:
+    config, scores = select_config(SMALL, sim.data, l_max=(2, 4), changepoints=(0,), folds=2)
+    assert [(s["l_max"], s["trend_changepoints"]) for s in scores] == [(2, 0), (4, 0)]
+    for score in scores:
+        folds = np.asarray(score["fold_mape"])
+        assert folds.shape == (2,) and np.all(np.isfinite(folds))
+        assert score["cv_mape"] == pytest.approx(folds.mean())
+        assert score["cv_se"] == pytest.approx(folds.std(ddof=1) / math.sqrt(2))
+    assert config == replace(
+        SMALL,
+        l_max=one_standard_error(scores)["l_max"],
+        trend_changepoints=0,
+    )

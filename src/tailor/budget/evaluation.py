@@ -187,17 +187,51 @@ def select_config(
     folds: int = 3,
     horizon: int = 8,
 ) -> tuple[MMMConfig, list[dict[str, Any]]]:
-    """The carry-over length and trend flexibility with the lowest mean out-of-sample MAPE
-    over :func:`rolling_origin` MAP fits (the structure is chosen on forecasts, never on
-    parameters); ties go to the simpler configuration (fewer lags, straighter trend). Returns
-    the chosen configuration and each candidate's score."""
+    """The carry-over length and trend flexibility chosen by :func:`rolling_origin` MAP
+    forecasts (on forecasts, never on parameters), by :func:`one_standard_error`. Returns the
+    chosen configuration and each candidate's score: its mean out-of-sample MAPE
+    (``cv_mape``), that mean's standard error (``cv_se``) and the folds' MAPEs."""
     scores = []
     for lags, points in itertools.product(sorted(l_max), sorted(changepoints)):
         config = replace(base, l_max=lags, trend_changepoints=points)
         folds_done = rolling_origin(config, data, folds=folds, horizon=horizon, method="map")
-        errors = [f.mape for f in folds_done]
-        score = float(np.mean(errors)) if np.all(np.isfinite(errors)) else float("inf")
-        scores.append({"l_max": lags, "trend_changepoints": points, "cv_mape": score})
-    best = min(scores, key=lambda s: (s["cv_mape"], s["l_max"], s["trend_changepoints"]))
+        errors = np.array([f.mape for f in folds_done])
+        finite = bool(np.all(np.isfinite(errors)))
+        scores.append(
+            {
+                "l_max": lags,
+                "trend_changepoints": points,
+                "cv_mape": float(errors.mean()) if finite else float("inf"),
+                "cv_se": float(errors.std(ddof=1) / np.sqrt(len(errors)))
+                if finite and len(errors) > 1
+                else 0.0,
+                "fold_mape": errors.tolist(),
+            }
+        )
+    best = one_standard_error(scores)
     chosen = replace(base, l_max=best["l_max"], trend_changepoints=best["trend_changepoints"])
     return chosen, scores
+
+
+def one_standard_error(scores: list[dict[str, Any]]) -> dict[str, Any]:
+    """The simplest candidate whose mean error is within one standard error of the lowest
+    (Breiman et al.'s one-standard-error rule, glmnet's ``lambda.1se``).
+
+    A few rolling folds cannot tell apart candidates whose mean errors differ by less than
+    their spread, and the lowest mean alone then picks whichever one the noise favoured:
+    on ``mmm_roas_data.csv`` it took 12 weeks of carry-over where the data has 4, and the
+    channels' contributions came out 6-8% off instead of 4%. Simplest means fewest trend
+    changepoints (each adds a parameter), then the shortest carry-over; when no candidate
+    could be scored (every mean infinite), the simplest.
+
+    Examples
+    --------
+    >>> one_standard_error([
+    ...     {"l_max": 4, "trend_changepoints": 0, "cv_mape": 0.050, "cv_se": 0.004},
+    ...     {"l_max": 12, "trend_changepoints": 0, "cv_mape": 0.047, "cv_se": 0.004},
+    ... ])["l_max"]
+    4
+    """
+    best = min(scores, key=lambda s: s["cv_mape"])
+    within = [s for s in scores if s["cv_mape"] <= best["cv_mape"] + best["cv_se"]]
+    return min(within, key=lambda s: (s["trend_changepoints"], s["l_max"], s["cv_mape"]))
