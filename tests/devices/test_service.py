@@ -250,6 +250,12 @@ def test_modes_switch_personalization_off_piece_by_piece(fitted, devices: Device
     assert not any(w.startswith("eco") for _, _, w in steps)
     assert min(v for _, v, _ in steps) > HomeSettings().away_c
 
+    default = changes(devices.schedule(home(ws), HomeSettings(), start=START, hours=168))
+    assert any(w.startswith("pre-heating") for _, _, w in default)
+    no_preheat = settings_with(HomeSettings(), {"modes": {"preheat": "off"}})
+    steps = changes(devices.schedule(home(ws), no_preheat, start=START, hours=168))
+    assert not any(w.startswith("pre-heating") for _, _, w in steps)
+
     suggest = settings_with(HomeSettings(), {"modes": {"preheat": "suggest"}})
     assert devices.schedule(home(ws), suggest, start=START)["suggestion"] is True
 

@@ -27,6 +27,7 @@ import pandas as pd
 from tailor.devices.data import PURPOSE, DeviceDataError, read_device_events
 from tailor.devices.features import slot_of_week
 from tailor.devices.model import FEATURES, HomeModel, HomeSettings
+from tailor.devices.policy import DecisionParams
 from tailor.devices.quality import clean
 from tailor.events.privacy import may_use
 
@@ -254,9 +255,11 @@ class DevicesService:
             learned = (
                 model.base_program_ if modes["schedule"] == "off" else model.schedule_.table_
             )[slots]
-            into_absence = _coasts_into_absence(model, settings)
+            into_absence = _coasts_into_absence(model, params, settings)
             reasons = [
-                _reason(model, when, int(slot), bool(exp), value, wanted, settings, into_absence)
+                _reason(
+                    model, params, when, int(slot), bool(exp), value, wanted, settings, into_absence
+                )
                 for when, exp, slot, value, wanted in zip(
                     index, expected, slots, planned, learned, strict=True
                 )
@@ -292,6 +295,7 @@ class DevicesService:
 
 def _reason(
     model: HomeModel,
+    params: DecisionParams,
     when: pd.Timestamp,
     slot: int,
     expected: bool,
@@ -323,18 +327,19 @@ def _reason(
         return f"{round(planned, 2):g} °C from your own program: the learned schedule is off"
     if expected:
         return model.explain_slot(when)
-    if model.params_.preheating[slot]:
+    if params.preheating[slot]:  # the modes' parameters: none with pre-heating off
         return "pre-heating: the home is usually occupied soon and needs time to warm up"
     if settings.modes["away"] == "off":
         return "the home is usually empty now, but the setback while away is off"
     return "eco: the home is usually empty now (it returns to comfort when someone is home)"
 
 
-def _coasts_into_absence(model: HomeModel, settings: HomeSettings) -> np.ndarray:
+def _coasts_into_absence(
+    model: HomeModel, params: DecisionParams, settings: HomeSettings
+) -> np.ndarray:
     """Per slot of the week: whether a coasting stretch through it ends where the home is
     usually empty (before leaving) rather than at a lower setting while someone is home
     (bedtime). One backward pass over two weeks, so a stretch may wrap past Sunday night."""
-    params = model.params_
     schedule = np.clip(model.schedule_.table_, settings.lower_c, settings.upper_c)
     coasting = params.comfort < schedule - 0.01
     flags = np.zeros(params.n_slots, dtype=bool)
