@@ -72,7 +72,7 @@ def test_evaluate_a_file_write_the_report_and_save_the_best_model(workdir: Path)
 
     figures = json.loads((workdir / "reports" / "recommend.json").read_text())
     assert figures["protocol"] == "temporal" and figures["k"] == 10
-    assert set(figures["models"]) == {"popularity", "ease", "itemknn", "hybrid"}
+    assert set(figures["models"]) == {"popularity", "ease", "itemknn", "hybrid", "blend"}
     best = figures["best"]
     assert best == max(figures["models"], key=lambda m: figures["models"][m]["ndcg"])
     # The planted tastes are learnable: a personalized model beats popularity.
@@ -191,3 +191,38 @@ def test_a_saved_hybrid_keeps_its_tuning_record(tmp_path: Path) -> None:
     model = load_model(path)
     assert model.name == "hybrid"
     assert model.tuning_["protocol"] == "temporal"
+
+
+def test_no_blend_and_no_hybrid_leave_the_single_models(workdir: Path) -> None:
+    data = write_interactions(workdir / "interactions.csv", planted())
+    result = tailor(
+        "evaluate", "recommend", "--interactions", str(data), *FILE_OPTIONS,
+        "--budget", "1", "--models", "ease,itemknn", "--no-hybrid", "--no-blend", "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = json.loads((workdir / "reports" / "recommend.json").read_text())
+    assert set(figures["models"]) == {"ease", "itemknn"}
+
+
+def test_a_saved_blend_is_refitted_on_everything_with_its_weights(tmp_path: Path) -> None:
+    users, items, times = zip(*planted(users=24), strict=True)
+    log = InteractionLog.from_arrays(
+        np.array(users), np.array(items), times=np.array([t.timestamp() * 1000 for t in times])
+    )
+    params = {
+        "generators": {"itemknn": {"neighbors": 20}, "ease": {"l2": 100.0}},
+        "weights": {"ease": 0.5},
+    }
+    report = SimpleNamespace(params=params, metrics={"ndcg": 0.5}, validation_ndcg=0.4, trials=[])
+    evaluation = SimpleNamespace(
+        best="blend",
+        reports={"blend": report},
+        protocol="random",
+        k=10,
+        splits=SimpleNamespace(summary=lambda: {"train": 1}),
+    )
+    model = load_model(save_best(evaluation, log, tmp_path / "blend.npz"))  # type: ignore[arg-type]
+    assert model.name == "blend" and model.get_params() == params
+    assert list(model.models_) == ["itemknn", "ease"]
+    assert model.models_["ease"].n_items_ == log.n_items  # fitted on every interaction
+    assert model.tuning_["validation_ndcg"] == 0.4

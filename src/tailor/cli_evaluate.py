@@ -73,7 +73,9 @@ _RECOMMEND_HELP = (
     "tuned on a validation split carved out of the training rows (at most --budget settings), "
     "refitted on all training rows with its best setting and scored once on the test rows, so "
     "the test data chooses nothing. With at least two of ease, itemknn and als, a LightGBM "
-    "hybrid over them is tuned and scored too (--no-hybrid skips it).\n\n"
+    "hybrid over them is tuned and scored too (--no-hybrid skips it), and so is their blend: "
+    "their scores standardized per user and added with weights tuned on validation "
+    "(--no-blend skips it).\n\n"
     "The report (--report) shows the metrics table, nDCG and MAP per model, nDCG and recall "
     "at k = 1..20, the per-user nDCG distribution and every tuning trial; a JSON file with the "
     "same figures is written beside it. --save-model refits the best model's tuned setting on "
@@ -135,6 +137,9 @@ def recommend(
     ] = DEFAULT_MODELS,
     no_hybrid: Annotated[
         bool, typer.Option("--no-hybrid", help="Do not tune and score the hybrid reranker.")
+    ] = False,
+    no_blend: Annotated[
+        bool, typer.Option("--no-blend", help="Do not tune and score the blend of the models.")
     ] = False,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the random split and the hybrid's own splits.")
@@ -203,6 +208,7 @@ def recommend(
                 budget=budget,
                 models=names,
                 hybrid=not no_hybrid,
+                blend=not no_blend,
                 seed=seed,
                 progress=say,
             )

@@ -77,12 +77,12 @@ def test_every_model_and_the_hybrid_are_reported_and_tuned_without_the_test_rows
     result = evaluate_recommenders(
         log, protocol="random", budget=1, models=MODELS, catalog=small_catalog(log)
     )
-    assert set(result.reports) == {*MODELS, "hybrid"}
+    assert set(result.reports) == {*MODELS, "hybrid", "blend"}
     for report in result.reports.values():
         assert 0.0 <= report.metrics["ndcg"] <= 1.0 and report.validation_ndcg is not None
-    # Each model and the hybrid were tuned on fit part + validation: the training rows
-    # (every cell is one interaction here), never the test.
-    assert len(tuned_on) == len(MODELS) + 1
+    # Each model, the hybrid and the blend were tuned on fit part + validation: the training
+    # rows (every cell is one interaction here), never the test.
+    assert len(tuned_on) == len(MODELS) + 2
     assert all(fit + held == training_rows for fit, held in tuned_on)
     for fit_part, held_back, full in staged:
         for matrix in (fit_part, held_back, full):
@@ -91,6 +91,10 @@ def test_every_model_and_the_hybrid_are_reported_and_tuned_without_the_test_rows
     assert staged[-1][2].nnz == training_rows
     assert "category_share" in result.fitted["hybrid"].feature_names_
     assert "days_since_category_last" in result.fitted["hybrid"].feature_names_
+    # The blend's anchor is the generator that did best alone on validation.
+    anchor = next(iter(result.reports["blend"].params["generators"]))
+    alone = {n: result.reports[n].validation_ndcg for n in ("ease", "itemknn")}
+    assert alone[anchor] == max(alone.values())
 
 
 def test_a_catalog_of_other_items_is_refused():

@@ -245,6 +245,17 @@ class Recommender:
         return load_model(path)
 
 
+def fit_models(
+    configs: dict[str, dict[str, Any]] | None, interactions: sp.csr_matrix
+) -> dict[str, Recommender]:
+    """{model name: that model with those hyperparameters, fitted on ``interactions``} (the
+    models a hybrid or a blend combines)."""
+    return {
+        name: Recommender._registry[name](**params).fit(interactions)
+        for name, params in (configs or {}).items()
+    }
+
+
 def load_model(source: str | Path | bytes) -> Recommender:
     """Load a model written by :meth:`Recommender.save` (a path) or
     :meth:`Recommender.to_bytes`, whatever its class."""

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from tailor.evaluate import leave_last_out, random_per_user, ranking_metrics, temporal
 from tailor.recommend.base import Recommender, distinct_users
+from tailor.recommend.blend import BLEND_WEIGHTS, Blend
 from tailor.recommend.catalog import Catalog
 from tailor.recommend.hybrid import HYBRID_GRID, MS_PER_DAY, Hybrid
 from tailor.recommend.interactions import InteractionLog
@@ -251,6 +252,30 @@ def tune_hybrid(
     return result
 
 
+def tune_blend(
+    generators: dict[str, dict[str, Any]],
+    fit_part: sp.csr_matrix,
+    validation: sp.csr_matrix,
+    *,
+    k: int = 10,
+    budget: int = 24,
+) -> TuningResult:
+    """Tune the blend's weights on the validation split, each generator fitted once on the
+    fit part with its own tuned settings; the first generator is the anchor (weight 1)."""
+    models = Blend(generators=generators)._fitted_generators(fit_part)
+    grid = {name: list(BLEND_WEIGHTS) for name in list(generators)[1:]}
+
+    def build(**weights: float) -> Blend:
+        return Blend(generators=generators, weights=weights).with_models(models)
+
+    def top_k(model: Blend, seen: sp.csr_matrix, k: int) -> np.ndarray:
+        return model.recommend(seen, k=k, users=np.arange(seen.shape[0]))[0]
+
+    result = tune(build, top_k, grid, fit_part, validation, k=k, budget=budget)
+    result.best_params = {"generators": generators, "weights": result.best_params}
+    return result
+
+
 def _context(
     catalog: Catalog | None,
     fit_part_times: sp.csr_matrix,
@@ -274,6 +299,7 @@ def evaluate_recommenders(
     budget: int = 24,
     models: Sequence[str] = DEFAULT_MODELS,
     hybrid: bool = True,
+    blend: bool = True,
     seed: int = 42,
     progress: Callable[[str], None] | None = None,
     catalog: Catalog | None = None,
@@ -284,7 +310,8 @@ def evaluate_recommenders(
     With ``hybrid`` and at least two of :data:`HYBRID_GENERATORS` among ``models``, the hybrid
     reranker over their tuned configurations is tuned (:func:`tune_hybrid`) and scored too;
     ``catalog`` (aligned with ``log.item_ids``) gives its ranker the catalog features and
-    ``hybrid_times`` the time features (from the log's times).
+    ``hybrid_times`` the time features (from the log's times). With ``blend`` and the same
+    two or more generators, their blend (:mod:`tailor.recommend.blend`) is tuned and scored.
     """
     if k < 1 or budget < 1:
         raise ValueError("k and budget must be at least 1")
@@ -357,4 +384,18 @@ def evaluate_recommenders(
             ),
         )
         score("hybrid", model, tuning.best_params, time.perf_counter() - started, tuning)
+    if blend and len(generators) >= 2:
+        # The anchor is the generator that did best alone on validation.
+        order = sorted(generators, key=lambda n: -(reports[n].validation_ndcg or 0.0))
+        say(f"tuning the blend of {', '.join(order)} on validation")
+        tuning = tune_blend(
+            {n: generators[n] for n in order},
+            splits.fit_part,
+            splits.validation,
+            k=k,
+            budget=budget,
+        )
+        started = time.perf_counter()
+        model = Blend(**tuning.best_params).fit(splits.train)
+        score("blend", model, tuning.best_params, time.perf_counter() - started, tuning)
     return Evaluation(protocol, k, splits, reports, fitted)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from tailor.recommend.base import Recommender, distinct_users
+from tailor.recommend.base import Recommender, distinct_users, fit_models
 from tailor.recommend.catalog import UNKNOWN_TIME, Catalog
 
 MS_PER_DAY = 86_400_000.0
@@ -207,10 +207,7 @@ class Hybrid(Recommender):
         raise TypeError("Hybrid learns from two parts of the data: call fit_stages()")
 
     def _fit_generators(self, interactions: sp.csr_matrix) -> dict[str, Recommender]:
-        models = {}
-        for name, params in (self.generators or {}).items():
-            models[name] = Recommender._registry[name](**params).fit(interactions)
-        return models
+        return fit_models(self.generators, interactions)
 
     def _feature_names(self) -> list[str]:
         names = []

@@ -576,12 +576,15 @@ class RecommendationService:
         if self.candidates is not None:
             for row in rows[rows < len(self.candidates.items)]:
                 self.candidates.forget(int(row))
-        for name in _USER_STATE:
-            state = getattr(self.model, name, None)
-            if isinstance(state, np.ndarray):
-                state = state.copy()
-                state[rows[rows < len(state)]] = 0
-                setattr(self.model, name, state)
+        # A blend or hybrid keeps its generators' per-user state inside it: erase that too.
+        inner = getattr(self.model, "models_", None)
+        for model in (self.model, *(inner.values() if isinstance(inner, dict) else ())):
+            for name in _USER_STATE:
+                state = getattr(model, name, None)
+                if isinstance(state, np.ndarray):
+                    state = state.copy()
+                    state[rows[rows < len(state)]] = 0
+                    setattr(model, name, state)
         user_ids = np.delete(self.user_ids, positions)
         all_rows = self.user_rows if self.user_rows is not None else np.arange(len(self.user_ids))
         user_rows = np.delete(all_rows, positions)
