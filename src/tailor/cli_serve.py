@@ -96,7 +96,7 @@ def serve(
         str,
         typer.Option(
             "--algorithm",
-            help="Personal model for --save-model (ease, itemknn, als, bpr, popularity).",
+            help="Personal model for --save-model (ease, itemknn, als, bpr, popularity, blend).",
             rich_help_panel="Model",
         ),
     ] = "ease",

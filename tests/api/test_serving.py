@@ -277,6 +277,11 @@ def test_cli_save_model_and_worker_check(tmp_path, monkeypatch):
         assert result.exit_code == 1 and "--params" in result.output
         result = runner.invoke(app, ["serve", "--save-model", str(out), "--params", "{bad"])
         assert result.exit_code == 1 and "--params is not valid JSON" in result.output
+        result = runner.invoke(
+            app, ["serve", "--save-model", str(out), "--params", '{"neighbours": 10}']
+        )
+        assert result.exit_code == 1, result.output
+        assert "ease: unknown setting(s) neighbours; it takes l2" in result.output
     finally:
         get_settings.cache_clear()
 

@@ -63,6 +63,10 @@ def test_scaled_rows_keep_their_zero_and_excluded_items_out():
         ({"generators": GENERATORS, "weights": {"itemknn": -1.0}}, "finite number >= 0"),
         ({"generators": GENERATORS, "weights": {"itemknn": float("nan")}}, "finite number"),
         ({"generators": GENERATORS, "weights": {"itemknn": "1"}}, "finite number"),
+        ({"generators": "ease"}, "generators must name at least one model"),
+        ({"generators": {"ease": 500}}, "ease: its settings must be an object"),
+        ({"generators": {"ease": {"lambda": 5}}}, r"unknown setting\(s\) lambda; it takes l2"),
+        ({"generators": GENERATORS, "weights": [0.5]}, "weights must be an object"),
     ],
 )
 def test_bad_settings_are_refused_before_any_fitting(settings, message):

@@ -176,6 +176,8 @@ def test_build_refuses_an_empty_log_and_an_unknown_model():
         RecommendationService.build(events.slice(0, 0), items)
     with pytest.raises(ValueError, match="cannot be built here"):
         RecommendationService.build(events, items, model="nonsense")
+    with pytest.raises(ValueError, match=r"itemknn: unknown setting\(s\) k; it takes neighbors"):
+        RecommendationService.build(events, items, model="itemknn", params={"k": 5})
 
 
 def test_user_lookup_follows_the_user_arrays(service):

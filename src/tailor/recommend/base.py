@@ -245,14 +245,36 @@ class Recommender:
         return load_model(path)
 
 
+def make_model(name: str, params: Any = None) -> Recommender:
+    """The model ``name`` with hyperparameters ``params`` (a mapping), or a ValueError that
+    names the model and the settings it takes."""
+    model_cls = Recommender._registry.get(name)
+    if model_cls is None or name == "base":
+        known = ", ".join(sorted(set(Recommender._registry) - {"base"}))
+        raise ValueError(f"unknown model {name!r}; choose one of {known}")
+    if params is not None and not isinstance(params, dict):
+        raise ValueError(f"{name}: its settings must be an object of hyperparameters")
+    try:
+        return model_cls(**(params or {}))
+    except TypeError:
+        takes = [
+            p.name
+            for p in inspect.signature(model_cls.__init__).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        raise ValueError(
+            f"{name}: unknown setting(s) {', '.join(sorted(set(params or {}) - set(takes)))}; "
+            f"it takes {', '.join(takes) or 'none'}"
+        ) from None
+
+
 def fit_models(
     configs: dict[str, dict[str, Any]] | None, interactions: sp.csr_matrix
 ) -> dict[str, Recommender]:
     """{model name: that model with those hyperparameters, fitted on ``interactions``} (the
     models a hybrid or a blend combines)."""
     return {
-        name: Recommender._registry[name](**params).fit(interactions)
-        for name, params in (configs or {}).items()
+        name: make_model(name, params).fit(interactions) for name, params in (configs or {}).items()
     }
 
 

@@ -68,11 +68,13 @@ class Blend(Recommender):
 
     def _check_settings(self) -> None:
         generators = self.generators or {}
-        if not generators:
-            raise ValueError("generators must name at least one model")
+        if not isinstance(generators, dict) or not generators:
+            raise ValueError("generators must name at least one model: {name: settings}")
         unknown = [n for n in generators if n not in Recommender._registry or n == self.name]
         if unknown:
             raise ValueError(f"generators: unknown model(s) {', '.join(map(repr, unknown))}")
+        if not isinstance(self.weights or {}, dict):
+            raise ValueError("weights must be an object: {generator name: weight}")
         for name, weight in (self.weights or {}).items():
             if name not in generators:
                 raise ValueError(f"weights: {name!r} is not one of the generators")

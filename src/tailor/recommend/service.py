@@ -36,7 +36,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from tailor.files import replace_text
-from tailor.recommend.base import Recommender, load_model
+from tailor.recommend.base import Recommender, load_model, make_model
 from tailor.recommend.candidates import DEFAULT_DEPTH, TopCandidates, compute_top_candidates
 from tailor.recommend.catalog import Catalog
 from tailor.recommend.explain import (
@@ -172,7 +172,7 @@ class RecommendationService:
                 f"model {model!r} cannot be built here; choose one of "
                 f"{', '.join(sorted(set(Recommender._registry) - {'base', 'hybrid'}))}"
             )
-        personal = Recommender._registry[model](**dict(params or {}))
+        personal = make_model(model, None if params is None else dict(params))
         personal.fit(history, log=log, catalog=catalog)
         trending = Trending(half_life_days=trending_half_life_days).fit(history, log=log)
         content = None
