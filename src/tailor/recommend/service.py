@@ -57,9 +57,12 @@ NEW_ITEM_WEIGHT = 0.9
 content match lands just below the user's best item, a weak one far below."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RecommendedItem:
-    """One answer line: the item, its score and why it is there."""
+    """One answer line: the item, its score and why it is there.
+
+    A value, never changed once made; not frozen because a frozen dataclass takes six times
+    as long to build (1.5 µs against 0.26), and every answer builds ten or more of them."""
 
     item_id: str
     score: float
@@ -134,6 +137,12 @@ class RecommendationService:
     info: dict[str, Any] = field(default_factory=dict)
     candidates: TopCandidates | None = None
     user_lookup: UserLookup | None = field(default=None, repr=False, compare=False)
+    reasons: dict[tuple[int, bool, str], Explanation] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Explanations already worded, by (evidence item, item is new, verb): the same few
+    thousand sentences serve every user. Each copy of a service (a catalog change may retitle
+    an item) starts its own."""
 
     @classmethod
     def build(
@@ -881,15 +890,23 @@ class RecommendationService:
         new = self._new_items[chosen] & (self.content is not None) & (len(seen) > 0)
         kinds = {False: similarity_kind(self.model, model, False), True: "similar_content"}
         sources = {False: model, True: "content"}
+        reasons = self.reasons
         out = []
         for code, item_is_new, verb in zip(
             evidence.tolist(), new.tolist(), verbs.tolist(), strict=True
         ):
-            source = sources[item_is_new]
-            if code < 0:
-                out.append(Explanation("popular", "Popular right now", None, source))
-                continue
-            out.append(because(kinds[item_is_new], source, code, self.catalog, verb))
+            key = (code, item_is_new, verb)
+            reason = reasons.get(key)
+            if reason is None:
+                source = sources[item_is_new]
+                if code < 0:
+                    reason = Explanation("popular", "Popular right now", None, source)
+                else:
+                    reason = because(kinds[item_is_new], source, code, self.catalog, verb)
+                if len(reasons) >= MAX_KEPT_REASONS:
+                    reasons.clear()
+                reasons[key] = reason
+            out.append(reason)
         return out
 
     def _verbs_of_user(self, user: int, evidence: np.ndarray) -> np.ndarray:
@@ -993,6 +1010,8 @@ class RecommendationService:
         return out
 
 
+MAX_KEPT_REASONS = 200_000
+"""Worded explanations a service keeps (:attr:`RecommendationService.reasons`), a few MB."""
 SERVICE_KIND = "tailor.recommendation_service"
 SERVICE_FORMAT = 1
 _CART = float(INTERACTION_TYPES.index("add_to_cart") + 1)
