@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -169,26 +170,31 @@ def test_an_unknown_protocol_is_a_usage_error(workdir: Path) -> None:
     assert "tomorrow" in said(result) and "leave-last-out" in said(result)
 
 
-def test_a_saved_hybrid_keeps_its_tuning_record(tmp_path: Path) -> None:
+def save_as_best(name: str, params: dict, protocol: str, path: Path) -> tuple[Any, Any]:
+    """(the model :func:`save_best` saved, the log it was refitted on) for an evaluation whose
+    best is ``name`` with ``params`` (validation nDCG 0.4)."""
     users, items, times = zip(*planted(users=24), strict=True)
     log = InteractionLog.from_arrays(
         np.array(users), np.array(items), times=np.array([t.timestamp() * 1000 for t in times])
     )
+    report = SimpleNamespace(params=params, metrics={"ndcg": 0.5}, validation_ndcg=0.4, trials=[])
+    evaluation = SimpleNamespace(
+        best=name,
+        reports={name: report},
+        protocol=protocol,
+        k=10,
+        splits=SimpleNamespace(summary=lambda: {"train": 1}),
+    )
+    return load_model(save_best(evaluation, log, path)), log  # type: ignore[arg-type]
+
+
+def test_a_saved_hybrid_keeps_its_tuning_record(tmp_path: Path) -> None:
     params = {
         "generators": {"ease": {"l2": 100.0}, "itemknn": {"neighbors": 20}},
         "candidates": 20,
         "trees": 20,
     }
-    report = SimpleNamespace(params=params, metrics={"ndcg": 0.5}, validation_ndcg=0.4, trials=[])
-    evaluation = SimpleNamespace(
-        best="hybrid",
-        reports={"hybrid": report},
-        protocol="temporal",
-        k=10,
-        splits=SimpleNamespace(summary=lambda: {"train": 1}),
-    )
-    path = save_best(evaluation, log, tmp_path / "hybrid.npz")  # type: ignore[arg-type]
-    model = load_model(path)
+    model, _ = save_as_best("hybrid", params, "temporal", tmp_path / "hybrid.npz")
     assert model.name == "hybrid"
     assert model.tuning_["protocol"] == "temporal"
 
@@ -205,23 +211,11 @@ def test_no_blend_and_no_hybrid_leave_the_single_models(workdir: Path) -> None:
 
 
 def test_a_saved_blend_is_refitted_on_everything_with_its_weights(tmp_path: Path) -> None:
-    users, items, times = zip(*planted(users=24), strict=True)
-    log = InteractionLog.from_arrays(
-        np.array(users), np.array(items), times=np.array([t.timestamp() * 1000 for t in times])
-    )
     params = {
         "generators": {"itemknn": {"neighbors": 20}, "ease": {"l2": 100.0}},
         "weights": {"ease": 0.5},
     }
-    report = SimpleNamespace(params=params, metrics={"ndcg": 0.5}, validation_ndcg=0.4, trials=[])
-    evaluation = SimpleNamespace(
-        best="blend",
-        reports={"blend": report},
-        protocol="random",
-        k=10,
-        splits=SimpleNamespace(summary=lambda: {"train": 1}),
-    )
-    model = load_model(save_best(evaluation, log, tmp_path / "blend.npz"))  # type: ignore[arg-type]
+    model, log = save_as_best("blend", params, "random", tmp_path / "blend.npz")
     assert model.name == "blend" and model.get_params() == params
     assert list(model.models_) == ["itemknn", "ease"]
     assert model.models_["ease"].n_items_ == log.n_items  # fitted on every interaction

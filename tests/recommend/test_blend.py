@@ -12,7 +12,7 @@ from tailor.recommend.evaluation import tune_blend
 from tailor.recommend.models import EASE, ItemKNN
 from tailor.recommend.service import RecommendationService
 
-from .test_models import two_tastes
+from .test_models import hold_back, two_tastes
 from .test_service import shop
 
 GENERATORS = {"ease": {"l2": 10.0}, "itemknn": {"neighbors": 20, "shrink": 1.0}}
@@ -92,13 +92,7 @@ def test_the_blend_saves_its_generators_in_order_in_one_file(tmp_path):
 
 
 def test_tune_blend_tries_each_weight_on_validation_and_keeps_the_best():
-    full = two_tastes(seed=6)
-    rng = np.random.default_rng(0)
-    validation = full.copy()
-    validation.data = (rng.random(validation.nnz) < 0.25).astype(np.float32)
-    validation.eliminate_zeros()
-    fit_part = full - validation
-    fit_part.eliminate_zeros()
+    fit_part, validation = hold_back(two_tastes(seed=6))
     result = tune_blend(GENERATORS, fit_part, validation, k=5)
     assert [t.params for t in result.trials] == [{"itemknn": w} for w in BLEND_WEIGHTS]
     best = max(result.trials, key=lambda t: t.ndcg)

@@ -10,19 +10,14 @@ import scipy.sparse as sp
 from tailor.recommend.catalog import Catalog
 from tailor.recommend.hybrid import Hybrid
 
-from .test_models import two_tastes
+from .test_models import hold_back, two_tastes
 
 GENERATORS = {"ease": {"l2": 10.0}, "itemknn": {"neighbors": 20, "shrink": 1.0}}
 
 
 def test_hybrid_learns_and_recommends_within_the_users_taste():
     full = two_tastes(seed=1)
-    rng = np.random.default_rng(0)
-    held = full.copy()
-    held.data = (rng.random(held.nnz) < 0.25).astype(np.float32)
-    held.eliminate_zeros()
-    fit_part = full - held
-    fit_part.eliminate_zeros()
+    fit_part, held = hold_back(full)
     model = Hybrid(generators=GENERATORS, candidates=10, trees=20).fit_stages(fit_part, held, full)
     assert model.feature_names_[:2] == ["ease_score", "ease_rank"]
     ids, scores = model.recommend(full, k=5, users=np.arange(60))

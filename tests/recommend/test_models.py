@@ -38,6 +38,16 @@ def two_tastes(seed: int = 0) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(60, 40))
 
 
+def hold_back(full: sp.csr_matrix, seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(fit part, held-back part): about a quarter of ``full``'s cells held back at random."""
+    held = full.copy()
+    held.data = (np.random.default_rng(seed).random(held.nnz) < 0.25).astype(np.float32)
+    held.eliminate_zeros()
+    fit_part = full - held
+    fit_part.eliminate_zeros()
+    return fit_part, held
+
+
 @pytest.mark.parametrize("name", [n for n in MATRIX_ONLY if n != "popularity"])
 def test_personal_models_recommend_within_the_users_taste(name):
     x = two_tastes()
