@@ -74,7 +74,7 @@ _RECOMMEND_HELP = (
     "refitted on all training rows with its best setting and scored once on the test rows, so "
     "the test data chooses nothing. With at least two of ease, itemknn and als, a LightGBM "
     "hybrid over them is tuned and scored too (--no-hybrid skips it), and so is their blend: "
-    "their scores standardized per user and added with weights tuned on validation "
+    "each user's scores divided by their spread and added with weights tuned on validation "
     "(--no-blend skips it).\n\n"
     "The report (--report) shows the metrics table, nDCG and MAP per model, nDCG and recall "
     "at k = 1..20, the per-user nDCG distribution and every tuning trial; a JSON file with the "

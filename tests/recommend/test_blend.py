@@ -59,6 +59,8 @@ def test_scaled_rows_keep_their_zero_and_excluded_items_out():
         ({}, "generators must name at least one model"),
         ({"generators": {"nonsense": {}}}, "unknown model"),
         ({"generators": {"blend": {}}}, "unknown model"),
+        ({"generators": {"hybrid": {}}}, "not a blend or a hybrid"),
+        ({"generators": GENERATORS, "weights": {"itemknn": True}}, "finite number"),
         ({"generators": GENERATORS, "weights": {"als": 1.0}}, "'als' is not one of"),
         ({"generators": GENERATORS, "weights": {"itemknn": -1.0}}, "finite number >= 0"),
         ({"generators": GENERATORS, "weights": {"itemknn": float("nan")}}, "finite number"),

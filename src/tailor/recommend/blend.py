@@ -5,9 +5,8 @@ the catalog), so a weight means the same whatever the model's units: EASE's
 regression scores, ALS's dot products and item-kNN's summed similarities differ by orders of
 magnitude. The first model is the anchor (weight 1); the others' weights are tuned on the
 validation split (:func:`tailor.recommend.evaluation.tune_blend`), each model keeping the
-configuration it was tuned to alone. Blending well-tuned simple models is how the strongest
-results on MovieLens 100K were reached without a neural model (``python -m bench.recommend``;
-figures in the README).
+configuration it was tuned to alone. On MovieLens 100K the blend of EASE, item-kNN and ALS
+is tailor's best model (``python -m bench.recommend``; figures in the README).
 
 Unlike the hybrid, the blend needs no held-back part to learn on: the weights are its only
 parameters, so it refits on everything like any single model.
@@ -23,6 +22,7 @@ import scipy.sparse as sp
 
 from tailor.recommend.base import Recommender, fit_models
 
+_COMBINED = frozenset({"blend", "hybrid"})
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 """The weights tried for each model after the anchor (the anchor's is 1)."""
 
@@ -70,15 +70,19 @@ class Blend(Recommender):
         generators = self.generators or {}
         if not isinstance(generators, dict) or not generators:
             raise ValueError("generators must name at least one model: {name: settings}")
-        unknown = [n for n in generators if n not in Recommender._registry or n == self.name]
+        unknown = [n for n in generators if n not in Recommender._registry or n in _COMBINED]
         if unknown:
-            raise ValueError(f"generators: unknown model(s) {', '.join(map(repr, unknown))}")
+            raise ValueError(
+                f"generators: unknown model(s) {', '.join(map(repr, unknown))} (a blend "
+                "combines single models, not a blend or a hybrid)"
+            )
         if not isinstance(self.weights or {}, dict):
             raise ValueError("weights must be an object: {generator name: weight}")
         for name, weight in (self.weights or {}).items():
             if name not in generators:
                 raise ValueError(f"weights: {name!r} is not one of the generators")
-            if not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 0:
+            number = isinstance(weight, int | float) and not isinstance(weight, bool)
+            if not number or not math.isfinite(weight) or weight < 0:
                 raise ValueError(f"weights: {name!r} must be a finite number >= 0, got {weight!r}")
 
     def _score(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
