@@ -278,6 +278,19 @@ def fit_models(
     }
 
 
+def pack_models(models: dict[str, Recommender]) -> dict[str, np.ndarray]:
+    """Each of a hybrid's or blend's models as bytes inside its own ``.npz``."""
+    return {
+        f"generator_{name}": np.frombuffer(m.to_bytes(), np.uint8) for name, m in models.items()
+    }
+
+
+def unpack_models(arrays: dict[str, np.ndarray], names: Any) -> dict[str, Recommender]:
+    """The models :func:`pack_models` wrote, in the order of ``names`` (the generators of the
+    model's header: an ``.npz`` keeps no order a reader should rely on)."""
+    return {name: load_model(arrays[f"generator_{name}"].tobytes()) for name in names}
+
+
 def load_model(source: str | Path | bytes) -> Recommender:
     """Load a model written by :meth:`Recommender.save` (a path) or
     :meth:`Recommender.to_bytes`, whatever its class."""

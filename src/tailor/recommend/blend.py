@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from tailor.recommend.base import Recommender, fit_models
+from tailor.recommend.base import Recommender, fit_models, pack_models, unpack_models
 
 _COMBINED = frozenset({"blend", "hybrid"})
+MAX_WEIGHT = 1000.0
+"""Beyond it one model drowns the others (and the sums could leave float32's range)."""
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 """The weights tried for each model after the anchor (the anchor's is 1)."""
 
@@ -82,8 +84,10 @@ class Blend(Recommender):
             if name not in generators:
                 raise ValueError(f"weights: {name!r} is not one of the generators")
             number = isinstance(weight, int | float) and not isinstance(weight, bool)
-            if not number or not math.isfinite(weight) or weight < 0:
-                raise ValueError(f"weights: {name!r} must be a finite number >= 0, got {weight!r}")
+            if not number or not math.isfinite(weight) or not 0 <= weight <= MAX_WEIGHT:
+                raise ValueError(
+                    f"weights: {name!r} must be a number from 0 to {MAX_WEIGHT:g}, got {weight!r}"
+                )
 
     def _score(self, history: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
         weights = self.weights or {}
@@ -106,26 +110,18 @@ class Blend(Recommender):
     # --- persistence: each generator rides inside the one file, as in the hybrid ----------
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {"item_popularity_": self.item_popularity_}
-        for name, model in self.models_.items():
-            arrays[f"generator_{name}"] = np.frombuffer(model.to_bytes(), np.uint8)
+        arrays = {"item_popularity_": self.item_popularity_, **pack_models(self.models_)}
         scalars: dict[str, Any] = {"n_items_": self.n_items_}
         if hasattr(self, "tuning_"):
             scalars["tuning_"] = self.tuning_
         return arrays, scalars
 
     def _restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        from tailor.recommend.base import load_model
-
         self.n_items_ = int(scalars["n_items_"])
         if "tuning_" in scalars:
             self.tuning_ = scalars["tuning_"]
         self.item_popularity_ = arrays["item_popularity_"]
-        # In the generators' order, which the header's params keep (npz keys are unordered).
-        self.models_ = {
-            name: load_model(arrays[f"generator_{name}"].tobytes())
-            for name in self.generators or {}
-        }
+        self.models_ = unpack_models(arrays, self.generators or {})
 
 
 def _unit_spread(scores: np.ndarray) -> np.ndarray:

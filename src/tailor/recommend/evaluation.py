@@ -23,7 +23,7 @@ from tailor.recommend.blend import BLEND_WEIGHTS, Blend
 from tailor.recommend.catalog import Catalog
 from tailor.recommend.hybrid import HYBRID_GRID, MS_PER_DAY, Hybrid
 from tailor.recommend.interactions import InteractionLog
-from tailor.recommend.tuning import GRIDS, Trial, TuningResult, tune, tune_model
+from tailor.recommend.tuning import GRIDS, Trial, TuningResult, recommended, tune, tune_model
 
 PROTOCOLS = ("random", "temporal", "leave-last-out")
 """``random``: 75% of each user's interactions at random train (the Microsoft Recommenders
@@ -244,10 +244,7 @@ def tune_hybrid(
             **_context(catalog, nested_times, fit_part_times, times=times),
         )
 
-    def top_k(model: Hybrid, seen: sp.csr_matrix, k: int) -> np.ndarray:
-        return model.recommend(seen, k=k, users=np.arange(seen.shape[0]))[0]
-
-    result = tune(build, top_k, grid or HYBRID_GRID, fit_part, validation, k=k, budget=budget)
+    result = tune(build, recommended, grid or HYBRID_GRID, fit_part, validation, k=k, budget=budget)
     result.best_params = {"generators": generators, **result.best_params}
     return result
 
@@ -268,10 +265,7 @@ def tune_blend(
     def build(**weights: float) -> Blend:
         return Blend(generators=generators, weights=weights).with_models(models)
 
-    def top_k(model: Blend, seen: sp.csr_matrix, k: int) -> np.ndarray:
-        return model.recommend(seen, k=k, users=np.arange(seen.shape[0]))[0]
-
-    result = tune(build, top_k, grid, fit_part, validation, k=k, budget=budget)
+    result = tune(build, recommended, grid, fit_part, validation, k=k, budget=budget)
     result.best_params = {"generators": generators, "weights": result.best_params}
     return result
 

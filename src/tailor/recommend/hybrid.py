@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from tailor.recommend.base import Recommender, distinct_users, fit_models
+from tailor.recommend.base import (
+    Recommender,
+    distinct_users,
+    fit_models,
+    pack_models,
+    unpack_models,
+)
 from tailor.recommend.catalog import UNKNOWN_TIME, Catalog
 
 MS_PER_DAY = 86_400_000.0
@@ -375,8 +381,7 @@ class Hybrid(Recommender):
             "item_popularity_": self.item_popularity_,
             "ranker_": np.frombuffer(self.ranker_.model_to_string().encode(), np.uint8),
         }
-        for name, model in self.models_.items():
-            arrays[f"generator_{name}"] = np.frombuffer(model.to_bytes(), np.uint8)
+        arrays |= pack_models(self.models_)
         for key in _CONTEXT_ARRAYS:
             if hasattr(self, key):
                 arrays[key] = getattr(self, key)
@@ -396,8 +401,6 @@ class Hybrid(Recommender):
     def _restore(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         from lightgbm import Booster
 
-        from tailor.recommend.base import load_model
-
         self.feature_names_ = list(scalars["feature_names_"])
         self.n_items_ = int(scalars["n_items_"])
         if "tuning_" in scalars:
@@ -414,11 +417,7 @@ class Hybrid(Recommender):
             )
         self.item_popularity_ = arrays["item_popularity_"]
         self.ranker_ = Booster(model_str=arrays["ranker_"].tobytes().decode())
-        self.models_ = {
-            key.removeprefix("generator_"): load_model(value.tobytes())
-            for key, value in arrays.items()
-            if key.startswith("generator_")
-        }
+        self.models_ = unpack_models(arrays, self.generators or {})
 
 
 _CONTEXT_ARRAYS = (

@@ -98,6 +98,12 @@ def tune(
     return TuningResult(best.params, best.ndcg, trials)
 
 
+def recommended(model: Recommender, seen: sp.csr_matrix, k: int) -> np.ndarray:
+    """The top ``k`` items of a fitted model for each row of ``seen`` (row i is training
+    user i): the ``score_top_k`` :func:`tune` takes for any of tailor's models."""
+    return model.recommend(seen, k=k, users=np.arange(seen.shape[0]))[0]
+
+
 def tune_model(
     name: str,
     train: sp.csr_matrix,
@@ -115,12 +121,9 @@ def tune_model(
     def build(**params: Any) -> Recommender:
         return model_cls(**params).fit(train)
 
-    def top_k(model: Recommender, seen: sp.csr_matrix, k: int) -> np.ndarray:
-        return model.recommend(seen, k=k, users=np.arange(seen.shape[0]))[0]
-
     return tune(
         build,
-        top_k,
+        recommended,
         grid or GRIDS[name],
         train,
         validation,
