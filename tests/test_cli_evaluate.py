@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tailor.cli_evaluate import save_best
+from tailor.cli_evaluate import save_chosen
 from tailor.recommend import InteractionLog, load_model
 from tests._cli import tailor
 
@@ -86,13 +86,18 @@ def test_evaluate_a_file_write_the_report_and_save_the_best_model(workdir: Path)
     for name in figures["models"]:
         assert f"<td>{name}</td>" in page
 
+    # The saved model is the one validation chose, whatever the test figures say.
+    chosen = figures["chosen"]
+    validation = figures["validation_ndcg"]
+    assert validation[chosen] == max(validation.values())
+    assert f"Chosen for serving: <strong>{chosen}</strong>" in page
     model = load_model(workdir / "models" / "best.npz")
-    assert model.name == best
+    assert model.name == chosen
     tuning = model.tuning_
     assert tuning["protocol"] == "temporal" and tuning["k"] == 10
-    assert tuning["settings_tried"] == len(figures["trials"][best])
-    assert tuning["test_metrics"]["ndcg"] == figures["models"][best]["ndcg"]
-    assert tuning["validation_ndcg"] == pytest.approx(figures["validation_ndcg"][best], abs=1e-4)
+    assert tuning["settings_tried"] == len(figures["trials"][chosen])
+    assert tuning["test_metrics"]["ndcg"] == figures["models"][chosen]["ndcg"]
+    assert tuning["validation_ndcg"] == pytest.approx(validation[chosen], abs=1e-4)
     assert tuning["data_window"]["rows"] == 660
     assert tuning["data_window"]["first_event"].startswith("2024-03-0")
     # Trained on all interactions: every item of the file is known to it.
@@ -171,7 +176,7 @@ def test_an_unknown_protocol_is_a_usage_error(workdir: Path) -> None:
 
 
 def save_as_best(name: str, params: dict, protocol: str, path: Path) -> tuple[Any, Any]:
-    """(the model :func:`save_best` saved, the log it was refitted on) for an evaluation whose
+    """(the model :func:`save_chosen` saved, the log it was refitted on) for an evaluation whose
     best is ``name`` with ``params`` (validation nDCG 0.4)."""
     users, items, times = zip(*planted(users=24), strict=True)
     log = InteractionLog.from_arrays(
@@ -179,13 +184,13 @@ def save_as_best(name: str, params: dict, protocol: str, path: Path) -> tuple[An
     )
     report = SimpleNamespace(params=params, metrics={"ndcg": 0.5}, validation_ndcg=0.4, trials=[])
     evaluation = SimpleNamespace(
-        best=name,
+        chosen=name,
         reports={name: report},
         protocol=protocol,
         k=10,
         splits=SimpleNamespace(summary=lambda: {"train": 1}),
     )
-    return load_model(save_best(evaluation, log, path)), log  # type: ignore[arg-type]
+    return load_model(save_chosen(evaluation, log, path)), log  # type: ignore[arg-type]
 
 
 def test_a_saved_hybrid_keeps_its_tuning_record(tmp_path: Path) -> None:

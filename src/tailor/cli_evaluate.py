@@ -78,8 +78,9 @@ _RECOMMEND_HELP = (
     "(--no-blend skips it).\n\n"
     "The report (--report) shows the metrics table, nDCG and MAP per model, nDCG and recall "
     "at k = 1..20, the per-user nDCG distribution and every tuning trial; a JSON file with the "
-    "same figures is written beside it. --save-model refits the best model's tuned setting on "
-    "ALL interactions and saves it, with its tuning record, for serving.\n\n"
+    "same figures is written beside it. --save-model refits the model with the best "
+    "validation nDCG (not test: the test rows choose nothing) with its tuned setting on ALL "
+    "interactions and saves it, with its tuning record, for serving.\n\n"
     "Example: tailor evaluate recommend --interactions ratings.csv --user-col user "
     "--item-col movie --time-col ts --models ease,itemknn,als --save-model models/best.npz"
 )
@@ -156,8 +157,9 @@ def recommend(
         Path | None,
         typer.Option(
             "--save-model",
-            help="Refit the best model's tuned setting on ALL interactions and save it here "
-            "(.npz; load it with tailor.recommend.load_model).",
+            help="Refit the model with the best validation nDCG, with its tuned setting, on "
+            "ALL interactions and save it here (.npz; load it with "
+            "tailor.recommend.load_model).",
             rich_help_panel="Output",
         ),
     ] = None,
@@ -216,8 +218,8 @@ def recommend(
             html_path, json_path = _write(evaluation, report, source)
             saved = None
             if save_model is not None:
-                say(f"refitting {evaluation.best} on all {len(log):,} interactions")
-                saved = save_best(evaluation, log, save_model, seed=seed)
+                say(f"refitting {evaluation.chosen} on all {len(log):,} interactions")
+                saved = save_chosen(evaluation, log, save_model, seed=seed)
         except (TailorError, ValueError) as exc:
             _exit(str(exc))
         except OSError as exc:
@@ -226,7 +228,9 @@ def recommend(
     _print_table(evaluation)
     console.print(f"report: {html_path}\nfigures: {json_path}")
     if saved is not None:
-        console.print(f"model: {saved} ({evaluation.best}, trained on all interactions)")
+        console.print(
+            f"model: {saved} ({evaluation.chosen}, best on validation, trained on all interactions)"
+        )
 
 
 def _check_output(option: str, path: Path) -> None:
@@ -330,10 +334,11 @@ def _write(evaluation: Evaluation, report: Path, source: dict[str, Any]) -> tupl
     return write_report(figures, evaluation.reports, report)
 
 
-def save_best(evaluation: Evaluation, log: InteractionLog, path: Path, *, seed: int = 42) -> Path:
-    """Refit the best model's tuned setting on every interaction of ``log`` and save it.
+def save_chosen(evaluation: Evaluation, log: InteractionLog, path: Path, *, seed: int = 42) -> Path:
+    """Refit the chosen model (:attr:`Evaluation.chosen`, best on validation) with its tuned
+    setting on every interaction of ``log`` and save it.
 
-    The test rows chose the model and scored it; once chosen, they are worth training on. The
+    The test rows only scored the model; once it is chosen, they are worth training on. The
     hybrid's ranker must learn on rows its candidate models were not fitted on, so it gets a
     split of all rows by the evaluation's protocol (fit part, held-back part) and its
     candidate models are then refitted on everything.
@@ -359,7 +364,7 @@ def save_best(evaluation: Evaluation, log: InteractionLog, path: Path, *, seed: 
     from tailor.recommend.evaluation import train_mask
     from tailor.recommend.hybrid import Hybrid
 
-    name = evaluation.best
+    name = evaluation.chosen
     chosen = evaluation.reports[name]
     everything = log.matrix()
     model: Recommender
@@ -406,7 +411,8 @@ def _print_table(evaluation: Evaluation) -> None:
         pad_edge=False,
         title=f"test metrics at k={k}, {evaluation.protocol} split",
         caption=f"{data['train']:,} train ({data['validation']:,} of them for validation) / "
-        f"{data['test']:,} test interactions; valid. = validation nDCG; * best",
+        f"{data['test']:,} test interactions; valid. = validation nDCG; * best on test; "
+        "+ chosen: best on validation (what --save-model saves)",
     )
     table.add_column("model", no_wrap=True)
     for _, label in TABLE_METRICS:
@@ -415,9 +421,10 @@ def _print_table(evaluation: Evaluation) -> None:
     table.add_column("fit s", justify="right", no_wrap=True)
     for name, report in evaluation.reports.items():
         best = name == evaluation.best
+        marks = ("*" if best else "") + ("+" if name == evaluation.chosen else "")
         validation = report.validation_ndcg
         table.add_row(
-            f"{name} *" if best else name,
+            f"{name} {marks}" if marks else name,
             *(f"{report.metrics[metric]:.3f}" for metric, _ in TABLE_METRICS),
             "–" if validation is None else f"{validation:.3f}",
             f"{report.fit_s:.2f}",

@@ -28,6 +28,8 @@ def test_msr_protocol_runs_and_tuned_ease_beats_popularity(capsys):
     assert ease["ndcg"] > 0.45 and ease["ndcg"] > popularity["ndcg"] + 0.15
     assert figures["peer_als_tuned_ndcg"] > figures["peer_als_ndcg"] * 0.9
     assert set(figures["tuned"]) >= {"ease", "peer_als_tuned"}
+    validation = figures["validation_ndcg"]
+    assert figures["chosen"] == max(validation, key=validation.get) == "ease"
 
 
 def interactions(tmp_path: Path, text: str) -> str:

@@ -102,3 +102,20 @@ def test_a_catalog_of_other_items_is_refused():
     short = Catalog.from_table(pa.table({"item_id": ["a"]}), np.array(["a"], dtype=object))
     with pytest.raises(ValueError, match="catalog describes 1 items"):
         evaluate_recommenders(log, budget=1, models=MODELS, catalog=short)
+
+
+def test_the_model_to_deploy_is_chosen_on_validation_not_on_test():
+    def report(name, test_ndcg, validation_ndcg):
+        return evaluation.ModelReport(name, {}, {"ndcg": test_ndcg}, 0.0, validation_ndcg)
+
+    reports = {
+        "ease": report("ease", 0.30, 0.21),
+        "blend": report("blend", 0.35, 0.20),  # better on test, worse on validation
+        "popularity": report("popularity", 0.10, None),
+        "broken": report("broken", 0.05, float("nan")),
+    }
+    result = evaluation.Evaluation("random", 10, None, reports, {})  # type: ignore[arg-type]
+    assert result.best == "blend"
+    assert result.chosen == "ease"
+    reports["blend"].validation_ndcg = 0.21  # a tie keeps the first
+    assert result.chosen == "ease"

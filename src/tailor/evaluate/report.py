@@ -296,6 +296,12 @@ def _summary(data: dict[str, Any]) -> str:
             f"<p>Best model on the test split: <strong>{_e(best)}</strong> "
             f"(nDCG@{_e(k)} {_number(best_ndcg)}).</p>"
         )
+    chosen = data.get("chosen")
+    if chosen in data["models"]:
+        best_line += (
+            f"\n<p>Chosen for serving: <strong>{_e(chosen)}</strong>, the best on validation "
+            "(the test split only scores; <code>--save-model</code> saves this one).</p>"
+        )
     how = PROTOCOLS.get(protocol, "see the protocol's documentation")
     window = data.get("data_window") or {}
     if window:

@@ -158,7 +158,14 @@ class Evaluation:
 
     @property
     def best(self) -> str:
+        """The model with the best test nDCG: the comparison's headline, never a choice."""
         return max(self.reports, key=lambda name: self.reports[name].metrics["ndcg"])
+
+    @property
+    def chosen(self) -> str:
+        """The model with the best validation nDCG (the first of equals): the one to deploy.
+        Choosing by test figures would let the test rows pick the model and overstate it."""
+        return max(self.reports, key=lambda name: _or_lowest(self.reports[name].validation_ndcg))
 
     def figures(self) -> dict[str, Any]:
         """The JSON-able summary (what the benchmark prints and the report's JSON twin holds)."""
@@ -168,12 +175,17 @@ class Evaluation:
             "data": self.splits.summary(),
             "models": {name: report.as_dict() for name, report in self.reports.items()},
             "best": self.best,
+            "chosen": self.chosen,
             "tuned": {name: report.params for name, report in self.reports.items()},
             "validation_ndcg": {
                 name: None if r.validation_ndcg is None else round(r.validation_ndcg, 4)
                 for name, r in self.reports.items()
             },
         }
+
+
+def _or_lowest(value: float | None) -> float:
+    return float("-inf") if value is None or np.isnan(value) else value
 
 
 def test_metrics(
