@@ -16,7 +16,8 @@ Set-up (each phase printed with its time):
 4. create an admin key with a rate limit far above the load (the limiter is not what is
    measured) and start ``tailor serve`` as a subprocess, with the workers the README
    documents for production: one for DuckDB (the server refuses more), one per core for
-   PostgreSQL.
+   PostgreSQL; and the cores shared among the workers as ingest helper processes
+   (``TAILOR_API__INGEST_PROCESSES``, see :mod:`tailor.api.ingest_pool`; ``--ingest-processes``).
 
 Load, in this order (``wrk -t1``: one load thread leaves the other core to the server):
 
@@ -277,9 +278,12 @@ def tailor_command() -> list[str]:
     return [sys.executable, "-c", "from tailor.cli import main; main()"]
 
 
-def start_server(work: Path, store_url: str, port: int, workers: int) -> subprocess.Popen:
+def start_server(
+    work: Path, store_url: str, port: int, workers: int, ingest_processes: int
+) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
     env |= {
+        "TAILOR_API__INGEST_PROCESSES": str(ingest_processes),
         "TAILOR_STORE": store_url,
         "TAILOR_SECRET_KEY_FILE": str(work / "secret.key"),
         "TAILOR_API__KEYS_FILE": str(work / "api_keys.json"),
@@ -605,6 +609,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--events", type=int, help="simulated event rows (default 6,000,000)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, help="server workers (default: as documented)")
+    parser.add_argument(
+        "--ingest-processes",
+        type=int,
+        help="ingest helper processes per server worker (default: as documented, the cores "
+        "shared among the workers; 0: in the server's threads)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     defaults = {
@@ -625,6 +635,10 @@ def main(argv: list[str] | None = None) -> dict:
     if not math.isfinite(args.rate) or args.rate < 0 or args.paced_connections < 1:
         parser.error("--rate must be a finite number >= 0 and --paced-connections >= 1")
     workers = args.workers or (1 if args.store == "duckdb" else max(os.cpu_count() or 1, 1))
+    if args.ingest_processes is None:
+        args.ingest_processes = max(1, (os.cpu_count() or 1) // workers)
+    if not 0 <= args.ingest_processes <= 64:
+        parser.error("--ingest-processes must be between 0 and 64")
 
     wrk = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-serve-"))
@@ -640,7 +654,7 @@ def main(argv: list[str] | None = None) -> dict:
         token = plan["token"]
         port = free_port()
         with phase(f"start tailor serve ({workers} worker(s)) and load the model", timings):
-            server = start_server(work, store_url, port, workers)
+            server = start_server(work, store_url, port, workers, args.ingest_processes)
             wait_ready(server, port, work)
         rec_lua = rec_script(work, token, plan["hot"], plan["cold"], args.seed)
         console.print(f"warm-up {WARMUP_S} s ...")
@@ -735,6 +749,7 @@ def main(argv: list[str] | None = None) -> dict:
         "quick": args.quick,
         "store": args.store,
         "workers": workers,
+        "ingest_processes": args.ingest_processes,
         "users": args.users,
         "items": args.items,
         "events": args.events,
@@ -755,7 +770,8 @@ def report(figures: dict, rec: dict, ing: dict, fresh: dict) -> None:
     table = Table(
         title=(
             f"serve: {figures['users']:,} users, {figures['items']:,} items, "
-            f"{figures['store']} store, {figures['workers']} worker(s), wrk -t1 "
+            f"{figures['store']} store, {figures['workers']} worker(s) "
+            f"({figures['ingest_processes']} ingest helper(s) each), wrk -t1 "
             f"-c{figures['connections']} -d{figures['duration_s']}s "
             f"({HOT_SHARE:.0%} of requests to the {HOT_USERS:.0%} most active users)"
         )

@@ -61,6 +61,7 @@ def test_quick_serve_bench_answers_every_request(capsys):
         ["--duration", "0"],
         ["--users", "0"],
         ["--ingest-connections", "0"],
+        ["--ingest-processes", "-1"],
     ],
 )
 def test_bad_options_are_refused_before_any_work(argv, capsys):

@@ -48,6 +48,17 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(
         default=1_048_576, gt=0, description="Largest accepted request body, in bytes."
     )
+    ingest_processes: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description=(
+            "Helper processes that read, validate and pseudonymize POST /v1/events bodies "
+            "beside each server process; 0 does it in the server's threads. With 1 or more "
+            "the event writer no longer waits for that work's interpreter lock: set it on a "
+            "server that ingests heavily (see the README's serving benchmark)."
+        ),
+    )
     max_k: int = Field(default=100, gt=0, description="Most recommendations one request may ask.")
     default_rate_per_s: float = Field(
         default=200.0, gt=0, description="Requests per second a new key may make, sustained."

@@ -231,6 +231,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for tenant in tenant_map.values():
             tenant.start()
+        if api.ingest_processes:
+            from tailor.api.ingest_pool import IngestPool
+
+            state.ingest_pool = IngestPool(api.ingest_processes)
         stop_workers = _start_workers(tenant_map, settings, worker_tick_s) if with_worker else None
         thresholds = _settle_gc()
         try:

@@ -1011,7 +1011,11 @@ class AppState:
     api: Any  # tailor.config.ApiSettings
     metrics: Any  # tailor.api.metrics.ApiMetrics
     default_tenant: str = "default"
+    ingest_pool: Any = None  # tailor.api.ingest_pool.IngestPool, while the app runs
 
     def close(self) -> None:
+        if self.ingest_pool is not None:
+            self.ingest_pool.close()
+            self.ingest_pool = None
         for tenant in self.tenants.values():
             tenant.close()

@@ -178,6 +178,55 @@ def validate_batch_json(body: bytes, *, max_events: int) -> list[Event] | None:
     return events
 
 
+class RequestBodyError(ValueError):
+    """A request body that is not JSON (``status`` 400) or not an event or a batch of them
+    (422); the message names the problem."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def read_request(body: bytes, *, max_events: int) -> tuple[list[Event], list[Rejection]]:
+    """The events of a ``POST /v1/events`` body (one event object or ``{"events": [...]}``):
+    the valid ones and a rejection per invalid one (see :func:`validate_batch`).
+
+    Raises
+    ------
+    RequestBodyError
+        when the body is not JSON or not an event or a batch of them.
+    BatchTooLarge
+        when it holds more than ``max_events`` events.
+    """
+    events = validate_batch_json(body, max_events=max_events)
+    if events is not None:
+        return events, []
+    try:  # something is wrong: the per-event path names every problem
+        parsed = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestBodyError(400, f"body: not valid JSON ({exc})") from None
+    return validate_batch(_events_of(parsed), max_events=max_events)
+
+
+def _events_of(body: Any) -> list[Any]:
+    if isinstance(body, dict) and "events" in body:
+        if set(body) != {"events"}:
+            extra = sorted(set(body) - {"events"})
+            raise RequestBodyError(
+                422, f"body: a batch is {{'events': [...]}} only; unknown {extra}"
+            )
+        if not isinstance(body["events"], list):
+            raise RequestBodyError(422, "events: must be a list of event objects")
+        return body["events"]
+    if isinstance(body, dict):
+        return [body]
+    raise RequestBodyError(422, "body: send one event object or {'events': [...]}")
+
+
 def _echo_id(item: object) -> str | None:
     value = item.get("event_id") if isinstance(item, dict) else None
     if isinstance(value, str) and 0 < len(value.strip()) <= ID_LENGTH:
@@ -439,10 +488,10 @@ class WriterClosedError(StoreUnavailable):
 
 
 @dataclass
-class _Submission:
-    """One request, converted in the caller's thread and waiting for the writer."""
+class PreparedRequest:
+    """One request's events converted for the writer (:func:`prepare_events`): plain data,
+    so another process may prepare it (see :mod:`tailor.api.ingest_pool`)."""
 
-    future: Future[IngestResult]
     table: pa.Table
     ids: list[str]
     """Distinct event ids, in table order."""
@@ -452,6 +501,38 @@ class _Submission:
     repeats: list[tuple[int, int]]
     """(request index, position in ``ids`` of the first copy) of repeated event ids."""
     rejected: list[Rejection]
+
+
+@dataclass
+class _Submission:
+    """A prepared request waiting for the writer, and the future its caller waits on."""
+
+    future: Future[IngestResult]
+    prepared: PreparedRequest
+
+    @property
+    def table(self) -> pa.Table:
+        return self.prepared.table
+
+    @property
+    def ids(self) -> list[str]:
+        return self.prepared.ids
+
+    @property
+    def index(self) -> np.ndarray:
+        return self.prepared.index
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.prepared.rows
+
+    @property
+    def repeats(self) -> list[tuple[int, int]]:
+        return self.prepared.repeats
+
+    @property
+    def rejected(self) -> list[Rejection]:
+        return self.prepared.rejected
 
 
 _NEW, _DUP, _ERASED = 0, 1, 2
@@ -530,6 +611,73 @@ class _Group:
         if len(piece) < 2:
             raise RuntimeError("an event was reported both stored and new")
         return np.array_split(piece, 2)
+
+
+def prepare_events(
+    events: Sequence[EventBase],
+    rejected: list[Rejection],
+    received_at: datetime,
+    pseudonyms: Pseudonymizer | PseudonymCache,
+) -> PreparedRequest:
+    """A request's valid events as the writer takes them: repeated ids folded into their
+    first copy, rows flattened, stamped ``received_at`` and pseudonymized. ``rejected``
+    (from :func:`validate_batch`) numbers the events around their request indices and is
+    passed through; a row that cannot be flattened joins it.
+
+    Raises
+    ------
+    ValueError
+        when ``rejected`` names an index twice or one outside the request.
+    """
+    taken = {r.index for r in rejected}
+    if len(taken) != len(rejected):
+        raise ValueError("rejected holds the same request index twice")
+    size = len(events) + len(rejected)
+    index = np.arange(size, dtype=np.int64)
+    if taken:
+        index = np.asarray([i for i in range(size) if i not in taken], np.int64)
+    if len(index) != len(events):
+        raise ValueError("rejected indices must lie within the request")
+    ids = [e.event_id for e in events]
+    unique: list[EventBase] = list(events)
+    repeats: list[tuple[int, int]] = []  # (request index, position in `unique` of first)
+    if len(set(ids)) != len(ids):
+        first: dict[str, int] = {}
+        unique, kept = [], []
+        for position, (event, event_id) in enumerate(zip(events, ids, strict=True)):
+            seen = first.get(event_id)
+            if seen is None:
+                first[event_id] = len(unique)
+                unique.append(event)
+                kept.append(position)
+            else:
+                repeats.append((int(index[position]), seen))
+        index = index[kept]
+    flat = _flatten(unique, keep_order=False)
+    if flat.failed:  # each failed event, and its repeats, becomes a rejection
+        reasons = {p: m for p, m in flat.failed}
+        for p, message in flat.failed:
+            rejected.append(
+                Rejection(int(index[p]), unique[p].event_id, f"events[{index[p]}]: {message}")
+            )
+        for request_index, p in repeats:
+            if p in reasons:
+                message = f"events[{request_index}]: {reasons[p]}"
+                rejected.append(Rejection(request_index, unique[p].event_id, message))
+        repeats = [(i, p) for i, p in repeats if p not in reasons]
+    if repeats:  # refer to the first copies by their place in the flattened table
+        renumber = np.full(len(unique), -1, np.int64)
+        renumber[flat.positions] = np.arange(len(flat.positions))
+        repeats = [(i, int(renumber[p])) for i, p in repeats]
+    table = pseudonymize_events(_stamp(flat.table, received_at), pseudonyms)
+    return PreparedRequest(
+        table=table,
+        ids=[unique[p].event_id for p in flat.positions],
+        index=index[flat.positions],
+        rows=flat.rows,
+        repeats=repeats,
+        rejected=rejected,
+    )
 
 
 class GroupCommitWriter:
@@ -684,11 +832,17 @@ class GroupCommitWriter:
         WriterClosedError
             when the writer is not running (never started, or closing).
         """
-        with self._cond:
-            if self._thread is None or self._closing:
-                state = "closed" if self._closing else "not started (call start())"
-                raise WriterClosedError(f"the event writer is {state}; nothing was stored")
-        sub = self._prepare(events, list(rejected), received_at or datetime.now(UTC))
+        self._check_open()
+        prepared = prepare_events(
+            events, list(rejected), received_at or datetime.now(UTC), self.pseudonyms
+        )
+        return self.submit_prepared(prepared)
+
+    def submit_prepared(self, prepared: PreparedRequest) -> Future[IngestResult]:
+        """Queue a request prepared by :func:`prepare_events` (perhaps in another process,
+        with the same key); otherwise as :meth:`submit`."""
+        self._check_open()
+        sub = _Submission(Future(), prepared)
         if not sub.ids:
             result = IngestResult(0, len(sub.repeats), sorted(sub.rejected, key=_by_index))
             self._count(result)
@@ -703,59 +857,11 @@ class GroupCommitWriter:
             self._cond.notify()
         return sub.future
 
-    def _prepare(
-        self, events: Sequence[EventBase], rejected: list[Rejection], received_at: datetime
-    ) -> _Submission:
-        taken = {r.index for r in rejected}
-        if len(taken) != len(rejected):
-            raise ValueError("rejected holds the same request index twice")
-        size = len(events) + len(rejected)
-        index = np.arange(size, dtype=np.int64)
-        if taken:
-            index = np.asarray([i for i in range(size) if i not in taken], np.int64)
-        if len(index) != len(events):
-            raise ValueError("rejected indices must lie within the request")
-        ids = [e.event_id for e in events]
-        unique: list[EventBase] = list(events)
-        repeats: list[tuple[int, int]] = []  # (request index, position in `unique` of first)
-        if len(set(ids)) != len(ids):
-            first: dict[str, int] = {}
-            unique, kept = [], []
-            for position, (event, event_id) in enumerate(zip(events, ids, strict=True)):
-                seen = first.get(event_id)
-                if seen is None:
-                    first[event_id] = len(unique)
-                    unique.append(event)
-                    kept.append(position)
-                else:
-                    repeats.append((int(index[position]), seen))
-            index = index[kept]
-        flat = _flatten(unique, keep_order=False)
-        if flat.failed:  # each failed event, and its repeats, becomes a rejection
-            reasons = {p: m for p, m in flat.failed}
-            for p, message in flat.failed:
-                rejected.append(
-                    Rejection(int(index[p]), unique[p].event_id, f"events[{index[p]}]: {message}")
-                )
-            for request_index, p in repeats:
-                if p in reasons:
-                    message = f"events[{request_index}]: {reasons[p]}"
-                    rejected.append(Rejection(request_index, unique[p].event_id, message))
-            repeats = [(i, p) for i, p in repeats if p not in reasons]
-        if repeats:  # refer to the first copies by their place in the flattened table
-            renumber = np.full(len(unique), -1, np.int64)
-            renumber[flat.positions] = np.arange(len(flat.positions))
-            repeats = [(i, int(renumber[p])) for i, p in repeats]
-        table = pseudonymize_events(_stamp(flat.table, received_at), self.pseudonyms)
-        return _Submission(
-            future=Future(),
-            table=table,
-            ids=[unique[p].event_id for p in flat.positions],
-            index=index[flat.positions],
-            rows=flat.rows,
-            repeats=repeats,
-            rejected=rejected,
-        )
+    def _check_open(self) -> None:
+        with self._cond:
+            if self._thread is None or self._closing:
+                state = "closed" if self._closing else "not started (call start())"
+                raise WriterClosedError(f"the event writer is {state}; nothing was stored")
 
     # --- the writer thread ----------------------------------------------------------------
     def _run(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -11,15 +10,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from tailor.api.deps import AppStateDep, IngestCaller
+from tailor.api.ingest_pool import HelperLost
 from tailor.api.schemas import EVENTS_BODY_SCHEMA, IngestOut, Rejection
-from tailor.api.state import TenantState
+from tailor.api.state import AppState, TenantState
 from tailor.errors import StoreUnavailable
-from tailor.events.ingest import (
-    BatchTooLarge,
-    IngestResult,
-    validate_batch,
-    validate_batch_json,
-)
+from tailor.events.ingest import BatchTooLarge, IngestResult, RequestBodyError, read_request
 
 router = APIRouter(tags=["events"])
 RETRY_AFTER_S = "1"
@@ -44,7 +39,7 @@ async def post_events(request: Request, caller: IngestCaller, state: AppStateDep
     """Validate, pseudonymize and store events; answer after the commit. Duplicate
     ``event_id``s are acknowledged once (``duplicates``)."""
     body = await request.body()
-    result, sent = await ingest(caller.tenant, body, state.api.max_batch_events)
+    result, sent = await ingest(state, caller.tenant, body, state.api.max_batch_events)
     state.metrics.count_events(
         caller.tenant_name, result.accepted, result.duplicates, len(result.rejected)
     )
@@ -59,38 +54,28 @@ async def post_events(request: Request, caller: IngestCaller, state: AppStateDep
     return JSONResponse(body.model_dump(), status_code=422 if nothing_valid else 200)
 
 
-def parse_json(body: bytes) -> Any:
-    """The request body as JSON (400 naming the problem); the app's body limit applies."""
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"body: not valid JSON ({exc})") from None
-
-
-def _events_of(body: Any) -> list[Any]:
-    if isinstance(body, dict) and "events" in body:
-        if set(body) != {"events"}:
-            extra = sorted(set(body) - {"events"})
-            raise HTTPException(422, f"body: a batch is {{'events': [...]}} only; unknown {extra}")
-        if not isinstance(body["events"], list):
-            raise HTTPException(422, "events: must be a list of event objects")
-        return body["events"]
-    if isinstance(body, dict):
-        return [body]
-    raise HTTPException(422, "body: send one event object or {'events': [...]}")
-
-
-async def ingest(tenant: TenantState, body: bytes, max_events: int) -> tuple[IngestResult, int]:
-    """Validate and submit in a worker thread, then wait for the durable commit. Returns the
-    result and the number of events the body held."""
+async def ingest(
+    state: AppState, tenant: TenantState, body: bytes, max_events: int
+) -> tuple[IngestResult, int]:
+    """Read, validate and prepare the body (in a helper process when the app has them, else
+    in a worker thread), then wait for the durable commit. Returns the result and the number
+    of events the body held."""
     if tenant.writer is None:
         raise HTTPException(503, "ingestion is not running", headers={"Retry-After": "5"})
     try:
-        future, sent = await run_in_threadpool(_submit, tenant, body, max_events)
+        if state.ingest_pool is not None:
+            prepared, sent = await state.ingest_pool.prepare(
+                body, max_events, tenant.workspace.pseudonymizer
+            )
+            future = tenant.writer.submit_prepared(prepared)
+        else:
+            future, sent = await run_in_threadpool(_submit, tenant, body, max_events)
         return await asyncio.wrap_future(future), sent
+    except RequestBodyError as exc:
+        raise HTTPException(exc.status, exc.message) from None
     except BatchTooLarge as exc:
         raise HTTPException(413, f"events: {exc}") from None
-    except StoreUnavailable:
+    except (StoreUnavailable, HelperLost):
         raise HTTPException(
             503,
             "the store is unavailable, nothing was stored; retry with the same event_ids",
@@ -99,9 +84,5 @@ async def ingest(tenant: TenantState, body: bytes, max_events: int) -> tuple[Ing
 
 
 def _submit(tenant: TenantState, body: bytes, max_events: int):
-    events = validate_batch_json(body, max_events=max_events)
-    rejected = []
-    if events is None:  # something is wrong: the per-event path names every problem
-        raw = _events_of(parse_json(body))
-        events, rejected = validate_batch(raw, max_events=max_events)
+    events, rejected = read_request(body, max_events=max_events)
     return tenant.writer.submit(events, rejected=rejected), len(events) + len(rejected)
