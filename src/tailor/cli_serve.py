@@ -18,6 +18,7 @@ from tailor.errors import TailorError
 
 err = Console(stderr=True)
 console = Console()
+INGEST_PROCESSES_ENV = "TAILOR_API__INGEST_PROCESSES"
 
 SERVE_HELP = (
     "Serve the HTTP API (/v1/..., OpenAPI at /openapi.json, Prometheus at /metrics).\n\n"
@@ -42,6 +43,19 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes (PostgreSQL only for more than 1).")
     ] = 1,
+    ingest_processes: Annotated[
+        int | None,
+        typer.Option(
+            "--ingest-processes",
+            min=0,
+            max=64,
+            help="Helper processes per worker that read, validate and pseudonymize "
+            "POST /v1/events bodies (0: in the worker's threads). On a server that ingests "
+            "heavily give the workers the cores between them. Default: the setting "
+            "api.ingest_processes (TAILOR_API__INGEST_PROCESSES), 0 unless set.",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option(
@@ -127,6 +141,11 @@ def serve(
     from tailor.config import get_settings
     from tailor.store import is_postgres_url
 
+    if ingest_processes is not None:
+        # The workers read their settings from the environment (and this process's
+        # cached settings must see it too: one worker runs here).
+        os.environ[INGEST_PROCESSES_ENV] = str(ingest_processes)
+        get_settings.cache_clear()
     settings = get_settings()
     if workers > 1 and not is_postgres_url(settings.store):
         err.print(

@@ -286,6 +286,30 @@ def test_cli_save_model_and_worker_check(tmp_path, monkeypatch):
         get_settings.cache_clear()
 
 
+def test_cli_ingest_processes_reach_the_served_settings(tmp_path, monkeypatch):
+    import uvicorn
+
+    from tailor.cli import app
+    from tailor.config import get_settings
+
+    monkeypatch.setenv("TAILOR_STORE", str(tmp_path / "tailor.duckdb"))
+    monkeypatch.setenv("TAILOR_API__INGEST_PROCESSES", "0")  # restored after the test
+    seen = {}
+    monkeypatch.setattr(
+        uvicorn, "run", lambda *a, **kw: seen.update(api=get_settings().api, workers=kw["workers"])
+    )
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        result = runner.invoke(app, ["serve", "--ingest-processes", "2"])
+        assert result.exit_code == 0, result.output
+        assert seen["api"].ingest_processes == 2 and seen["workers"] == 1
+        result = runner.invoke(app, ["serve", "--ingest-processes", "-1"])
+        assert result.exit_code == 2 and "--ingest-processes" in result.output
+    finally:
+        get_settings.cache_clear()
+
+
 @pytest.mark.postgres
 def test_serving_on_postgresql(tmp_path, postgres_schema_url):
     from tailor.api.state import CATALOG_META, ServingState
