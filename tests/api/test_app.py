@@ -23,13 +23,6 @@ def served(tmp_path):
     close(s)
 
 
-@pytest.fixture
-def client(served):
-    with TestClient(served.app, raise_server_exceptions=False) as c:
-        c.tokens = served.tokens
-        yield c
-
-
 def get(client, path, key="recommend", **kw):
     return client.get(path, headers=auth(client.tokens[key]), **kw)
 
@@ -84,7 +77,9 @@ def test_similar_and_bought_together(client):
     assert missing.status_code == 404 and "item_id" in missing.json()["detail"]
 
 
-def test_events_single_batch_duplicates_and_rejections(client):
+def check_one_event_then_a_batch(client) -> None:
+    """One event, then a batch repeating it beside a new and an invalid event: accepted,
+    duplicate and rejected counted apart (also run with ingest helper processes)."""
     h = auth(client.tokens["ingest"])
     one = client.post("/v1/events", json=view("x1", "u1", "tea-1"), headers=h)
     assert one.status_code == 200 and one.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
@@ -92,6 +87,11 @@ def test_events_single_batch_duplicates_and_rejections(client):
     r = client.post("/v1/events", json=batch, headers=h).json()
     assert r["accepted"] == 1 and r["duplicates"] == 1
     assert [(x["index"], x["event_id"]) for x in r["rejected"]] == [(2, "x3")]
+
+
+def test_events_single_batch_duplicates_and_rejections(client):
+    check_one_event_then_a_batch(client)
+    h = auth(client.tokens["ingest"])
     bad = client.post("/v1/events", json={"events": [{"event_id": "y", "bogus": 1}]}, headers=h)
     assert bad.status_code == 422 and bad.json()["accepted"] == 0
 

@@ -12,13 +12,12 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from fastapi.testclient import TestClient
 
 from tailor.api.ingest_pool import IngestPool, prepare_request
 from tailor.events.ingest import RequestBodyError, read_request
 from tailor.events.privacy import Pseudonymizer
 from tests.api._serving import auth, close, serve
-from tests.api.test_app import view
+from tests.api.test_app import check_one_event_then_a_batch, view
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -32,13 +31,6 @@ def served(tmp_path):
     close(s)
 
 
-@pytest.fixture
-def client(served):
-    with TestClient(served.app, raise_server_exceptions=False) as c:
-        c.tokens = served.tokens
-        yield c
-
-
 def stored(served, tenant: str, event_id: str) -> dict:
     rows = served.tenants[tenant].workspace.store.read_events(purpose=None).to_pylist()
     return next(row for row in rows if row["event_id"] == event_id)
@@ -46,13 +38,7 @@ def stored(served, tenant: str, event_id: str) -> dict:
 
 def test_helpers_answer_and_store_as_the_server_threads_do(client, served):
     assert isinstance(served.app.state.tailor.ingest_pool, IngestPool)
-    h = auth(client.tokens["ingest"])
-    one = client.post("/v1/events", json=view("x1", "u1", "tea-1"), headers=h)
-    assert one.status_code == 200 and one.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
-    batch = {"events": [view("x1", "u1", "tea-1"), view("x2", "u1", "tea-2"), {"event_id": "x3"}]}
-    r = client.post("/v1/events", json=batch, headers=h).json()
-    assert r["accepted"] == 1 and r["duplicates"] == 1
-    assert [(x["index"], x["event_id"]) for x in r["rejected"]] == [(2, "x3")]
+    check_one_event_then_a_batch(client)
     # Stored under the tenant's own key: the pseudonym the server itself computes.
     pseudonymizer = served.tenants["default"].workspace.pseudonymizer
     row = stored(served, "default", "x2")
