@@ -101,6 +101,7 @@ def test_a_lost_helper_is_a_503_and_the_retry_is_stored(client, served):
     assert broken._broken, "the executor never noticed its helper died"
     lost = client.post("/v1/events", json=view("k1", "u1", "tea-1"), headers=h)
     assert lost.status_code == 503 and lost.headers["Retry-After"]
+    assert "helper process stopped" in lost.json()["detail"]
     retry = client.post("/v1/events", json=view("k1", "u1", "tea-1"), headers=h)
     assert retry.status_code == 200 and retry.json()["accepted"] == 1
     assert pool._executor is not broken

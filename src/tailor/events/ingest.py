@@ -504,35 +504,10 @@ class PreparedRequest:
 
 
 @dataclass
-class _Submission:
+class _Submission(PreparedRequest):
     """A prepared request waiting for the writer, and the future its caller waits on."""
 
-    future: Future[IngestResult]
-    prepared: PreparedRequest
-
-    @property
-    def table(self) -> pa.Table:
-        return self.prepared.table
-
-    @property
-    def ids(self) -> list[str]:
-        return self.prepared.ids
-
-    @property
-    def index(self) -> np.ndarray:
-        return self.prepared.index
-
-    @property
-    def rows(self) -> np.ndarray:
-        return self.prepared.rows
-
-    @property
-    def repeats(self) -> list[tuple[int, int]]:
-        return self.prepared.repeats
-
-    @property
-    def rejected(self) -> list[Rejection]:
-        return self.prepared.rejected
+    future: Future[IngestResult] = field(default_factory=Future)
 
 
 _NEW, _DUP, _ERASED = 0, 1, 2
@@ -842,7 +817,7 @@ class GroupCommitWriter:
         """Queue a request prepared by :func:`prepare_events` (perhaps in another process,
         with the same key); otherwise as :meth:`submit`."""
         self._check_open()
-        sub = _Submission(Future(), prepared)
+        sub = _Submission(**vars(prepared))
         if not sub.ids:
             result = IngestResult(0, len(sub.repeats), sorted(sub.rejected, key=_by_index))
             self._count(result)

@@ -75,11 +75,15 @@ async def ingest(
         raise HTTPException(exc.status, exc.message) from None
     except BatchTooLarge as exc:
         raise HTTPException(413, f"events: {exc}") from None
-    except (StoreUnavailable, HelperLost):
+    except StoreUnavailable:
         raise HTTPException(
             503,
             "the store is unavailable, nothing was stored; retry with the same event_ids",
             headers={"Retry-After": RETRY_AFTER_S},
+        ) from None
+    except HelperLost as exc:
+        raise HTTPException(
+            503, f"{exc}; retry with the same event_ids", headers={"Retry-After": RETRY_AFTER_S}
         ) from None
 
 
