@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tailor.api.ingest_pool import IngestPool, prepare_request
+from tailor.api.ingest_pool import IngestPool, _cached_ids, prepare_request
 from tailor.events.ingest import RequestBodyError, read_request
 from tailor.events.privacy import Pseudonymizer
 from tests.api._serving import auth, close, serve
@@ -158,3 +158,18 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_an_erasure_empties_the_raw_id_caches_of_the_server_and_its_helpers(client, served):
+    pool = served.app.state.tailor.ingest_pool
+    h = auth(client.tokens["ingest"])
+    assert client.post("/v1/events", json=view("r1", "u7", "tea-1"), headers=h).status_code == 200
+    assert pool._executor.submit(_cached_ids).result() > 0
+    served.tenants["default"].writer.pseudonyms.pseudonymize_many("subject", ["someone"])
+    erased = client.delete("/v1/users/u7", headers=auth(client.tokens["admin"]))
+    assert erased.status_code == 200, erased.text
+    assert served.tenants["default"].writer.pseudonyms._known == {}
+    deadline = time.monotonic() + 10
+    while pool._executor.submit(_cached_ids).result() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pool._executor.submit(_cached_ids).result() == 0

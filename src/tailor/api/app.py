@@ -120,6 +120,8 @@ def build_tenant(
         max_batch_events=max(20_000, api.max_batch_events),
         on_committed=serving.on_committed,
     )
+    # An erased person's raw id must not wait in the pseudonym cache for its age limit.
+    serving.forget_listeners.append(lambda users: writer.forget_raw_ids())
     extras = {}
     if audience_path is not None:
         extras = _audience(workspace, serving, audience_path)
@@ -234,7 +236,9 @@ def create_app(
         if api.ingest_processes:
             from tailor.api.ingest_pool import IngestPool
 
-            state.ingest_pool = IngestPool(api.ingest_processes)
+            state.ingest_pool = pool = IngestPool(api.ingest_processes)
+            for tenant in tenant_map.values():
+                tenant.serving.forget_listeners.append(lambda users: pool.forget_raw_ids())
         stop_workers = _start_workers(tenant_map, settings, worker_tick_s) if with_worker else None
         thresholds = _settle_gc()
         try:

@@ -12,8 +12,8 @@ A helper turns the body into a :class:`~tailor.events.ingest.PreparedRequest` (p
 with the tenant's key, which the server's own process then queues for its writer: the
 result is the same as preparing in the server (the same code, key and pseudonyms; tests
 check it). Each helper keeps its own :class:`~tailor.events.ingest.PseudonymCache`, under
-the same bounds as the server's.
-"""
+the same bounds as the server's, and empties it within a second of an erasure, as the
+server empties its own at once (:meth:`IngestPool.forget_raw_ids`)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
+from typing import Any
 
 from tailor.events.ingest import (
     PreparedRequest,
@@ -38,7 +39,7 @@ from tailor.events.privacy import Pseudonymizer
 log = logging.getLogger(__name__)
 
 MAX_PROCESSES = 64
-PARENT_CHECK_S = 1.0
+WATCH_S = 0.5
 
 
 class IngestPool:
@@ -55,14 +56,17 @@ class IngestPool:
             raise ValueError(f"processes must be between 1 and {MAX_PROCESSES}, got {processes}")
         self.processes = processes
         self._lock = threading.Lock()
+        self._context = multiprocessing.get_context("spawn")
+        # Raised at each erasure; every helper's watcher empties its caches when it moves.
+        self._erasures = self._context.Value("q", 0)
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
         executor = ProcessPoolExecutor(
             self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_follow_parent,
-            initargs=(os.getpid(),),
+            mp_context=self._context,
+            initializer=_watch_server,
+            initargs=(os.getpid(), self._erasures),
         )
         # Helpers start on demand: start them now, or the first requests wait for the imports.
         for _ in range(self.processes):
@@ -93,6 +97,11 @@ class IngestPool:
                 broken.shutdown(wait=False, cancel_futures=True)
                 self._executor = self._start()
 
+    def forget_raw_ids(self) -> None:
+        """Have every helper drop its cached raw ids within a second (after an erasure)."""
+        with self._erasures.get_lock():
+            self._erasures.value += 1
+
     def close(self) -> None:
         with self._lock:
             self._executor.shutdown(wait=True, cancel_futures=True)
@@ -105,16 +114,26 @@ class HelperLost(RuntimeError):
 _caches: dict[str, PseudonymCache] = {}
 
 
-def _follow_parent(parent: int) -> None:
-    """Exit when the server process is gone: killed (``kill -9``), it cannot stop its
-    helpers, and a restarted server starts new ones."""
+def _watch_server(parent: int, erasures: Any) -> None:
+    """In each helper: exit when the server process is gone (killed with ``kill -9``, it
+    cannot stop its helpers, and a restarted server starts new ones), and drop the cached
+    raw ids when the server counts an erasure."""
 
     def watch() -> None:
+        seen = erasures.value
         while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_S)
+            if erasures.value != seen:
+                seen = erasures.value
+                _caches.clear()
+            time.sleep(WATCH_S)
         os._exit(0)
 
-    threading.Thread(target=watch, name="tailor-follow-server", daemon=True).start()
+    threading.Thread(target=watch, name="tailor-watch-server", daemon=True).start()
+
+
+def _cached_ids() -> int:
+    """How many raw ids this helper holds in its caches (for the tests)."""
+    return sum(len(cache._known) for cache in _caches.values())
 
 
 def _loaded() -> None:

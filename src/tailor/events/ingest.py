@@ -675,8 +675,8 @@ class GroupCommitWriter:
         with the rows just stored (pseudonymized); an exception there is logged and the
         events stay acknowledged. Keep it fast: it delays the acknowledgements.
     pseudonym_cache : how many recent (namespace, raw id) pseudonyms to remember (see
-        :class:`PseudonymCache`, reachable as ``pseudonyms``; call its ``clear()`` after an
-        erasure); 0 computes every HMAC anew.
+        :class:`PseudonymCache`, reachable as ``pseudonyms``; :meth:`forget_raw_ids` after
+        an erasure); 0 computes every HMAC anew.
 
     Attributes
     ----------
@@ -731,6 +731,11 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._counters = threading.Lock()
+
+    def forget_raw_ids(self) -> None:
+        """Drop every cached raw id (after an erasure: the person's raw id must not linger)."""
+        if isinstance(self.pseudonyms, PseudonymCache):
+            self.pseudonyms.clear()
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> GroupCommitWriter:
