@@ -79,6 +79,12 @@ def test_bad_bodies_are_still_4xx_naming_the_problem(client):
     assert big.status_code == 413 and "at most 5" in big.json()["detail"]
     not_json = client.post("/v1/events", content=b"{nope", headers=h)
     assert not_json.status_code == 400 and "JSON" in not_json.json()["detail"]
+    empty = client.post("/v1/events", content=b"", headers=h)
+    assert empty.status_code == 400 and "JSON" in empty.json()["detail"]
+    a_list = client.post("/v1/events", json=[view("l1", "u1", "tea-1")], headers=h)
+    assert a_list.status_code == 422 and "one event object" in a_list.json()["detail"]
+    huge = client.post("/v1/events", content=b"{" + b" " * 5000 + b"}", headers=h)
+    assert huge.status_code == 413  # refused while reading, before any helper sees it
     extra = client.post("/v1/events", json={"events": [], "more": 1}, headers=h)
     assert extra.status_code == 422 and "more" in extra.json()["detail"]
     listless = client.post("/v1/events", json={"events": 3}, headers=h)
