@@ -229,6 +229,25 @@ def test_hill_matches_the_formula(xp, spend) -> None:
     np.testing.assert_allclose(at_half, 0.5)
 
 
+def test_hill_gradient_is_finite_where_nothing_was_spent() -> None:
+    """A period without spend gives 0 and a finite gradient in every parameter, including
+    what shapes the spend itself (the adstock's: d(x ** slope)/dx is infinite at 0 for a
+    slope below 1, times dx = 0 gave NaN, which made Hill fits on flighted data fail)."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    spend = jnp.asarray([[0.0, 0.0], [20.0, 0.0], [80.0, 5.0]])
+
+    def total(lam, slope, carry):
+        return saturate("hill", spend * carry, lam, slope, xp=jnp).sum()
+
+    lam, slope, carry = jnp.asarray([50.0, 10.0]), jnp.asarray([0.7, 2.0]), jnp.asarray(0.9)
+    value = saturate("hill", spend, lam, slope, xp=jnp)
+    assert float(value[0, 0]) == 0.0 and float(value[1, 1]) == 0.0
+    for grad in jax.grad(total, argnums=(0, 1, 2))(lam, slope, carry):
+        assert np.isfinite(np.asarray(grad)).all()
+        assert (np.abs(np.asarray(grad)) > 0).all()
+
+
 # --- ChannelResponse -------------------------------------------------------------------------
 
 

@@ -81,7 +81,10 @@ def saturate(kind: Saturation, x: Any, lam: Any, slope: Any = None, xp: Any = np
         e = xp.exp(-lam * x)
         return (1.0 - e) / (1.0 + e)
     if kind == "hill":
-        xs = xp.maximum(x, 0.0) ** slope
+        # 0 ** slope has a NaN derivative in slope (0 * log 0): periods without spend would
+        # poison the gradient of every fit, so they take the power of 1 and are zeroed after.
+        spent = x > 0
+        xs = xp.where(spent, xp.where(spent, x, 1.0) ** slope, 0.0)
         return xs / (xs + lam**slope)
     raise ValueError(f"saturation: unknown kind {kind!r}; use one of {', '.join(SATURATIONS)}")
 
