@@ -18,10 +18,12 @@ from tailor.budget.model import (
     MediaMixModel,
     MMMConfig,
     _Design,
+    _effect_coordinates,
     _numpyro_model,
     _structure,
 )
 from tailor.budget.posterior import compiled
+from tailor.budget.transforms import saturate
 from tailor.datasets.base import DataNotFoundError, dataset_path
 from tailor.datasets.simulate.ad_channels import simulate_channels
 
@@ -176,6 +178,41 @@ def test_nuts_end_to_end(sim, nuts_fit) -> None:
     for c, name in enumerate(sim.data.channels):
         assert roi[name]["roi_lo"] <= sim.roi[c] <= roi[name]["roi_hi"], (name, roi[name])
         assert roi[name]["spend"] == pytest.approx(sim.data.spend[:, c].sum())
+
+
+@pytest.mark.parametrize("saturation", ["logistic", "hill"])
+def test_nuts_samples_in_coordinates_with_the_same_posterior(sim, map_fit, saturation) -> None:
+    """The sampler's coordinates swap each log beta for the log of the channel's effect at its
+    typical spend: a shift by a function of the other coordinates, so the map inverts exactly
+    and its Jacobian determinant is 1 (the posterior density is unchanged)."""
+    import jax
+    import jax.numpy as jnp
+
+    config = MMMConfig(saturation=saturation, chains=1, draws=10, warmup=10)
+    model = MediaMixModel(config)
+    model.fit(sim.data, method="map")
+    inputs = _Design(model.scales_, config, sim.data, 0).padded(
+        sim.data.target / model.scales_.target, model.beta_scale_
+    )
+    inputs["lags"][0][:, 1] = 0.0  # a channel that never spent: its shift stays finite
+    posterior = compiled(_structure(config), lambda: _numpyro_model(config), inputs)
+    to_z, from_z = _effect_coordinates(posterior, inputs, config)
+    z = jnp.asarray(np.random.default_rng(0).normal(0.0, 0.5, (3, posterior.size)))
+    np.testing.assert_allclose(np.asarray(from_z(to_z(z))), np.asarray(z), atol=1e-12)
+    for row in z:
+        jacobian = np.asarray(jax.jacfwd(to_z)(row))
+        assert np.linalg.slogdet(jacobian) == pytest.approx((1.0, 0.0), abs=1e-12)
+    # the new coordinate is log(beta * saturate(typical spend)) of the same parameters
+    params = posterior.constrain(np.asarray(z))
+    w = np.asarray(from_z(z))
+    spend = inputs["lags"][0][inputs["mask"]]
+    typical = np.array([spend[spend[:, 0] > 0, 0].mean(), 1.0])
+    slope = params.get("slope")
+    effect = params["beta"] * saturate(saturation, typical, params["lam"], slope)
+    beta_at = np.flatnonzero(~np.isclose(w, np.asarray(z)).all(axis=0))
+    assert len(beta_at) == 2
+    np.testing.assert_allclose(w[:, beta_at], np.log(effect), rtol=1e-10)
+    assert np.isfinite(w).all()
 
 
 # --- (c) seeded ------------------------------------------------------------------------------

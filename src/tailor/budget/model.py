@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -37,7 +38,7 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from tailor.budget.data import MediaData
-from tailor.budget.posterior import compiled, load_jax
+from tailor.budget.posterior import Compiled, compiled, load_jax
 from tailor.budget.transforms import (
     Adstock,
     ChannelResponse,
@@ -239,6 +240,47 @@ def _numpyro_model(config: MMMConfig) -> Any:
     return model
 
 
+def _effect_coordinates(
+    posterior: Compiled, inputs: dict[str, np.ndarray], config: MMMConfig
+) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """Maps between the sampler's coordinates and the posterior's, in which each channel's
+    ``log beta`` is replaced by the log of its effect at its typical spend,
+    ``log(beta * saturate(typical spend))``.
+
+    The data pin down a channel's effect at the spend it usually gets far better than beta
+    and the curvature apart: a flatter curve with a larger beta fits nearly as well, so in
+    ``(log beta, log lam)`` the posterior is a narrow curved ridge that NUTS crosses in small
+    steps (on mmm_example, 317 effective draws of beta2 out of 2,000). In the effect's
+    coordinate the ridge runs along an axis. The map only shifts ``log beta`` by a function
+    of the other coordinates, so its Jacobian is 1: the posterior is the same, only the
+    sampler's path changes. Works on ``(..., size)`` arrays; ``to_z`` is JAX-traceable.
+    """
+    _, jnp, _ = load_jax()
+    where = posterior.unravel(jnp.arange(posterior.size))
+    where = {name: np.asarray(at).astype(int) for name, at in where.items()}
+    beta_at = where["beta"]
+    spend = np.asarray(inputs["lags"][0])[np.asarray(inputs["mask"])]
+    typical = np.array(
+        [spend[spend[:, c] > 0, c].mean() if (spend[:, c] > 0).any() else 1.0
+         for c in range(spend.shape[1])]
+    )  # fmt: skip
+
+    def log_saturation(flat: Any) -> Any:
+        def value(name: str) -> Any:
+            return posterior.transforms[name](flat[..., where[name]])
+
+        slope = value("slope") if "slope" in where else None
+        return jnp.log(saturate(config.saturation, typical, value("lam"), slope, xp=jnp))
+
+    def to_z(w: Any) -> Any:
+        return w.at[..., beta_at].add(-log_saturation(w))
+
+    def from_z(z: Any) -> Any:
+        return z.at[..., beta_at].add(log_saturation(z))
+
+    return to_z, from_z
+
+
 class MediaMixModel:
     """A media-mix model of one target and its channels (see the module docstring).
 
@@ -328,8 +370,10 @@ class MediaMixModel:
         mode, _, cov_root = posterior.laplace(posterior.start(None), inputs)
         rng = np.random.default_rng(cfg.seed)
         starts = mode + rng.standard_normal((cfg.chains, len(mode))) @ cov_root.T
+        to_z, from_z = _effect_coordinates(posterior, inputs, cfg)
+        potential = posterior.bound(inputs)
         mcmc = MCMC(
-            NUTS(potential_fn=posterior.bound(inputs), target_accept_prob=0.9),
+            NUTS(potential_fn=lambda w: potential(to_z(w)), target_accept_prob=0.9),
             num_warmup=cfg.warmup,
             num_samples=cfg.draws,
             num_chains=cfg.chains,
@@ -339,10 +383,11 @@ class MediaMixModel:
         )
         mcmc.run(
             jax.random.PRNGKey(cfg.seed),
-            init_params=jnp.asarray(starts if cfg.chains > 1 else starts[0]),
+            init_params=from_z(jnp.asarray(starts if cfg.chains > 1 else starts[0])),
             extra_fields=("diverging",),
         )
-        flat_z = np.asarray(mcmc.get_samples()).reshape(cfg.chains * cfg.draws, -1)
+        flat_w = jnp.asarray(mcmc.get_samples()).reshape(cfg.chains * cfg.draws, -1)
+        flat_z = np.asarray(to_z(flat_w))
         flat = posterior.constrain(flat_z)
         grouped = {k: v.reshape(cfg.chains, cfg.draws, *v.shape[1:]) for k, v in flat.items()}
         stats = summary(grouped, prob=HDI_PROB)
