@@ -220,6 +220,18 @@ def fit(
             "spend, as PyMC-Marketing's guide recommends for many channels.",
         ),
     ] = "equal",
+    lift_tests: Annotated[
+        Path | None,
+        typer.Option(
+            "--lift-tests",
+            help="A CSV of experiments (channel,x,delta_x,delta_y,sigma: spend per period "
+            "before, its change, the measured change of the target per period and its "
+            "standard error) that calibrate the channels' curves; delta_y and sigma are "
+            "divided by --target-scale like the target. A warm start keeps the saved "
+            "model's tests unless new ones are given.",
+            show_default=False,
+        ),
+    ] = None,
     select: Annotated[
         bool,
         typer.Option(
@@ -239,7 +251,10 @@ def fit(
 
         tailor budget fit --csv mmm.csv --date-col date_week --target-col y
         --spend-cols x1,x2 --control-cols event_1,event_2 --method nuts --model models/mmm
+
+        tailor budget fit --model models/budget --lift-tests geo-holdouts.csv --method nuts
     """
+    from tailor.budget.lift import read_lift_tests
     from tailor.budget.model import MMMConfig
     from tailor.budget.service import fit_model, write_report
 
@@ -249,6 +264,13 @@ def fit(
         raise _fail("--select and --warm-start: a warm start keeps the saved structure; use one")
     data = _load(csv, date_col, target_col, spend_cols, control_cols, target_scale, target,
                  frequency)  # fmt: skip
+    tests = None
+    if lift_tests is not None:
+        try:
+            tests = read_lift_tests(lift_tests, target_scale=target_scale)
+            tests.codes(data.channels)
+        except ValueError as exc:
+            raise _fail(f"--lift-tests: {exc}") from None
     try:
         base = MMMConfig(beta_prior=beta_prior)  # type: ignore[arg-type]
     except ValueError as exc:
@@ -256,7 +278,14 @@ def fit(
     config = _selected(data, base) if select else (None if beta_prior == "equal" else base)
     try:
         with err.status(f"fitting the media-mix model ({method}) on {data.periods} periods ..."):
-            fitted = fit_model(data, model, method=method, warm_start=warm_start, config=config)  # type: ignore[arg-type]
+            fitted = fit_model(
+                data,
+                model,
+                method=method,  # type: ignore[arg-type]
+                warm_start=warm_start,
+                config=config,
+                lift_tests=tests,
+            )
     except (ValueError, OSError, ImportError) as exc:
         raise _fail(exc) from None
     if fitted.note:

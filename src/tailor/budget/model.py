@@ -38,6 +38,7 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from tailor.budget.data import MediaData
+from tailor.budget.lift import LiftTests
 from tailor.budget.posterior import Compiled, compiled, load_jax
 from tailor.budget.transforms import (
     Adstock,
@@ -182,6 +183,25 @@ def _mean(
     return mu, channel
 
 
+def _lift_effect(params: dict[str, Any], inputs: dict[str, Any], config: MMMConfig, xp: Any) -> Any:
+    """The change of the (scaled) target per period that each lift test's change of spend
+    makes on the model's curve, without carry-over (see :mod:`tailor.budget.lift`)."""
+    channel = inputs["lift_channel"]
+    slope = params.get("slope")
+
+    def curve(x: Any) -> Any:
+        return saturate(
+            config.saturation,
+            x,
+            params["lam"][channel],
+            None if slope is None else slope[channel],
+            xp=xp,
+        )
+
+    before = inputs["lift_x"]
+    return params["beta"][channel] * (curve(before + inputs["lift_delta_x"]) - curve(before))
+
+
 def _structure(config: MMMConfig) -> tuple:
     """What tells two compiled posteriors apart (priors and likelihood, not sampler settings)."""
     return (
@@ -236,8 +256,36 @@ def _numpyro_model(config: MMMConfig) -> Any:
         mu, _ = _mean(params, inputs, config, jnp)
         with numpyro.handlers.mask(mask=inputs["mask"]):
             numpyro.sample("y", dist.Normal(mu, sigma), obs=inputs["y"])
+        if inputs["lift_channel"].shape[0]:
+            numpyro.sample(
+                "lift",
+                dist.Normal(_lift_effect(params, inputs, config, jnp), inputs["lift_sigma"]),
+                obs=inputs["lift_delta_y"],
+            )
 
     return model
+
+
+def _lift_inputs(
+    tests: LiftTests | None, channel: np.ndarray | None, scales: _Scales
+) -> dict[str, np.ndarray]:
+    """The lift tests on the model's scale (empty arrays without any: one compiled program
+    serves every fit without tests)."""
+    if tests is None:
+        empty = np.zeros(0)
+        return {
+            "lift_channel": np.zeros(0, np.int64),
+            **{f"lift_{k}": empty for k in ("x", "delta_x", "delta_y", "sigma")},
+        }
+    spend = scales.spend[channel]
+    spend = np.where(spend > 0, spend, 1.0)
+    return {
+        "lift_channel": channel,
+        "lift_x": tests.x / spend,
+        "lift_delta_x": tests.delta_x / spend,
+        "lift_delta_y": tests.delta_y / scales.target,
+        "lift_sigma": tests.sigma / scales.target,
+    }
 
 
 def _effect_coordinates(
@@ -305,9 +353,12 @@ class MediaMixModel:
         *,
         method: Method = "nuts",
         warm_start: MediaMixModel | None = None,
+        lift_tests: LiftTests | None = None,
     ) -> Self:
         """Fit on ``data`` (see the module docstring for the two methods). ``warm_start``
-        (``map`` only) is an earlier fit of the same channels and configuration."""
+        (``map`` only) is an earlier fit of the same channels and configuration.
+        ``lift_tests`` (:mod:`tailor.budget.lift`) add each experiment's measured change of
+        the target to the likelihood; their channels must be among the data's."""
         if method not in ("nuts", "map"):
             raise ValueError(f"method: {method!r}; use 'nuts' or 'map'")
         if warm_start is not None:
@@ -320,6 +371,7 @@ class MediaMixModel:
                     "fit from scratch instead"
                 )
         data.check_fittable()
+        lift_channel = None if lift_tests is None else lift_tests.codes(data.channels)
         self.channels_ = data.channels
         self.control_names_ = data.control_names
         self.target_name_ = data.target_name
@@ -343,11 +395,14 @@ class MediaMixModel:
         self.beta_scale_ = (
             np.full(channels, 2.0) if self.config.beta_prior == "equal" else channels * share
         )
+        self.lift_tests_ = lift_tests
+        inputs = design.padded(y, self.beta_scale_)
+        inputs.update(_lift_inputs(lift_tests, lift_channel, self.scales_))
         started = time.perf_counter()
         if method == "nuts":
-            draws, self.diagnostics_ = self._nuts(design, y)
+            draws, self.diagnostics_ = self._nuts(inputs)
         else:
-            draws, self.diagnostics_ = self._laplace(design, y, warm_start)
+            draws, self.diagnostics_ = self._laplace(inputs, warm_start)
         self.fit_seconds_ = time.perf_counter() - started
         self.method_ = method
         self.draws_ = draws
@@ -356,7 +411,7 @@ class MediaMixModel:
         self.last_date_ = data.dates[-1]
         return self
 
-    def _nuts(self, design: _Design, y: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def _nuts(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """NUTS with each chain started at a draw of the Laplace approximation: the chains
         begin spread around the mode, so warm-up is short and R-hat still compares chains
         that started apart."""
@@ -365,7 +420,6 @@ class MediaMixModel:
         from numpyro.infer import MCMC, NUTS
 
         cfg = self.config
-        inputs = design.padded(y, self.beta_scale_)
         posterior = compiled(_structure(cfg), lambda: _numpyro_model(cfg), inputs)
         mode, _, cov_root = posterior.laplace(posterior.start(None), inputs)
         rng = np.random.default_rng(cfg.seed)
@@ -404,11 +458,10 @@ class MediaMixModel:
         return flat, diagnostics
 
     def _laplace(
-        self, design: _Design, y: np.ndarray, warm_start: MediaMixModel | None
+        self, inputs: dict[str, np.ndarray], warm_start: MediaMixModel | None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         load_jax()  # a clear ImportError, before any work
         cfg = self.config
-        inputs = design.padded(y, self.beta_scale_)
         posterior = compiled(_structure(cfg), lambda: _numpyro_model(cfg), inputs)
         mode, result, cov_root = posterior.laplace(
             posterior.start(None if warm_start is None else warm_start.mode_), inputs
@@ -630,6 +683,7 @@ class MediaMixModel:
             "method": self.method_,
             "fit_seconds": self.fit_seconds_,
             "diagnostics": self.diagnostics_,
+            "lift_tests": None if self.lift_tests_ is None else self.lift_tests_.to_json(),
         }
         (folder / "model.json").write_text(json.dumps(header, indent=1))
         return folder
@@ -666,6 +720,8 @@ class MediaMixModel:
             model.method_ = header["method"]
             model.fit_seconds_ = float(header["fit_seconds"])
             model.diagnostics_ = header["diagnostics"]
+            lift = header.get("lift_tests")  # absent from models saved before lift tests
+            model.lift_tests_ = None if lift is None else LiftTests.from_json(lift)
         except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{folder}: a damaged media-mix model ({exc!r})") from None
         return model

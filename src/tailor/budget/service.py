@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tailor.budget.data import TARGETS, MediaData, MediaDataError, from_events, read_csv
+from tailor.budget.lift import LiftTests
 from tailor.budget.model import MediaMixModel, Method, MMMConfig
 from tailor.budget.optimize import check_spend
 from tailor.budget.transforms import ChannelResponse
@@ -110,13 +111,15 @@ def fit_model(
     method: Method = "map",
     warm_start: bool = False,
     config: MMMConfig | None = None,
+    lift_tests: LiftTests | None = None,
 ) -> Fitted:
     """Fit a media-mix model on ``data`` and save it to ``folder``, replacing what was there
     only once the new one is written in full.
 
     ``warm_start`` (MAP only) starts from the mode of the model already in ``folder``, with
     its configuration; when there is none, or it has other channels, the fit starts from
-    scratch and ``note`` says why.
+    scratch and ``note`` says why. ``lift_tests`` calibrate the curves
+    (:mod:`tailor.budget.lift`); without them a warm start keeps the earlier fit's tests.
     """
     if method not in ("nuts", "map"):
         raise ValueError(f"method: {method!r}; use 'map' (seconds) or 'nuts' (full posterior)")
@@ -128,7 +131,11 @@ def fit_model(
         previous, note = _previous(folder, data)
     if config is None:
         config = previous.config if previous is not None else MMMConfig()
-    model = MediaMixModel(config).fit(data, method=method, warm_start=previous)
+    if lift_tests is None and previous is not None:
+        lift_tests = previous.lift_tests_
+    model = MediaMixModel(config).fit(
+        data, method=method, warm_start=previous, lift_tests=lift_tests
+    )
     save_atomically(model, folder)
     return Fitted(model, folder, previous is not None, note)
 

@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,7 +31,8 @@ import numpy as np
 import pyarrow as pa
 
 from tailor.budget.data import FREQUENCIES, Frequency, MediaData
-from tailor.budget.transforms import ChannelResponse
+from tailor.budget.lift import LiftTests
+from tailor.budget.transforms import ChannelResponse, saturate
 from tailor.datasets.base import Dataset
 from tailor.events.table import conform_events
 
@@ -82,6 +84,51 @@ class SimulatedMedia:
     roi: np.ndarray
     control_effects: np.ndarray
     seed: int
+
+    def lift_tests(
+        self,
+        channels: Sequence[str],
+        *,
+        change: float = -1.0,
+        noise: float = 0.1,
+        seed: int | None = None,
+    ) -> LiftTests:
+        """Lift tests of ``channels`` as a shop runs them, measured on the true response.
+
+        Each test moves the channel's typical spend per period (the mean over the periods
+        it spent in) by ``change`` times itself: -1 switches it off (a geo holdout), 0.5
+        raises it by half. The measured change per period is the truth's, without carry-over
+        (a test runs until the adstock settles), plus Gaussian noise whose standard error,
+        reported as ``sigma``, is ``noise`` times the true change.
+        """
+        if not (np.isfinite(change) and change >= -1.0 and change != 0.0):
+            raise ValueError(f"change: {change}; a share of the spend, >= -1 and not 0")
+        if not (np.isfinite(noise) and noise > 0):
+            raise ValueError(f"noise: {noise}; the standard error as a share (> 0), e.g. 0.1")
+        codes = [self.data.channels.index(c) for c in channels if c in self.data.channels]
+        if len(codes) != len(channels) or not codes:
+            raise ValueError(
+                f"channels: {list(channels)}; name one or more of {', '.join(self.data.channels)}"
+            )
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        spend = self.data.spend[:, codes]
+        x = np.where(spend > 0, spend, np.nan)
+        x = np.nanmean(x, axis=0)
+        truth = self.truth
+        slope = None if truth.slope is None else truth.slope[codes]
+
+        def curve(level: np.ndarray) -> np.ndarray:
+            return saturate(truth.saturation, level, truth.lam[codes], slope)
+
+        true_change = truth.beta[codes] * (curve(x * (1.0 + change)) - curve(x))
+        sigma = noise * np.abs(true_change)
+        return LiftTests(
+            channel=tuple(channels),
+            x=x,
+            delta_x=change * x,
+            delta_y=true_change + rng.normal(0.0, sigma),
+            sigma=sigma,
+        )
 
     def to_events(self) -> pa.Table:
         """``ad_spend`` and ``ad_result`` events, as :mod:`tailor.datasets.media_mix` makes them.
