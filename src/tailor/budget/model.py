@@ -152,6 +152,7 @@ class _Design:
             "y": pad(y, 0),
             "mask": pad(np.ones(t, bool), 0),
             "beta_scale": np.asarray(beta_scale, float),
+            **_no_lift_tests(),  # a fit with lift tests replaces them
         }
 
 
@@ -266,17 +267,21 @@ def _numpyro_model(config: MMMConfig) -> Any:
     return model
 
 
+def _no_lift_tests() -> dict[str, np.ndarray]:
+    empty = np.zeros(0)
+    return {
+        "lift_channel": np.zeros(0, np.int64),
+        **{f"lift_{k}": empty for k in ("x", "delta_x", "delta_y", "sigma")},
+    }
+
+
 def _lift_inputs(
     tests: LiftTests | None, channel: np.ndarray | None, scales: _Scales
 ) -> dict[str, np.ndarray]:
     """The lift tests on the model's scale (empty arrays without any: one compiled program
     serves every fit without tests)."""
     if tests is None:
-        empty = np.zeros(0)
-        return {
-            "lift_channel": np.zeros(0, np.int64),
-            **{f"lift_{k}": empty for k in ("x", "delta_x", "delta_y", "sigma")},
-        }
+        return _no_lift_tests()
     spend = scales.spend[channel]
     spend = np.where(spend > 0, spend, 1.0)
     return {

@@ -1,0 +1,189 @@
+"""Lift tests: the CSV and its mistakes, the simulator's holdouts, and what they do to a fit
+(the credit of channels the data alone cannot separate), saved, warm-started and from the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tailor.budget import service
+from tailor.budget.data import MediaDataError
+from tailor.budget.lift import LiftTests, read_lift_tests
+from tailor.budget.model import MediaMixModel, MMMConfig
+from tailor.datasets.simulate.ad_channels import simulate_channels
+from tests._cli import tailor, workdir  # noqa: F401  (the fixture)
+from tests.budget.test_service import CONFIG, simulated
+from tests.test_cli_budget import csv_options, flat, write_csv
+
+HEADER = "channel,x,delta_x,delta_y,sigma\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# --- the CSV -----------------------------------------------------------------------------------
+
+
+def test_read_a_csv_in_any_column_order_scaled_like_the_target(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "lift.csv",
+        "note,sigma,delta_y,delta_x,x,channel\n"
+        "geo holdout,2000,-96500,-12000,12000,search\n"
+        ",1500,4100,1500,3000, social \n",
+    )
+    tests = read_lift_tests(path, target_scale=1000)
+    assert tests.channel == ("search", "social") and len(tests) == 2
+    np.testing.assert_allclose(tests.x, [12000, 3000])
+    np.testing.assert_allclose(tests.delta_x, [-12000, 1500])
+    np.testing.assert_allclose(tests.delta_y, [-96.5, 4.1])
+    np.testing.assert_allclose(tests.sigma, [2.0, 1.5])
+    np.testing.assert_array_equal(tests.codes(("social", "tv", "search")), [2, 0])
+    again = LiftTests.from_json(json.loads(json.dumps(tests.to_json())))
+    assert again.channel == tests.channel
+    for name in ("x", "delta_x", "delta_y", "sigma"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(tests, name))
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("channel,x,delta_x,delta_y\nsearch,1,1,1\n", "no column(s) 'sigma'"),
+        (HEADER, "no lift tests"),
+        (HEADER + "search,100,-100,-5,1\n,100,50,2,1\n", "row 3, channel: empty"),
+        (HEADER + "search,100,abc,-5,1\n", "row 2, delta_x: 'abc' is not a number"),
+        (HEADER + "search,100,-100,-5,nan\n", "row 2, sigma"),
+        (HEADER + "search,100,-100,-5,0\n", "row 2 (search): sigma"),
+        (HEADER + "search,100,0,-5,1\n", "row 2 (search): delta_x is 0"),
+        (HEADER + "search,100,-150,-5,1\n", "row 2 (search): x + delta_x is negative"),
+        (HEADER + "search,-1,5,1,1\n", "row 2 (search): x (spend"),
+    ],
+)
+def test_csv_mistakes_name_the_row_and_column(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(MediaDataError, match=r"lift\.csv") as error:
+        read_lift_tests(write(tmp_path / "lift.csv", text))
+    assert named in str(error.value)
+
+
+def test_what_is_not_a_lift_test_file(tmp_path: Path) -> None:
+    with pytest.raises(MediaDataError, match="no such file"):
+        read_lift_tests(tmp_path / "missing.csv")
+    binary = tmp_path / "lift.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 10)
+    with pytest.raises(MediaDataError, match="not a UTF-8 text CSV"):
+        read_lift_tests(binary)
+    with pytest.raises(MediaDataError, match="target_scale"):
+        read_lift_tests(write(tmp_path / "ok.csv", HEADER + "a,1,1,1,1\n"), target_scale=0)
+
+
+def test_lift_tests_check_their_values_and_channels() -> None:
+    with pytest.raises(MediaDataError, match="one entry per test"):
+        LiftTests(channel=("a", "b"), x=[1.0], delta_x=[1.0], delta_y=[1.0], sigma=[1.0])
+    with pytest.raises(MediaDataError, match=r"lift test 2 \(b\): sigma"):
+        LiftTests(channel=("a", "b"), x=[1, 1], delta_x=[1, 1], delta_y=[1, 1], sigma=[1, -1])
+    tests = LiftTests(channel=("a", "zz"), x=[1, 1], delta_x=[1, 1], delta_y=[1, 1], sigma=[1, 1])
+    with pytest.raises(MediaDataError, match="'zz' are not in the data; its channels are a, b"):
+        tests.codes(("a", "b"))
+
+
+# --- the simulator's holdouts ------------------------------------------------------------------
+
+
+def test_a_simulated_holdout_measures_the_settled_effect_of_the_typical_spend() -> None:
+    sim = simulate_channels(channels=3, periods=52, seed=4)
+    channel = sim.data.channels[1]
+    tests = sim.lift_tests([channel], change=-1.0, noise=1e-9)
+    spend = sim.data.spend[:, 1]
+    assert tests.x[0] == pytest.approx(spend[spend > 0].mean())
+    assert tests.delta_x[0] == pytest.approx(-tests.x[0])
+    # the truth's effect of that spend kept up long enough for the carry-over to settle
+    steady = np.zeros((40, 3))
+    steady[:, 1] = tests.x[0]
+    settled = sim.truth.contributions(steady)[-1, 1]
+    assert tests.delta_y[0] == pytest.approx(-settled, rel=1e-6)
+    exact = sim.lift_tests([channel], change=0.5, noise=1e-9)
+    raised = sim.lift_tests([channel], change=0.5, noise=0.1, seed=1)
+    assert exact.delta_y[0] > 0
+    assert raised.sigma[0] == pytest.approx(0.1 * exact.delta_y[0], rel=1e-6)
+    assert abs(raised.delta_y[0] - exact.delta_y[0]) < 5 * raised.sigma[0]
+    for bad, named in (({"change": 0.0}, "change"), ({"change": -2.0}, "change"),
+                       ({"noise": 0.0}, "noise")):  # fmt: skip
+        with pytest.raises(ValueError, match=named):
+            sim.lift_tests([channel], **bad)
+    with pytest.raises(ValueError, match="channels"):
+        sim.lift_tests(["nowhere"])
+
+
+# --- what they do to a fit -----------------------------------------------------------------------
+
+
+def misattributed(model: MediaMixModel, sim) -> float:
+    estimate = model.contributions(sim.data)["mean"].sum(axis=0)
+    truth = sim.true_contributions.sum(axis=0)
+    return float(np.abs(estimate - truth).sum() / truth.sum())
+
+
+def test_holdouts_give_channels_the_data_cannot_separate_their_credit() -> None:
+    """Ten channels whose budgets move together: from the data alone (MAP) over a quarter of
+    the media effect goes to the wrong channel; one holdout per channel fixes most of it."""
+    sim = simulate_channels(channels=10, periods=156, seed=0)
+    config = MMMConfig(l_max=4, laplace_draws=200)
+    alone = MediaMixModel(config).fit(sim.data, method="map")
+    tests = sim.lift_tests(sim.data.channels)
+    calibrated = MediaMixModel(config).fit(sim.data, method="map", lift_tests=tests)
+    assert misattributed(alone, sim) > 0.2
+    assert misattributed(calibrated, sim) < 0.1
+    assert calibrated.lift_tests_ is tests and alone.lift_tests_ is None
+    named = "are not in the data; its channels are search, social, display"
+    with pytest.raises(MediaDataError, match=named):
+        MediaMixModel(config).fit(
+            simulate_channels(channels=3, periods=52, seed=0).data, method="map", lift_tests=tests
+        )
+
+
+def test_lift_tests_are_saved_and_kept_by_a_warm_refit(tmp_path: Path) -> None:
+    sim = simulated()
+    tests = sim.lift_tests(sim.data.channels[:2], change=-1.0)
+    first = service.fit_model(sim.data, tmp_path / "m", config=CONFIG, lift_tests=tests)
+    loaded = service.load_model(tmp_path / "m")
+    assert loaded.lift_tests_ is not None and loaded.lift_tests_.channel == tests.channel
+    np.testing.assert_array_equal(loaded.lift_tests_.delta_y, tests.delta_y)
+    again = service.fit_model(sim.data, tmp_path / "m", warm_start=True)
+    assert again.warm_started and again.model.lift_tests_.channel == tests.channel
+    np.testing.assert_allclose(again.model.mode_["beta"], first.model.mode_["beta"], rtol=1e-3)
+    # a model saved before lift tests existed loads without them
+    header = json.loads((tmp_path / "m" / "model.json").read_text())
+    del header["lift_tests"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(header))
+    assert service.load_model(tmp_path / "m").lift_tests_ is None
+
+
+def test_cli_fits_with_lift_tests_and_refuses_bad_ones(workdir: Path) -> None:  # noqa: F811
+    source = write_csv(workdir / "media.csv")
+    sim = simulated()
+    tests = sim.lift_tests(sim.data.channels[:1])
+    rows = "".join(
+        f"{c},{x},{dx},{dy},{s}\n"
+        for c, x, dx, dy, s in zip(
+            tests.channel, tests.x, tests.delta_x, tests.delta_y, tests.sigma, strict=True
+        )
+    )
+    write(workdir / "lift.csv", HEADER + rows)
+    result = tailor("budget", "fit", *csv_options(source), "--model", "m", "--lift-tests",
+                    "lift.csv")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((workdir / "m" / "model.json").read_text())["lift_tests"]
+    assert [t["channel"] for t in saved] == list(tests.channel)
+    write(workdir / "other.csv", HEADER + "billboards,100,-100,-5,1\n")
+    unknown = tailor("budget", "fit", *csv_options(source), "--model", "n", "--lift-tests",
+                     "other.csv")  # fmt: skip
+    assert unknown.exit_code == 1 and "--lift-tests" in flat(unknown.output)
+    assert "'billboards' are not in the data" in flat(unknown.output)
+    write(workdir / "bad.csv", HEADER + f"{tests.channel[0]},100,0,-5,1\n")
+    bad = tailor("budget", "fit", *csv_options(source), "--model", "n", "--lift-tests", "bad.csv")
+    assert bad.exit_code == 1 and "bad.csv row 2" in flat(bad.output)
+    assert not (workdir / "n").exists()
