@@ -291,6 +291,9 @@ def fit(
     if fitted.note:
         err.print(f"[yellow]note:[/yellow] {fitted.note}")
     console.print(roi_table(fitted.model, data))
+    lifts = lift_table(fitted.model)
+    if lifts is not None:
+        console.print(lifts)
     for problem in fitted.model.problems():
         err.print(f"[yellow]warning:[/yellow] {problem}")
     how = "warm-started, " if fitted.warm_started else ""
@@ -420,6 +423,29 @@ def roi_table(model: MediaMixModel, data: MediaData) -> Table:
             f"{r['contribution']:,.1f}",
             f"{r['roi']:.4g} [{r['roi_lo']:.3g}, {r['roi_hi']:.3g}]",
             f"{alpha[i]:.2f}",  # type: ignore[index]
+        )
+    return table
+
+
+def lift_table(model: MediaMixModel) -> Table | None:
+    """The lift tests against the fitted curves (None without tests)."""
+    checks = model.lift_check()
+    if not checks:
+        return None
+    table = Table(
+        title="lift tests: measured change per period against the fitted curves",
+        title_justify="left",
+    )
+    for column in ("channel", "spend", "measured ± se", "model (94% interval)", "z"):
+        table.add_column(column, justify="left" if column == "channel" else "right")
+    for t in checks:
+        z = f"{t['z']:+.1f}"
+        table.add_row(
+            str(t["channel"]),
+            f"{t['x']:,.0f} → {t['x'] + t['delta_x']:,.0f}",
+            f"{t['measured']:,.4g} ± {t['sigma']:,.3g}",
+            f"{t['model']:,.4g} [{t['model_lo']:,.3g}, {t['model_hi']:,.3g}]",
+            f"[red]{z}[/red]" if abs(t["z"]) > 2 else z,
         )
     return table
 

@@ -138,6 +138,12 @@ def test_holdouts_give_channels_the_data_cannot_separate_their_credit() -> None:
     assert misattributed(alone, sim) > 0.2
     assert misattributed(calibrated, sim) < 0.1
     assert calibrated.lift_tests_ is tests and alone.lift_tests_ is None
+    # the fitted curves agree with the experiments they were given, within their errors
+    checks = calibrated.lift_check()
+    assert [c["channel"] for c in checks] == list(sim.data.channels)
+    assert all(abs(c["z"]) < 3 for c in checks), checks
+    assert all(c["model_lo"] <= c["model"] <= c["model_hi"] < 0 for c in checks)
+    assert alone.lift_check() == []
     named = "are not in the data; its channels are search, social, display"
     with pytest.raises(MediaDataError, match=named):
         MediaMixModel(config).fit(
@@ -160,6 +166,15 @@ def test_lift_tests_are_saved_and_kept_by_a_warm_refit(tmp_path: Path) -> None:
     del header["lift_tests"]
     (tmp_path / "m" / "model.json").write_text(json.dumps(header))
     assert service.load_model(tmp_path / "m").lift_tests_ is None
+    # the report shows each test against the fitted curves
+    page, twin = service.write_report(loaded, sim.data, tmp_path / "r.html", backtest_last=None)
+    shown = json.loads(twin.read_text())["model"]["lift_tests"]
+    assert [t["channel"] for t in shown] == list(tests.channel)
+    assert {"measured", "sigma", "model", "model_lo", "model_hi", "z"} <= set(shown[0])
+    assert "<h2>Lift tests</h2>" in page.read_text()
+    plain = service.fit_model(sim.data, tmp_path / "p", config=CONFIG).model
+    page, _ = service.write_report(plain, sim.data, tmp_path / "plain.html", backtest_last=None)
+    assert "Lift tests" not in page.read_text()
 
 
 def test_cli_fits_with_lift_tests_and_refuses_bad_ones(workdir: Path) -> None:  # noqa: F811
@@ -176,6 +191,7 @@ def test_cli_fits_with_lift_tests_and_refuses_bad_ones(workdir: Path) -> None:  
     result = tailor("budget", "fit", *csv_options(source), "--model", "m", "--lift-tests",
                     "lift.csv")  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "lift tests: measured change per period" in flat(result.output)
     saved = json.loads((workdir / "m" / "model.json").read_text())["lift_tests"]
     assert [t["channel"] for t in saved] == list(tests.channel)
     write(workdir / "other.csv", HEADER + "billboards,100,-100,-5,1\n")

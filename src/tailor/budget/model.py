@@ -661,6 +661,46 @@ class MediaMixModel:
             }
         return out
 
+    def lift_check(self) -> list[dict[str, float | str]]:
+        """Each lift test the fit was calibrated with, against what the fitted curves say the
+        same change of spend does per period: ``measured`` and its ``sigma``, the model's
+        ``model`` mean with its 94% interval (``model_lo``, ``model_hi``), and ``z``, the gap
+        in the test's standard errors (beyond about 2, the experiment and the rest of the
+        data disagree: check the test, or the model's structure). Empty without tests."""
+        self._check_fitted()
+        tests = self.lift_tests_
+        if tests is None:
+            return []
+        codes = tests.codes(self.channels_)
+        draws = self.parameter_draws()
+        slope = draws.get("slope")
+
+        def curve(spend: np.ndarray) -> np.ndarray:
+            return saturate(
+                self.config.saturation,
+                spend[None, :],
+                draws["lam"][:, codes],
+                None if slope is None else slope[:, codes],
+            )
+
+        change = draws["beta"][:, codes] * (curve(tests.x + tests.delta_x) - curve(tests.x))
+        lo, hi = np.quantile(change, [(1 - HDI_PROB) / 2, (1 + HDI_PROB) / 2], axis=0)
+        mean = change.mean(axis=0)
+        return [
+            {
+                "channel": tests.channel[i],
+                "x": float(tests.x[i]),
+                "delta_x": float(tests.delta_x[i]),
+                "measured": float(tests.delta_y[i]),
+                "sigma": float(tests.sigma[i]),
+                "model": float(mean[i]),
+                "model_lo": float(lo[i]),
+                "model_hi": float(hi[i]),
+                "z": float((mean[i] - tests.delta_y[i]) / tests.sigma[i]),
+            }
+            for i in range(len(tests))
+        ]
+
     # --- persistence (JSON header + .npz, no pickle) -------------------------------------
     def save(self, folder: str | Path) -> Path:
         self._check_fitted()

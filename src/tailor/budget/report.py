@@ -120,6 +120,7 @@ def _page(f: dict[str, Any]) -> str:
         f"{'NUTS' if model['method'] == 'nuts' else 'MAP with a Laplace approximation'} in "
         f"{model['fit_seconds']:.1f} s.</p>",
         _parameters(model),
+        _lift_tests(model.get("lift_tests") or [], data["target"], unit),
         _contributions(f, unit),
         _curves(f["response_curves"], model["channels"], unit),
         _plan(f["plan"], unit),
@@ -174,6 +175,27 @@ def _parameters(model: dict[str, Any]) -> str:
         + "<p>beta: a channel's effect per period at full saturation (target units); lam: the "
         "saturation's curvature per unit of carried-over spend; alpha: the share of a period's "
         "effect carried into the next.</p>" + f"<table>{head}{''.join(rows)}</table>"
+    )
+
+
+def _lift_tests(tests: list[dict[str, Any]], target: str, unit: str) -> str:
+    if not tests:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(t['channel'])}</td><td>{_n(t['x'])} → {_n(t['x'] + t['delta_x'])}</td>"
+        f"<td>{_n(t['measured'])} ± {_n(t['sigma'])}</td><td>{_n(t['model'])}</td>"
+        f"<td>[{_n(t['model_lo'])}, {_n(t['model_hi'])}]</td>"
+        f"<td class={'bad' if abs(t['z']) > 2 else 'good'}>{t['z']:+.1f}</td></tr>"
+        for t in tests
+    )
+    return (
+        "<h2>Lift tests</h2>"
+        f"<p>The experiments the fit was calibrated with: the spend per {unit} each moved, the "
+        f"change of {_e(target)} per {unit} it measured, and what the fitted curves say the "
+        "same change does. z is the gap in the test's standard errors; beyond about 2 the "
+        "experiment and the rest of the data disagree.</p>"
+        "<table><tr><th>channel</th><th>spend</th><th>measured</th><th>model</th>"
+        f"<th>94% interval</th><th>z</th></tr>{rows}</table>"
     )
 
 

@@ -380,6 +380,7 @@ def describe(model: MediaMixModel) -> dict[str, Any]:
         "summary": model.summary(),
         "diagnostics": model.diagnostics_,
         "problems": model.problems(),
+        "lift_tests": model.lift_check(),
     }
 
 
