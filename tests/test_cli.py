@@ -141,6 +141,9 @@ def test_demo_smoke_runs_the_main_job(workdir: Path, monkeypatch: pytest.MonkeyP
     # The budget: the simulated ad channels' report, its back-test scored against the truth.
     budget = json.loads((workdir / "demo" / "budget-report.json").read_text())
     assert budget["plan"]["status"] == "optimal" and budget["backtest"]["true_uplift"] is not None
+    (holdout,) = budget["model"]["lift_tests"]  # the demo's geo holdout, against the curve
+    assert holdout["delta_x"] == -holdout["x"] and abs(holdout["z"]) < 3
+    assert "lift tests: measured change per period" in " ".join(result.output.split())
     assert (workdir / "demo" / "budget" / "model.json").is_file()
     # Idempotent: a second run stores nothing new.
     again = tailor("demo", "--out", str(workdir / "demo"))

@@ -117,11 +117,12 @@ def run_demo(settings: Settings, out: Path, *, console: Console, smoke: bool = F
 
 def show_budget(ws, out: Path, console: Console) -> tuple[Path, float]:
     """Import simulated ad channels (ad_spend and ad_result events), fit the media-mix model
-    by MAP (seconds), show each channel's ROI and a plan, and write the budget report with a
+    by MAP (seconds) calibrated by a simulated geo holdout, show each channel's ROI, the
+    holdout against the fitted curve and a plan, and write the budget report with a
     back-test scored against the simulator's true response. Returns the model folder and the
     budget of the plan shown."""
     from tailor.budget import service
-    from tailor.cli_budget import roi_table
+    from tailor.cli_budget import lift_table, roi_table
     from tailor.datasets.simulate.ad_channels import CONTROLS, simulate_channels
 
     console.rule("advertising budget: a media-mix model of simulated ad channels")
@@ -134,8 +135,13 @@ def show_budget(ws, out: Path, console: Console) -> tuple[Path, float]:
         f"{ads.duplicates:,} already stored"
     )
     data = service.load_data(store=ws.store, control_keys=CONTROLS)
-    fitted = service.fit_model(data, out / "budget", method="map")
+    # a geo holdout of the channel with the most spend calibrates its curve, as a shop's
+    # experiment would
+    biggest = data.channels[int(data.spend.sum(axis=0).argmax())]
+    holdout = sim.lift_tests([biggest], change=-1.0)
+    fitted = service.fit_model(data, out / "budget", method="map", lift_tests=holdout)
     console.print(roi_table(fitted.model, data))
+    console.print(lift_table(fitted.model))
     for problem in fitted.model.problems():
         console.print(f"note: {problem}")
     budget = float(round(service.default_budget(fitted.model, DEMO_PLAN_WEEKS), -3) or 1000.0)
