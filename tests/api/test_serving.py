@@ -371,3 +371,28 @@ def test_top_cache_serves_only_current_entries_and_keeps_no_tracked_objects():
     assert len(cache) == 2 and cache.get(key, 1, 0, 10) is None  # least recent dropped
     cache.drop_user("u2")
     assert len(cache) == 1 and cache.get(("u3", (), None, None), 1, 0, 10) == items
+
+
+def test_answer_ids_are_random_hex_unique_and_not_shared_with_a_forked_child() -> None:
+    import os
+    import re
+
+    from tailor.api.state import AnswerIds
+
+    ids = AnswerIds()
+    drawn = [ids.next() for _ in range(3 * AnswerIds.BATCH + 5)]  # several refills
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in drawn)
+    assert len(set(drawn)) == len(drawn)
+    ids.next()  # the pool holds ids the parent has not handed out yet
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child writes the ids it draws, and exits at once
+        os.write(writer, "".join(ids.next() for _ in range(4)).encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    theirs = os.read(reader, 4096).decode()
+    os.close(reader)
+    parents = {ids.next() for _ in range(AnswerIds.BATCH)}
+    assert len(theirs) == 4 * 32
+    assert not {theirs[i : i + 32] for i in range(0, len(theirs), 32)} & parents

@@ -82,6 +82,31 @@ class LoadedModel:
     signature: tuple[float, int] | None = None
 
 
+class AnswerIds:
+    """Ids for served answers: 128 random bits as 32 hex digits, like ``uuid4().hex``, but
+    drawn from the system's randomness 256 at a time (a uuid4 per answer cost 5 µs, 1.5% of
+    a cached answer; this, half a µs). A forked child starts with an empty pool, so two
+    processes never hand out the same ids."""
+
+    BATCH = 256
+
+    def __init__(self) -> None:
+        self._pool: list[str] = []
+        os.register_at_fork(after_in_child=self._pool.clear)
+
+    def next(self) -> str:
+        try:
+            return self._pool.pop()  # atomic: threads never get the same id
+        except IndexError:
+            blob = os.urandom(16 * self.BATCH).hex()
+            self._pool.extend(blob[i : i + 32] for i in range(0, len(blob), 32))
+            return self._pool.pop()
+
+
+ANSWER_IDS = AnswerIds()
+"""One pool per process (the fork hook is registered once)."""
+
+
 @dataclass(frozen=True)
 class Served:
     """One answer: its id (for attribution) and its items."""
@@ -633,7 +658,7 @@ class ServingState:
             self.cache.put(key, generation, version, depth, items)
         items = items[:k]
         served = Served(
-            uuid.uuid4().hex,
+            ANSWER_IDS.next(),
             items,
             loaded.version,
             assignment.experiment if assignment else None,
