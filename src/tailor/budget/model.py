@@ -14,15 +14,18 @@ per period at full saturation, lam per unit of adstocked spend.
 
 Two ways to fit:
 
-* ``method="nuts"``: NUTS over every parameter, chains run together in one compiled program;
-  R-hat, effective sample size and divergent transitions are reported
+* ``method="nuts"``: NUTS over every parameter, chains run together in one compiled program
+  (in coordinates where each channel's effect at its typical spend replaces log beta, see
+  :func:`_effect_coordinates`); R-hat, effective sample size and divergent transitions are
+  reported
   (:attr:`MediaMixModel.diagnostics_`) and :meth:`MediaMixModel.problems` lists what fails.
 * ``method="map"``: the posterior mode by L-BFGS with JAX gradients in the unconstrained space,
   then a Laplace approximation (the inverse Hessian there) for the draws: seconds instead of
   tens of seconds, for frequent re-planning. ``warm_start`` starts from an earlier fit's
   mode, so a re-fit on a week more data moves from where the last one ended.
 
-Both are seeded: the same data and configuration give the same posterior.
+Both are seeded: the same data and configuration give the same posterior. Lift tests
+(:mod:`tailor.budget.lift`) add experiments' measured changes to the likelihood.
 """
 
 from __future__ import annotations
