@@ -20,6 +20,7 @@ from tailor.cli_errors import fail as _fail
 
 if TYPE_CHECKING:
     from tailor.budget.data import MediaData
+    from tailor.budget.lift import LiftTests
     from tailor.budget.model import MediaMixModel, MMMConfig
 
 console = Console()
@@ -275,7 +276,7 @@ def fit(
         base = MMMConfig(beta_prior=beta_prior)  # type: ignore[arg-type]
     except ValueError as exc:
         raise _fail(f"--beta-prior: {exc}") from None
-    config = _selected(data, base) if select else (None if beta_prior == "equal" else base)
+    config = _selected(data, base, tests) if select else (None if beta_prior == "equal" else base)
     try:
         with err.status(f"fitting the media-mix model ({method}) on {data.periods} periods ..."):
             fitted = fit_model(
@@ -310,13 +311,14 @@ def fit(
         console.print(f"wrote {page} and {twin}")
 
 
-def _selected(data: MediaData, base: MMMConfig) -> MMMConfig:
-    """The structure chosen by rolling-origin forecasts, its table printed."""
+def _selected(data: MediaData, base: MMMConfig, lift_tests: LiftTests | None) -> MMMConfig:
+    """The structure chosen by rolling-origin forecasts (fitted with the lift tests, as the
+    final fit is), its table printed."""
     from tailor.budget.evaluation import select_config
 
     try:
         with err.status("choosing the carry-over length and trend by rolling forecasts ..."):
-            config, scores = select_config(base, data)
+            config, scores = select_config(base, data, lift_tests=lift_tests)
     except (ValueError, ImportError) as exc:
         raise _fail(exc) from None
     table = Table(
@@ -365,7 +367,8 @@ def evaluate(
     """Out-of-sample error of the saved model's structure: MAP fits on the data up to each of
     --folds rolling origins, each forecasting the next --holdout periods with the spend that
     was made, against ridge regression on the same transforms (the peer an analyst would
-    build). The saved model itself is not changed. Example:
+    build). The fits take the saved model's lift tests, as it was fitted. The saved model
+    itself is not changed. Example:
 
         tailor budget evaluate --model models/budget --holdout 8 --folds 3
     """
@@ -377,7 +380,9 @@ def evaluate(
                  frequency)  # fmt: skip
     try:
         with err.status(f"{folds} rolling forecasts of {holdout} periods ..."):
-            results = rolling_origin(fitted.config, data, folds=folds, horizon=holdout)
+            results = rolling_origin(
+                fitted.config, data, folds=folds, horizon=holdout, lift_tests=fitted.lift_tests_
+            )
     except (ValueError, ImportError) as exc:
         raise _fail(exc) from None
     rows = [

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from tailor.budget import service
 from tailor.budget.data import MediaDataError
+from tailor.budget.evaluation import rolling_origin, select_config
 from tailor.budget.lift import LiftTests, read_lift_tests
 from tailor.budget.model import MediaMixModel, MMMConfig
 from tailor.datasets.simulate.ad_channels import simulate_channels
@@ -177,6 +179,27 @@ def test_lift_tests_are_saved_and_kept_by_a_warm_refit(tmp_path: Path) -> None:
     assert "Lift tests" not in page.read_text()
 
 
+def test_rolling_forecasts_and_the_structure_choice_fit_with_the_lift_tests() -> None:
+    sim = simulated()
+    tests = sim.lift_tests(sim.data.channels[:1])
+    # an experiment that claims ten times the true effect, tightly measured, moves every fit
+    loud = LiftTests(
+        channel=tests.channel,
+        x=tests.x,
+        delta_x=tests.delta_x,
+        delta_y=10 * tests.delta_y,
+        sigma=tests.sigma / 10,
+    )
+    config = replace(CONFIG, l_max=4, trend_changepoints=0)
+    plain = rolling_origin(config, sim.data, folds=2, horizon=6)
+    calibrated = rolling_origin(config, sim.data, folds=2, horizon=6, lift_tests=loud)
+    assert [r.mape for r in plain] != [r.mape for r in calibrated]
+    _, scores = select_config(
+        config, sim.data, l_max=(4,), changepoints=(0,), folds=2, horizon=6, lift_tests=loud
+    )
+    assert scores[0]["fold_mape"] == [r.mape for r in calibrated]
+
+
 def test_cli_fits_with_lift_tests_and_refuses_bad_ones(workdir: Path) -> None:  # noqa: F811
     source = write_csv(workdir / "media.csv")
     sim = simulated()
@@ -194,6 +217,10 @@ def test_cli_fits_with_lift_tests_and_refuses_bad_ones(workdir: Path) -> None:  
     assert "lift tests: measured change per period" in flat(result.output)
     saved = json.loads((workdir / "m" / "model.json").read_text())["lift_tests"]
     assert [t["channel"] for t in saved] == list(tests.channel)
+    judged = tailor("budget", "evaluate", "--model", "m", *csv_options(source), "--holdout", "6",
+                    "--folds", "2", "--json")  # fmt: skip
+    assert judged.exit_code == 0, judged.output
+    assert len(json.loads(judged.output)["folds"]) == 2
     write(workdir / "other.csv", HEADER + "billboards,100,-100,-5,1\n")
     unknown = tailor("budget", "fit", *csv_options(source), "--model", "n", "--lift-tests",
                      "other.csv")  # fmt: skip

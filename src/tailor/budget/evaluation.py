@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tailor.budget.data import MediaData
+from tailor.budget.lift import LiftTests
 from tailor.budget.model import MediaMixModel, Method, MMMConfig, _Design, _Scales
 from tailor.budget.transforms import adstock_weights, apply_adstock, lagged, saturate
 
@@ -75,12 +76,14 @@ def holdout(
     *,
     method: Method = "nuts",
     model: MediaMixModel | None = None,
+    lift_tests: LiftTests | None = None,
 ) -> HoldoutResult:
     """Fit on all but the last ``periods`` periods (or use ``model``, fitted on them) and
-    forecast those, with the actual spend and the carry-over of the fitted periods."""
+    forecast those, with the actual spend and the carry-over of the fitted periods.
+    ``lift_tests`` calibrate the fit as they calibrate the model being judged."""
     train, test = _split(data, periods)
     if model is None:
-        model = MediaMixModel(config).fit(train, method=method)
+        model = MediaMixModel(config).fit(train, method=method, lift_tests=lift_tests)
     forecast = model.predict(test, history=model.history_)
     ridge = RidgeBaseline(config).fit(train).predict(test, history=train.spend)
     inside = (test.target >= forecast["lo_obs"]) & (test.target <= forecast["hi_obs"])
@@ -103,6 +106,7 @@ def rolling_origin(
     horizon: int = 8,
     method: Method = "map",
     progress: Callable[[int, int], None] | None = None,
+    lift_tests: LiftTests | None = None,
 ) -> list[HoldoutResult]:
     """Time-series cross-validation: ``folds`` expanding-window fits, each forecasting the
     next ``horizon`` periods; the last fold ends at the data's end. MAP fits by default, each
@@ -121,7 +125,9 @@ def rolling_origin(
         window = data.head(end)
         train, _ = _split(window, horizon)
         warm = previous if method == "map" else None
-        model = MediaMixModel(config).fit(train, method=method, warm_start=warm)
+        model = MediaMixModel(config).fit(
+            train, method=method, warm_start=warm, lift_tests=lift_tests
+        )
         results.append(holdout(config, window, horizon, method=method, model=model))
         previous = model
         if progress is not None:
@@ -186,15 +192,19 @@ def select_config(
     changepoints: tuple[int, ...] = (0, 5),
     folds: int = 3,
     horizon: int = 8,
+    lift_tests: LiftTests | None = None,
 ) -> tuple[MMMConfig, list[dict[str, Any]]]:
     """The carry-over length and trend flexibility chosen by :func:`rolling_origin` MAP
     forecasts (on forecasts, never on parameters), by :func:`one_standard_error`. Returns the
     chosen configuration and each candidate's score: its mean out-of-sample MAPE
-    (``cv_mape``), that mean's standard error (``cv_se``) and the folds' MAPEs."""
+    (``cv_mape``), that mean's standard error (``cv_se``) and the folds' MAPEs. Every fit
+    takes ``lift_tests``, as the final one will."""
     scores = []
     for lags, points in itertools.product(sorted(l_max), sorted(changepoints)):
         config = replace(base, l_max=lags, trend_changepoints=points)
-        folds_done = rolling_origin(config, data, folds=folds, horizon=horizon, method="map")
+        folds_done = rolling_origin(
+            config, data, folds=folds, horizon=horizon, method="map", lift_tests=lift_tests
+        )
         errors = np.array([f.mape for f in folds_done])
         finite = bool(np.all(np.isfinite(errors)))
         scores.append(
