@@ -16,14 +16,18 @@ Every model is tuned on a validation split carved out of the training rows (a ra
 of each user's training interactions, or the training rows' own latest 20% / latest
 interaction for the time-based protocols); the test rows are used once, at the end. Peers:
 ``implicit``'s ALS with its defaults, the same ALS tuned with the same search budget as ours
-(the fair peer), and popularity. Usage: ``python -m bench.recommend [--protocol P] [--k 10]
-[--budget 24] [--models ease,itemknn,...]``. Last line: one JSON object with the figures.
+(the fair peer), and popularity; with ``--lightfm-python PATH`` (a side environment, see the
+README), LightFM with WARP loss tuned the same way (``bench/_lightfm.py`` fits it there).
+Usage: ``python -m bench.recommend [--protocol P] [--k 10] [--budget 24]
+[--models ease,itemknn,...] [--lightfm-python PATH]``. Last line: one JSON object with the
+figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from typing import Any
 
@@ -95,6 +99,76 @@ def fit_implicit(params: dict[str, Any], train: sp.csr_matrix):
     return model
 
 
+LIGHTFM_GRID: dict[str, list[Any]] = {
+    "loss": ["warp"],
+    "no_components": [16, 32, 64, 128],
+    "learning_rate": [0.01, 0.05, 0.1],
+    "item_alpha": [0.0, 1e-6, 1e-5],
+    "epochs": [10, 30, 60],
+}
+"""LightFM's settings, sampled with the same budget as every other model (WARP: its authors'
+choice for top-k ranking from implicit feedback)."""
+
+
+def lightfm_tops(
+    python: str, matrix: sp.csr_matrix, settings: list[dict[str, Any]], k: int
+) -> tuple[list[np.ndarray], list[float]]:
+    """Each setting's top ``k`` per user after a LightFM fit on ``matrix``, from the side
+    environment ``python`` (``bench/_lightfm.py``), and each fit's seconds."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    runner = Path(__file__).with_name("_lightfm.py")
+    with tempfile.TemporaryDirectory(prefix="tailor-lightfm-") as folder:
+        source, target = Path(folder) / "in.npz", Path(folder) / "out.npz"
+        csr = matrix.tocsr()
+        np.savez(source, data=csr.data, indices=csr.indices, indptr=csr.indptr, shape=csr.shape)
+        done = subprocess.run(
+            [python, str(runner), "--matrix", str(source), "--params", json.dumps(settings),
+             "--k", str(k), "--out", str(target)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-2000:])
+        stored = np.load(target)
+        return [stored[f"top_{i}"] for i in range(len(settings))], stored["fit_s"].tolist()
+
+
+def lightfm_peer(
+    python: str | None,
+    splits: Any,
+    *,
+    k: int,
+    budget: int,
+    seed: int,
+    popularity: np.ndarray,
+) -> dict[str, Any] | None:
+    """LightFM (WARP) tuned like the others: each sampled setting fitted on the fit part and
+    scored on validation by tailor's metrics, the best refitted on all training rows and
+    scored once on the test rows. None without a side environment, or when it fails."""
+    if not python:
+        return None
+    from tailor.evaluate import ranking_metrics
+    from tailor.recommend.tuning import grid_points
+
+    settings = grid_points(LIGHTFM_GRID, budget=budget, seed=seed)
+    try:
+        tops, _ = lightfm_tops(python, splits.fit_part, settings, k)
+        scored = [ranking_metrics(top, splits.validation, k=k).ndcg for top in tops]
+        best = int(np.argmax(scored))
+        (top,), (fit_s,) = lightfm_tops(python, splits.train, [settings[best]], k)
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        console.print(f"[yellow]LightFM failed[/yellow]: {exc}")
+        return None
+    metrics = test_metrics(top, splits.test, k, popularity)
+    return {
+        "metrics": metrics | {"fit_s": round(fit_s, 3)},
+        "params": settings[best],
+        "validation_ndcg": round(scored[best], 4),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.recommend", description=__doc__)
     parser.add_argument(
@@ -110,6 +184,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget", type=int, default=24, help="grid points tried per model")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--lightfm-python",
+        default=os.environ.get("TAILOR_LIGHTFM_PYTHON"),
+        help="the python of a side environment with LightFM, to add it as a peer (see the "
+        "README: python3 -m venv /tmp/lfm && /tmp/lfm/bin/pip install setuptools wheel "
+        "numpy scipy cython && /tmp/lfm/bin/pip install --no-build-isolation lightfm)",
+    )
     parser.add_argument(
         "--context",
         action=argparse.BooleanOptionalAction,
@@ -181,6 +262,16 @@ def main(argv: list[str] | None = None) -> dict:
     results["peer_als_tuned"] = peer_tuned | {"fit_s": round(peer_fit, 3)}
     tuned["peer_als_tuned"] = peer_tuning.best_params
 
+    if args.lightfm_python:
+        console.print("peer: LightFM (WARP), tuned with the same budget ...")
+    lightfm = lightfm_peer(
+        args.lightfm_python, splits, k=args.k, budget=args.budget, seed=args.seed,
+        popularity=popularity,
+    )  # fmt: skip
+    if lightfm is not None:
+        results["peer_lightfm_tuned"] = lightfm["metrics"]
+        tuned["peer_lightfm_tuned"] = lightfm["params"]
+
     wrapper_overhead = None
     if "als" in tuned:
         # Same parameters through our wrapper and through implicit directly: a fit takes a
@@ -204,6 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
         "best": best,
         "peer_als_ndcg": peer_default["ndcg"],
         "peer_als_tuned_ndcg": peer_tuned["ndcg"],
+        "peer_lightfm_tuned_ndcg": None if lightfm is None else lightfm["metrics"]["ndcg"],
         "best_over_peer_als": round(own[best]["ndcg"] / peer_tuned["ndcg"], 3)
         if peer_tuned["ndcg"]
         else None,
@@ -214,7 +306,8 @@ def main(argv: list[str] | None = None) -> dict:
         else None,
         "als_wrapper_overhead": wrapper_overhead,
         "tuned": tuned,
-        "validation_ndcg": evaluation.figures()["validation_ndcg"],
+        "validation_ndcg": evaluation.figures()["validation_ndcg"]
+        | ({} if lightfm is None else {"peer_lightfm_tuned": lightfm["validation_ndcg"]}),
         "hybrid_features": evaluation.fitted["hybrid"].feature_names_
         if "hybrid" in evaluation.fitted
         else None,

@@ -4,6 +4,7 @@ the clear errors its options give for bad input."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,41 @@ def test_bad_options_are_refused(capsys):
             main(argv)
         assert info.value.code == 2
     assert "unknown model(s) magic" in capsys.readouterr().err
+
+
+def test_lightfm_peer_is_optional_and_a_broken_side_environment_is_reported(capsys):
+    from types import SimpleNamespace
+
+    import numpy as np
+    import scipy.sparse as sp
+    from bench.recommend import lightfm_peer
+
+    splits = SimpleNamespace(fit_part=sp.csr_matrix(np.eye(3)), train=sp.csr_matrix(np.eye(3)))
+    options = {"k": 2, "budget": 2, "seed": 0, "popularity": np.ones(3)}
+    assert lightfm_peer(None, splits, **options) is None
+    assert lightfm_peer("/bin/false", splits, **options) is None
+    assert lightfm_peer("/nonexistent/python", splits, **options) is None
+    assert capsys.readouterr().err.count("LightFM failed") == 2
+
+
+@needs_movielens
+@pytest.mark.skipif(
+    not os.environ.get("TAILOR_LIGHTFM_PYTHON"),
+    reason="no LightFM side environment (set TAILOR_LIGHTFM_PYTHON, see the README)",
+)
+def test_lightfm_peer_is_tuned_on_validation_and_scored_on_test():
+    from bench.recommend import lightfm_peer
+
+    from tailor.datasets.movielens import load_movielens_100k
+    from tailor.recommend import InteractionLog
+    from tailor.recommend.base import distinct_users
+    from tailor.recommend.evaluation import Splits
+
+    log = InteractionLog.from_events(load_movielens_100k(None).events)
+    splits = Splits.make(log, "random", 42)
+    peer = lightfm_peer(
+        os.environ["TAILOR_LIGHTFM_PYTHON"], splits, k=10, budget=2, seed=42,
+        popularity=distinct_users(splits.train).astype(float),
+    )  # fmt: skip
+    assert peer is not None and peer["params"]["loss"] == "warp"
+    assert 0.3 < peer["metrics"]["ndcg"] < 0.6 and 0.1 < peer["validation_ndcg"] < 0.4
