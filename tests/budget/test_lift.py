@@ -55,6 +55,7 @@ def test_read_a_csv_in_any_column_order_scaled_like_the_target(tmp_path: Path) -
     ("text", "named"),
     [
         ("channel,x,delta_x,delta_y\nsearch,1,1,1\n", "no column(s) 'sigma'"),
+        ("channel,x,x,delta_x,delta_y,sigma\nsearch,1,2,1,1,1\n", "'x' appear more than once"),
         (HEADER, "no lift tests"),
         (HEADER + "search,100,-100,-5,1\n,100,50,2,1\n", "row 3, channel: empty"),
         (HEADER + "search,100,abc,-5,1\n", "row 2, delta_x: 'abc' is not a number"),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -184,16 +185,10 @@ def read_csv(
         raise MediaDataError(f"{path.name}: not a UTF-8 text CSV ({exc.reason})") from None
 
 
-def _read_rows(
-    path: Path,
-    wanted: list[str],
-    date_col: str,
-    target_col: str,
-    spend_cols: Sequence[str],
-    control_cols: Sequence[str],
-    frequency: Frequency | None,
-    target_scale: float,
-) -> MediaData:
+@contextmanager
+def csv_records(path: Path, wanted: Sequence[str]) -> Iterator[csv.DictReader]:
+    """The rows of a UTF-8 CSV as dicts, once its header is checked to hold each of
+    ``wanted`` exactly once (an error names the file and the columns at fault)."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
@@ -209,6 +204,20 @@ def _read_rows(
                 f"{path.name}: column(s) {', '.join(map(repr, doubled))} appear more than once "
                 "in the header; rename or drop the copies"
             )
+        yield reader
+
+
+def _read_rows(
+    path: Path,
+    wanted: list[str],
+    date_col: str,
+    target_col: str,
+    spend_cols: Sequence[str],
+    control_cols: Sequence[str],
+    frequency: Frequency | None,
+    target_scale: float,
+) -> MediaData:
+    with csv_records(path, wanted) as reader:
         dates, rows = [], []
         for line, record in enumerate(reader, 2):
             if line - 1 > MAX_PERIODS:  # stop reading: the rest of a huge file is not needed

@@ -19,14 +19,13 @@ A CSV holds one test per row, in the data's units, per period::
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tailor.budget.data import MediaDataError, _parse_number
+from tailor.budget.data import MediaDataError, _parse_number, csv_records
 
 __all__ = ["COLUMNS", "MAX_TESTS", "LiftTests", "read_lift_tests"]
 
@@ -135,15 +134,7 @@ def read_lift_tests(path: str | Path, *, target_scale: float = 1.0) -> LiftTests
     if not (np.isfinite(target_scale) and target_scale > 0):
         raise MediaDataError(f"target_scale: {target_scale} must be a positive number")
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            missing = [c for c in COLUMNS if c not in header]
-            if missing:
-                raise MediaDataError(
-                    f"{path.name}: no column(s) {', '.join(map(repr, missing))}; a lift test "
-                    f"file has {', '.join(COLUMNS)}"
-                )
+        with csv_records(path, COLUMNS) as reader:
             channels, values = [], []
             for line, record in enumerate(reader, 2):
                 if line - 1 > MAX_TESTS:
