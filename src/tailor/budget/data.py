@@ -227,7 +227,7 @@ def _read_rows(
             dates.append(_parse_date(record[date_col], f"{path.name} row {line}, {date_col}"))
             rows.append(
                 [
-                    _parse_number(record[c], f"{path.name} row {line}, {c}")
+                    parse_number(record[c], f"{path.name} row {line}, {c}")
                     for c in (target_col, *spend_cols, *control_cols)
                 ]
             )
@@ -261,7 +261,8 @@ def _parse_date(text: str, where: str) -> date:
         raise MediaDataError(f"{where}: {text!r} is not a date (2024-01-29 or 1/29/2024)") from None
 
 
-def _parse_number(text: str, where: str) -> float:
+def parse_number(text: str, where: str) -> float:
+    """A CSV cell as a finite number; the error names ``where`` (file, row and column)."""
     try:
         value = float((text or "").strip())
     except ValueError:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tailor.budget.data import MediaDataError, _parse_number, csv_records
+from tailor.budget.data import MediaDataError, csv_records, parse_number
 
 __all__ = ["COLUMNS", "MAX_TESTS", "LiftTests", "read_lift_tests"]
 
@@ -142,9 +142,7 @@ def read_lift_tests(path: str | Path, *, target_scale: float = 1.0) -> LiftTests
                 channel = (record["channel"] or "").strip()
                 if not channel:
                     raise MediaDataError(f"{path.name} row {line}, channel: empty")
-                row = [
-                    _parse_number(record[c], f"{path.name} row {line}, {c}") for c in COLUMNS[1:]
-                ]
+                row = [parse_number(record[c], f"{path.name} row {line}, {c}") for c in COLUMNS[1:]]
                 problem = _problem(*row)
                 if problem:
                     raise MediaDataError(f"{path.name} row {line} ({channel}): {problem}")
