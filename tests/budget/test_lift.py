@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from tailor.budget import service
-from tailor.budget.data import MediaDataError
+from tailor.budget.data import MediaDataError, read_csv
 from tailor.budget.evaluation import rolling_origin, select_config
-from tailor.budget.lift import LiftTests, read_lift_tests
+from tailor.budget.lift import MAX_TESTS, LiftTests, read_lift_tests
 from tailor.budget.model import MediaMixModel, MMMConfig
 from tailor.datasets.simulate.ad_channels import simulate_channels
 from tests._cli import tailor, workdir  # noqa: F401  (the fixture)
@@ -81,6 +81,20 @@ def test_what_is_not_a_lift_test_file(tmp_path: Path) -> None:
         read_lift_tests(binary)
     with pytest.raises(MediaDataError, match="target_scale"):
         read_lift_tests(write(tmp_path / "ok.csv", HEADER + "a,1,1,1,1\n"), target_scale=0)
+    # a field past the csv module's limit: an error naming the row, for both CSV readers
+    huge = write(
+        tmp_path / "huge.csv", HEADER + "a,1,1,1,1\n" + '"' + "x" * 200_000 + '",1,1,1,1\n'
+    )
+    with pytest.raises(MediaDataError, match=r"huge\.csv row 3: not a readable CSV row"):
+        read_lift_tests(huge)
+    media = write(
+        tmp_path / "media.csv", "week,y,a\n2024-01-01,1,1\n" + "2024-01-08,1," + "9" * 200_000
+    )
+    with pytest.raises(MediaDataError, match=r"media\.csv row 3: not a readable CSV row"):
+        read_csv(media, date_col="week", target_col="y", spend_cols=["a"])
+    too_many = write(tmp_path / "many.csv", HEADER + "a,1,1,1,1\n" * (MAX_TESTS + 1))
+    with pytest.raises(MediaDataError, match=f"more than {MAX_TESTS} lift tests"):
+        read_lift_tests(too_many)
 
 
 def test_lift_tests_check_their_values_and_channels() -> None:

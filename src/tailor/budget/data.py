@@ -188,7 +188,8 @@ def read_csv(
 @contextmanager
 def csv_records(path: Path, wanted: Sequence[str]) -> Iterator[csv.DictReader]:
     """The rows of a UTF-8 CSV as dicts, once its header is checked to hold each of
-    ``wanted`` exactly once (an error names the file and the columns at fault)."""
+    ``wanted`` exactly once (an error names the file and the columns at fault); a row the
+    csv module cannot read is a :class:`MediaDataError` naming its line."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
@@ -204,7 +205,12 @@ def csv_records(path: Path, wanted: Sequence[str]) -> Iterator[csv.DictReader]:
                 f"{path.name}: column(s) {', '.join(map(repr, doubled))} appear more than once "
                 "in the header; rename or drop the copies"
             )
-        yield reader
+        try:
+            yield reader
+        except csv.Error as exc:  # a field past the csv module's limit, a broken quote
+            raise MediaDataError(
+                f"{path.name} row {reader.line_num + 1}: not a readable CSV row ({exc})"
+            ) from None
 
 
 def _read_rows(
