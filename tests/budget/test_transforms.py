@@ -308,3 +308,11 @@ def test_json_round_trip() -> None:
 def test_validation_names_the_field(changes, field) -> None:
     with pytest.raises(ValueError, match=rf"^{field}"):
         _response(**changes)
+
+
+def test_typical_spend_is_the_mean_over_the_periods_that_spent() -> None:
+    from tailor.budget.transforms import typical_spend
+
+    spend = np.array([[0.0, 0.0, 4.0], [10.0, 0.0, 0.0], [30.0, 0.0, 8.0]])
+    np.testing.assert_array_equal(typical_spend(spend, never=1.0), [20.0, 1.0, 6.0])
+    assert np.isnan(typical_spend(spend)[1])

@@ -52,6 +52,8 @@ from tailor.budget.transforms import (
     check_forms,
     lagged,
     saturate,
+    settled_change,
+    typical_spend,
 )
 
 FORMAT = "tailor.budget.mmm/1"
@@ -192,18 +194,15 @@ def _lift_effect(params: dict[str, Any], inputs: dict[str, Any], config: MMMConf
     makes on the model's curve, without carry-over (see :mod:`tailor.budget.lift`)."""
     channel = inputs["lift_channel"]
     slope = params.get("slope")
-
-    def curve(x: Any) -> Any:
-        return saturate(
-            config.saturation,
-            x,
-            params["lam"][channel],
-            None if slope is None else slope[channel],
-            xp=xp,
-        )
-
-    before = inputs["lift_x"]
-    return params["beta"][channel] * (curve(before + inputs["lift_delta_x"]) - curve(before))
+    return settled_change(
+        config.saturation,
+        inputs["lift_x"],
+        inputs["lift_delta_x"],
+        params["beta"][channel],
+        params["lam"][channel],
+        None if slope is None else slope[channel],
+        xp=xp,
+    )
 
 
 def _structure(config: MMMConfig) -> tuple:
@@ -316,10 +315,7 @@ def _effect_coordinates(
     where = {name: np.asarray(at).astype(int) for name, at in where.items()}
     beta_at = where["beta"]
     spend = np.asarray(inputs["lags"][0])[np.asarray(inputs["mask"])]
-    typical = np.array(
-        [spend[spend[:, c] > 0, c].mean() if (spend[:, c] > 0).any() else 1.0
-         for c in range(spend.shape[1])]
-    )  # fmt: skip
+    typical = typical_spend(spend, never=1.0)
 
     def log_saturation(flat: Any) -> Any:
         def value(name: str) -> Any:
@@ -677,16 +673,14 @@ class MediaMixModel:
         codes = tests.codes(self.channels_)
         draws = self.parameter_draws()
         slope = draws.get("slope")
-
-        def curve(spend: np.ndarray) -> np.ndarray:
-            return saturate(
-                self.config.saturation,
-                spend[None, :],
-                draws["lam"][:, codes],
-                None if slope is None else slope[:, codes],
-            )
-
-        change = draws["beta"][:, codes] * (curve(tests.x + tests.delta_x) - curve(tests.x))
+        change = settled_change(
+            self.config.saturation,
+            tests.x[None, :],
+            tests.delta_x[None, :],
+            draws["beta"][:, codes],
+            draws["lam"][:, codes],
+            None if slope is None else slope[:, codes],
+        )
         lo, hi = np.quantile(change, [(1 - HDI_PROB) / 2, (1 + HDI_PROB) / 2], axis=0)
         mean = change.mean(axis=0)
         return [

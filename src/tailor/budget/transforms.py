@@ -89,6 +89,33 @@ def saturate(kind: Saturation, x: Any, lam: Any, slope: Any = None, xp: Any = np
     raise ValueError(f"saturation: unknown kind {kind!r}; use one of {', '.join(SATURATIONS)}")
 
 
+def typical_spend(spend: np.ndarray, *, never: float = np.nan) -> np.ndarray:
+    """Each channel's mean spend over the periods it spent in (``(T, C)`` → ``(C,)``);
+    ``never`` for a channel that spent in none."""
+    spend = np.asarray(spend, dtype=float)
+    spent = spend > 0
+    count = spent.sum(axis=0)
+    total = np.where(spent, spend, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), never)
+
+
+def settled_change(
+    kind: Saturation,
+    x: Any,
+    delta_x: Any,
+    beta: Any,
+    lam: Any,
+    slope: Any = None,
+    xp: Any = np,
+) -> Any:
+    """The change of a channel's effect per period when its spend per period moves from ``x``
+    to ``x + delta_x`` and stays there until the carry-over settles (normalized adstock of a
+    constant spend is that spend): what a lift test measures."""
+    return beta * (
+        saturate(kind, x + delta_x, lam, slope, xp=xp) - saturate(kind, x, lam, slope, xp=xp)
+    )
+
+
 @dataclass(frozen=True)
 class ChannelResponse:
     """Everything that turns a spend plan into channel effects, in the data's own units.

@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from tailor.budget.data import FREQUENCIES, Frequency, MediaData
 from tailor.budget.lift import LiftTests
-from tailor.budget.transforms import ChannelResponse, saturate
+from tailor.budget.transforms import ChannelResponse, settled_change, typical_spend
 from tailor.datasets.base import Dataset
 from tailor.events.table import conform_events
 
@@ -111,16 +111,16 @@ class SimulatedMedia:
                 f"channels: {list(channels)}; name one or more of {', '.join(self.data.channels)}"
             )
         rng = np.random.default_rng(self.seed if seed is None else seed)
-        spend = self.data.spend[:, codes]
-        x = np.where(spend > 0, spend, np.nan)
-        x = np.nanmean(x, axis=0)
+        x = typical_spend(self.data.spend[:, codes])
         truth = self.truth
-        slope = None if truth.slope is None else truth.slope[codes]
-
-        def curve(level: np.ndarray) -> np.ndarray:
-            return saturate(truth.saturation, level, truth.lam[codes], slope)
-
-        true_change = truth.beta[codes] * (curve(x * (1.0 + change)) - curve(x))
+        true_change = settled_change(
+            truth.saturation,
+            x,
+            change * x,
+            truth.beta[codes],
+            truth.lam[codes],
+            None if truth.slope is None else truth.slope[codes],
+        )
         sigma = noise * np.abs(true_change)
         return LiftTests(
             channel=tuple(channels),
@@ -283,7 +283,7 @@ def simulate_channels(
     # Response: alpha, then lam from the typical adstocked spend, then beta from the ROI.
     alpha = rng.uniform(0.1, 0.7, channels)
     sharpness = rng.permutation(np.geomspace(0.2, 3.0, channels))  # lam * usual spend
-    typical = np.array([spend[spend[:, c] > 0, c].mean() for c in range(channels)])
+    typical = typical_spend(spend)
     lam = sharpness / typical
     roi = np.exp(rng.uniform(np.log(1 / 500), np.log(1 / 50), channels))
     shape = ChannelResponse(
