@@ -19,8 +19,9 @@ from tailor.recommend.candidates import (
     block_top_k,
     compute_top_candidates,
 )
-from tailor.recommend.rules import Boost, BusinessRules
-from tailor.recommend.service import RecommendationService
+from tailor.recommend.catalog import Catalog
+from tailor.recommend.rules import Boost, BusinessRules, apply_rules
+from tailor.recommend.service import RecommendationService, _first_allowed
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,56 @@ def test_catalog_changes_reach_answers_from_candidates(plain, fast):
         answer = changed_fast.recommend(user, k=10)
         assert not gone & {line.item_id for line in answer}
         same_answer(answer, changed_plain.recommend(user, k=10))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_first_allowed_candidates_are_what_the_rules_choose(seed):
+    """The serving shortcut over best-first candidates against the generic rules: ties (kept
+    in candidate order by the rules' stable sort), unavailable and delisted items, purchases
+    and unscored items."""
+    rng = np.random.default_rng(seed)
+    n_items, depth, k = 60, int(rng.integers(5, 40)), int(rng.integers(1, 15))
+    catalog = Catalog.from_table(
+        pa.table(
+            {
+                "item_id": [f"i{n:02d}" for n in range(n_items)],
+                "available": (rng.random(n_items) > 0.3).tolist(),
+                "active": (rng.random(n_items) > 0.1).tolist(),
+            }
+        )
+    )
+    codes = rng.choice(n_items, size=depth, replace=False).astype(np.int64)
+    scores = -np.sort(-rng.integers(0, 6, size=depth).astype(np.float32))  # many ties
+    scores[rng.random(depth) < 0.1] = -np.inf
+    scores = -np.sort(-scores)
+    bought = rng.random(depth) < 0.2
+    for removed in (bought, None):
+        ids, values = apply_rules(
+            scores[None, :],
+            catalog=catalog.take(codes),
+            rules=BusinessRules(exclude_purchased=removed is not None),
+            k=k,
+            purchased=bought[None, :],
+        )
+        expected = ids[0][ids[0] >= 0]
+        chosen = _first_allowed(codes, scores, catalog.eligible, removed, k)
+        np.testing.assert_array_equal(chosen, expected)
+        np.testing.assert_array_equal(scores[chosen], values[0][: len(expected)])
+
+
+def test_rules_that_only_remove_items_answer_as_a_full_pass(plain, fast):
+    """The shortcut's cases: purchases kept or removed, delisted items, no items added."""
+    users = users_of(fast, 40)
+    gone = sorted({line.item_id for user in users for line in plain.recommend(user, k=2)})
+    flags = pa.table({"item_id": gone, "available": [False] * len(gone)})
+    for rules in (BusinessRules(), BusinessRules(exclude_purchased=False)):
+        with_rules = dataclasses.replace(fast, rules=rules).with_items(flags)
+        without = dataclasses.replace(plain, rules=rules).with_items(flags)
+        assert len(with_rules.catalog) == len(fast.catalog)  # nothing added: the shortcut
+        for user in users:
+            answer = with_rules.recommend(user, k=10)
+            assert not set(gone) & {line.item_id for line in answer}
+            same_answer(answer, without.recommend(user, k=10))
 
 
 def test_boosts_and_diversity_still_answer_exactly(plain, fast):

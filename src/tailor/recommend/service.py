@@ -371,17 +371,22 @@ class RecommendationService:
             if purchased.has_sorted_indices  # scipy keeps the flag: checked once
             else np.isin(codes, _row_indices(purchased, user))
         )
-        ids, values = apply_rules(
-            scores[None, :],
-            catalog=self.catalog.take(codes),
-            rules=self.rules,
-            k=k,
-            purchased=None if bought is None else bought[None, :],
-            item_similarity=_remapped(self._similarity(), codes),
-            include_categories=include_categories,
-            exclude_categories=exclude_categories,
-        )
-        chosen = ids[0][ids[0] >= 0]
+        if not len(added) and self._rules_only_remove(include_categories, exclude_categories):
+            removed = bought if self.rules.exclude_purchased else None
+            chosen = _first_allowed(codes, scores, self.catalog.eligible, removed, k)
+            values = scores[None, chosen]
+        else:
+            ids, values = apply_rules(
+                scores[None, :],
+                catalog=self.catalog.take(codes),
+                rules=self.rules,
+                k=k,
+                purchased=None if bought is None else bought[None, :],
+                item_similarity=_remapped(self._similarity(), codes),
+                include_categories=include_categories,
+                exclude_categories=exclude_categories,
+            )
+            chosen = ids[0][ids[0] >= 0]
         if not complete and (len(chosen) < k or self._mmr_pool_short(len(codes), k)):
             return None
         evidence = np.full(len(chosen), -1, np.int64)
@@ -394,6 +399,23 @@ class RecommendationService:
         if not ready.all():  # items added since, or no evidence kept: look it up now
             evidence[~ready] = self._evidence(seen, codes[chosen[~ready]])
         return codes[chosen], values[0][: len(chosen)], evidence
+
+    def _rules_only_remove(
+        self, include_categories: Sequence[str] | None, exclude_categories: Sequence[str] | None
+    ) -> bool:
+        """Whether the rules, for this request, only take items out (unavailable, bought),
+        leaving the order of what remains as it was: no boosts, no diversity, no category
+        filters, and no category in which a purchase may come back."""
+        rules = self.rules
+        return (
+            rules.diversity == "none"
+            and not rules.boosts
+            and include_categories is None
+            and exclude_categories is None
+            and not rules.include_categories
+            and not rules.exclude_categories
+            and not (rules.exclude_purchased and rules.repurchasable_categories)
+        )
 
     def _mmr_pool_short(self, n_candidates: int, k: int) -> bool:
         """Whether MMR would draw its pool from further down than the candidates reach."""
@@ -1120,6 +1142,23 @@ def _hide_seen(scores: np.ndarray, rows: sp.csr_matrix, purchased: sp.csr_matrix
     kept = scores[bought.row, bought.col]
     scores[seen.row, seen.col] = -np.inf
     scores[bought.row, bought.col] = kept
+
+
+def _first_allowed(
+    codes: np.ndarray,
+    scores: np.ndarray,
+    eligible: np.ndarray,
+    bought: np.ndarray | None,
+    k: int,
+) -> np.ndarray:
+    """Positions of the first ``k`` of best-first candidates that are eligible, scored and
+    not bought: :func:`~tailor.recommend.rules.apply_rules`' answer when its rules only
+    remove items (its stable top ``k`` keeps the candidates' order, ties included), without
+    its generic passes over every candidate (a third of a cache miss's time)."""
+    allowed = eligible[codes] & np.isfinite(scores)
+    if bought is not None:
+        allowed &= ~bought
+    return np.flatnonzero(allowed)[:k]
 
 
 def _remapped(similarity, codes: np.ndarray):
