@@ -158,6 +158,23 @@ def test_helpers_exit_when_the_server_is_killed(tmp_path):
     assert not _alive(helpers[0]), "the helper outlived the killed server"
 
 
+def test_ctrl_c_is_the_servers_to_handle_not_the_helpers(client, served):
+    """Ctrl-C reaches the whole process group: the helpers keep working and leave the
+    shutdown to the server."""
+    pool = served.app.state.tailor.ingest_pool
+    h = auth(client.tokens["ingest"])
+    assert client.post("/v1/events", json=view("c0", "u1", "tea-1"), headers=h).status_code == 200
+    helpers = list(pool._executor._processes.values())
+    assert helpers
+    for process in helpers:
+        os.kill(process.pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert all(_alive(process.pid) for process in helpers)
+    answer = client.post("/v1/events", json=view("c1", "u1", "tea-1"), headers=h)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 1
+    assert pool._executor._processes.keys() == {p.pid for p in helpers}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

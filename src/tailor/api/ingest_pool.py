@@ -21,6 +21,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -117,7 +118,13 @@ _caches: dict[str, PseudonymCache] = {}
 def _watch_server(parent: int, erasures: Any) -> None:
     """In each helper: exit when the server process is gone (killed with ``kill -9``, it
     cannot stop its helpers, and a restarted server starts new ones), and drop the cached
-    raw ids when the server counts an erasure."""
+    raw ids when the server counts an erasure.
+
+    Ctrl-C is the server's to handle: it reaches the whole process group, and a helper that
+    took it mid-request died with a traceback in the server's log while the server was
+    still finishing that request. Ignoring it, a helper finishes what it holds and stops
+    when the server shuts the pool down (or when the server is gone, above)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         seen = erasures.value
