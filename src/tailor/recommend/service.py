@@ -1153,8 +1153,9 @@ def _first_allowed(
 ) -> np.ndarray:
     """Positions of the first ``k`` of best-first candidates that are eligible, scored and
     not bought: :func:`~tailor.recommend.rules.apply_rules`' answer when its rules only
-    remove items (its stable top ``k`` keeps the candidates' order, ties included), without
-    its generic passes over every candidate (a third of a cache miss's time)."""
+    remove items (it sorts a row of up to 512 candidates stably, so ties keep the
+    candidates' order), without its generic passes over every candidate (a third of a cache
+    miss's time)."""
     allowed = eligible[codes] & np.isfinite(scores)
     if bought is not None:
         allowed &= ~bought
