@@ -130,7 +130,7 @@ def lightfm_tops(
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
-            raise RuntimeError(done.stderr[-2000:])
+            raise RuntimeError(f"{python} exited with {done.returncode}: {done.stderr[-2000:]}")
         stored = np.load(target)
         return [stored[f"top_{i}"] for i in range(len(settings))], stored["fit_s"].tolist()
 

@@ -4,6 +4,7 @@ and bad configurations are refused with the field named."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,7 +14,12 @@ import scipy.sparse as sp
 
 from tailor.recommend.catalog import Catalog
 from tailor.recommend.models import Popularity
-from tailor.recommend.rules import Boost, BusinessRules, apply_rules
+from tailor.recommend.rules import (
+    Boost,
+    BusinessRules,
+    apply_rules,
+    removes_only_unavailable_and_bought,
+)
 
 CATEGORIES = [
     "Home > Kitchen",  # 0
@@ -334,3 +340,35 @@ def test_rules_round_trip_through_json():
 def test_bad_configs_are_refused_naming_the_field(config, message):
     with pytest.raises(ValueError, match=message):
         BusinessRules.from_dict(config)
+
+
+def test_which_rules_only_remove_unavailable_and_bought_items():
+    """Every rule field is classified: a new field fails here until the serving shortcut's
+    predicate (and this list) says whether it reorders or removes more."""
+    reordering_or_filtering = {
+        "repurchasable_categories": {"repurchasable_categories": ("Drinks",)},
+        "include_categories": {"include_categories": ("Drinks",)},
+        "exclude_categories": {"exclude_categories": ("Drinks",)},
+        "boosts": {"boosts": (Boost(factor=2.0, category="Drinks"),)},
+        "diversity": {"diversity": "mmr"},
+        "max_per_category": {"diversity": "category_cap", "max_per_category": 2},
+    }
+    irrelevant = {
+        "exclude_purchased": {"exclude_purchased": False},
+        "mmr_lambda": {"mmr_lambda": 0.5},
+        "category_depth": {"category_depth": 2},
+        "impression_cap": {"impression_cap": 3},
+    }
+    fields = {f.name for f in dataclasses.fields(BusinessRules)}
+    assert fields == set(reordering_or_filtering) | set(irrelevant)
+    assert removes_only_unavailable_and_bought(BusinessRules())
+    for name, settings in irrelevant.items():
+        assert removes_only_unavailable_and_bought(BusinessRules(**settings)), name
+    for name, settings in reordering_or_filtering.items():
+        assert not removes_only_unavailable_and_bought(BusinessRules(**settings)), name
+    assert not removes_only_unavailable_and_bought(BusinessRules(), include_categories=["Tea"])
+    assert not removes_only_unavailable_and_bought(BusinessRules(), exclude_categories=[])
+    # Without purchase exclusion, repurchasable categories change nothing.
+    assert removes_only_unavailable_and_bought(
+        BusinessRules(exclude_purchased=False, repurchasable_categories=("Drinks",))
+    )

@@ -190,6 +190,30 @@ class BusinessRules:
         return cls(**data)
 
 
+def removes_only_unavailable_and_bought(
+    rules: BusinessRules,
+    include_categories: Sequence[str] | None = None,
+    exclude_categories: Sequence[str] | None = None,
+) -> bool:
+    """Whether :func:`apply_rules`, with ``rules`` and a request's category filters, only
+    takes out unavailable or delisted items and (per ``exclude_purchased``) bought ones,
+    leaving the rest in score order: no boosts, no diversity, no category filters, no
+    category in which a purchase may come back. A row already sorted best first is then
+    answered by its first allowed items (the serving path over precomputed candidates).
+    Settings that only tune what is off here (``mmr_lambda``, ``category_depth``) do not
+    matter, nor does ``impression_cap``: it needs impression counts, which the caller
+    passes or not."""
+    return (
+        rules.diversity == "none"
+        and not rules.boosts
+        and include_categories is None
+        and exclude_categories is None
+        and not rules.include_categories
+        and not rules.exclude_categories
+        and not (rules.exclude_purchased and rules.repurchasable_categories)
+    )
+
+
 def apply_rules(
     scores: np.ndarray,
     *,

@@ -50,7 +50,12 @@ from tailor.recommend.explain import (
 from tailor.recommend.interactions import INTERACTION_TYPES, EventWeights, InteractionLog
 from tailor.recommend.models.content import ContentSimilarity
 from tailor.recommend.models.trending import Trending
-from tailor.recommend.rules import MMR_POOL, BusinessRules, apply_rules
+from tailor.recommend.rules import (
+    MMR_POOL,
+    BusinessRules,
+    apply_rules,
+    removes_only_unavailable_and_bought,
+)
 
 NEW_ITEM_WEIGHT = 0.9
 """A new item's content score, as a share of the user's best personal score: a perfect
@@ -371,7 +376,9 @@ class RecommendationService:
             if purchased.has_sorted_indices  # scipy keeps the flag: checked once
             else np.isin(codes, _row_indices(purchased, user))
         )
-        if not len(added) and self._rules_only_remove(include_categories, exclude_categories):
+        if not len(added) and removes_only_unavailable_and_bought(
+            self.rules, include_categories, exclude_categories
+        ):
             removed = bought if self.rules.exclude_purchased else None
             chosen = _first_allowed(codes, scores, self.catalog.eligible, removed, k)
             values = scores[None, chosen]
@@ -399,23 +406,6 @@ class RecommendationService:
         if not ready.all():  # items added since, or no evidence kept: look it up now
             evidence[~ready] = self._evidence(seen, codes[chosen[~ready]])
         return codes[chosen], values[0][: len(chosen)], evidence
-
-    def _rules_only_remove(
-        self, include_categories: Sequence[str] | None, exclude_categories: Sequence[str] | None
-    ) -> bool:
-        """Whether the rules, for this request, only take items out (unavailable, bought),
-        leaving the order of what remains as it was: no boosts, no diversity, no category
-        filters, and no category in which a purchase may come back."""
-        rules = self.rules
-        return (
-            rules.diversity == "none"
-            and not rules.boosts
-            and include_categories is None
-            and exclude_categories is None
-            and not rules.include_categories
-            and not rules.exclude_categories
-            and not (rules.exclude_purchased and rules.repurchasable_categories)
-        )
 
     def _mmr_pool_short(self, n_candidates: int, k: int) -> bool:
         """Whether MMR would draw its pool from further down than the candidates reach."""
