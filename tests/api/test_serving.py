@@ -351,7 +351,7 @@ def test_serving_on_postgresql(tmp_path, postgres_schema_url):
 def test_top_cache_serves_only_current_entries_and_keeps_no_tracked_objects():
     import gc
 
-    from tailor.api.state import TopCache
+    from tailor.api.state import Served, TopCache, answer_of
     from tailor.recommend.service import RecommendedItem
 
     cache = TopCache(max_entries=2)
@@ -360,17 +360,37 @@ def test_top_cache_serves_only_current_entries_and_keeps_no_tracked_objects():
         RecommendedItem("i2", 1 / 3, "Popular right now", "popular", "als", None),
     ]
     key = ("u1", (("country", "DE"),), None, ("Tea",))
-    cache.put(key, generation=1, session=0, k=10, items=items)
-    assert cache.get(key, 1, 0, 10) == items  # exactly, scores included
+    cache.put(key, generation=1, session=0, k=10, answer=answer_of(items))
+    ids, items_json = cache.get(key, 1, 0, 10)
+    assert ids == ("i1", "i2")
+    assert Served("r", ids, items_json, "v").items == items  # exactly, scores included
     assert cache.get(key, 1, 0, 11) is None  # computed for fewer
     assert cache.get(key, 2, 0, 5) is None and cache.get(key, 1, 1, 5) is None  # stale
     assert cache.hits == 1 and cache.misses == 3
+    gc.collect(0)  # the collector's first look at an entry is its last
     assert not any(gc.is_tracked(entry) for entry in cache._entries.values())
-    cache.put(("u2", (), None, None), 1, 0, 10, items)
-    cache.put(("u3", (), None, None), 1, 0, 10, items)
+    cache.put(("u2", (), None, None), 1, 0, 10, answer_of(items))
+    cache.put(("u3", (), None, None), 1, 0, 10, answer_of(items))
     assert len(cache) == 2 and cache.get(key, 1, 0, 10) is None  # least recent dropped
     cache.drop_user("u2")
-    assert len(cache) == 1 and cache.get(("u3", (), None, None), 1, 0, 10) == items
+    assert len(cache) == 1 and cache.get(("u3", (), None, None), 1, 0, 10) == answer_of(items)
+
+
+def test_a_shorter_answer_is_cut_between_items_whatever_their_text():
+    from tailor.api.state import Served, answer_of, first_of
+    from tailor.recommend.service import RecommendedItem
+
+    tricky = 'Similar to Mug },{"item_id":"x" you viewed'  # a title can hold anything
+    items = [
+        RecommendedItem(f"i{n}", 1.0 / (n + 1), tricky, "similar_item", "als", '},{"item_id":')
+        for n in range(5)
+    ]
+    answer = answer_of(items)
+    for k in range(1, 7):
+        ids, items_json = first_of(answer, k)
+        assert ids == tuple(f"i{n}" for n in range(min(k, 5)))
+        assert Served("r", ids, items_json, "v").items == items[:k]
+    assert first_of(answer, 5) is answer  # nothing to cut: nothing copied
 
 
 def test_answer_ids_are_random_hex_unique_and_not_shared_with_a_forked_child() -> None:

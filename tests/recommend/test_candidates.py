@@ -188,6 +188,7 @@ def test_candidates_survive_save_and_load(fast, tmp_path):
     assert loaded.candidates is not None
     np.testing.assert_array_equal(loaded.candidates.items, fast.candidates.items)
     np.testing.assert_array_equal(loaded.candidates.evidence, fast.candidates.evidence)
+    np.testing.assert_array_equal(loaded.candidates.evidence_verbs, fast.candidates.evidence_verbs)
     for user in users_of(fast, 20):
         same_answer(loaded.recommend(user, k=10), fast.recommend(user, k=10))
     # Loaded arrays can be erased in place too.
@@ -209,6 +210,7 @@ def test_erasure_forgets_the_users_candidates(shop):
     erased = service.without_user(user)
     assert (service.candidates.items[row] == -1).all()
     assert (service.candidates.evidence[row] == -1).all()
+    assert (service.candidates.evidence_verbs[row] == 1).all()  # what "no evidence" has
     assert erased.user_row(user) == -1
 
 
@@ -221,6 +223,33 @@ def test_evidence_names_a_history_item_of_the_user(fast):
         seen = fast.history[row].indices
         assert np.isin(evidence[evidence >= 0], seen).all()
         assert (evidence[len(codes) :] == -1).all()
+
+
+def test_kept_verbs_are_what_each_request_would_look_up(fast):
+    verbs = fast.candidates.evidence_verbs
+    assert verbs is not None and verbs.dtype == np.int8
+    assert verbs.shape == fast.candidates.evidence.shape
+    for row in range(len(verbs)):
+        expected = fast._verb_codes_of_user(row, fast.candidates.evidence[row].astype(np.int64))
+        np.testing.assert_array_equal(verbs[row], expected, err_msg=f"row {row}")
+    assert (verbs > 1).any() and (verbs == 1).any()  # purchases and views both named
+
+
+def test_a_model_saved_without_kept_verbs_answers_the_same(fast, tmp_path, monkeypatch):
+    """Models saved before the verbs were kept look them up per request, to the same
+    sentences; one whose verbs do not fit its evidence is refused."""
+    older = dataclasses.replace(
+        fast, candidates=dataclasses.replace(fast.candidates, evidence_verbs=None)
+    )
+    loaded = RecommendationService.load(older.save(tmp_path / "older"))
+    assert loaded.candidates.evidence_verbs is None
+    for user in users_of(fast, 40):
+        got, expected = loaded.recommend(user, k=10), fast.recommend(user, k=10)
+        assert [(g.item_id, g.reason) for g in got] == [(e.item_id, e.reason) for e in expected]
+    arrays = fast.candidates.to_arrays()
+    arrays["top_evidence_verbs"] = arrays["top_evidence_verbs"][:, :-1]
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        TopCandidates.from_arrays(arrays)
 
 
 def test_compute_top_candidates_orders_and_pads():

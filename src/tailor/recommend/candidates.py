@@ -47,13 +47,16 @@ class TopCandidates:
     score (what content scores of new items are scaled by); ``n_items``: the catalog's size
     when they were computed; ``evidence``: for the first :data:`EVIDENCE_DEPTH` candidates,
     the history item that explains each (-1: none), so a request words its reasons without
-    a similarity computation."""
+    a similarity computation; ``evidence_verbs``: aligned with ``evidence``, the strongest
+    thing the user did with that item, as the service codes it (1: a view), so a request
+    need not look that up either (None: look it up)."""
 
     items: np.ndarray
     scores: np.ndarray
     best: np.ndarray
     n_items: int
     evidence: np.ndarray | None = None
+    evidence_verbs: np.ndarray | None = None
 
     @property
     def depth(self) -> int:
@@ -74,6 +77,8 @@ class TopCandidates:
         self.best[row] = 0.0
         if self.evidence is not None:
             self.evidence[row] = -1
+        if self.evidence_verbs is not None:
+            self.evidence_verbs[row] = 1
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays = {
@@ -84,6 +89,8 @@ class TopCandidates:
         }
         if self.evidence is not None:
             arrays["top_evidence"] = self.evidence
+        if self.evidence_verbs is not None:
+            arrays["top_evidence_verbs"] = self.evidence_verbs
         return arrays
 
     @classmethod
@@ -92,15 +99,18 @@ class TopCandidates:
             return None
         items, scores, best = arrays["top_items"], arrays["top_scores"], arrays["top_best"]
         evidence = arrays.get("top_evidence")
+        # Models saved before the verbs were kept have none: requests look them up.
+        verbs = arrays.get("top_evidence_verbs")
         if (
             items.ndim != 2
             or items.shape != scores.shape
             or len(best) != len(items)
             or (evidence is not None and len(evidence) != len(items))
+            or (verbs is not None and (evidence is None or verbs.shape != evidence.shape))
         ):
             raise ValueError("the candidate arrays have inconsistent shapes")
         # np.load hands out fresh, writable arrays: no copy (they are large at scale).
-        return cls(items, scores, best, int(arrays["top_n_items"]), evidence)
+        return cls(items, scores, best, int(arrays["top_n_items"]), evidence, verbs)
 
 
 def compute_top_candidates(
