@@ -289,6 +289,30 @@ def test_an_erased_home_is_quarantined_not_stored(mqtt_broker, store, key, tenan
     assert [r["event_id"] for r in rows(store)] == ["e2"]
 
 
+@pytest.mark.mqtt
+def test_an_erasure_made_elsewhere_drops_the_cached_raw_ids_even_when_idle(
+    mqtt_broker, store, key, tenant
+):
+    """Erased by another process (here: straight in the store, as the API or the CLI of
+    another process would), the person's raw id leaves this process's memory within about
+    a second, with no message arriving meanwhile; their next message is refused."""
+    with ingestor_for(store, key, tenant, mqtt_broker.port) as ingestor:
+        ingestor.erasure_check_s = 0.2
+        with MqttPublisher(port=mqtt_broker.port) as pub:
+            pub.publish_event(tenant, "leaving", "thermo-1", "telemetry", reading("e1"))
+            assert wait_for(lambda: ingestor.stats()["written"] == 1), ingestor.stats()
+            raw_ids = lambda: {raw for _, raw in ingestor._writer.pseudonyms._known}  # noqa: E731
+            assert "leaving" in raw_ids()
+            cached = ingestor._writer.pseudonyms._known
+            time.sleep(0.5)  # idle looks that find no erasure keep the cache
+            assert "leaving" in raw_ids() and ingestor._writer.pseudonyms._known is cached
+            store.erase_subject(key.pseudonymize("subject", "leaving"), erased_at=datetime.now(UTC))
+            assert wait_for(lambda: "leaving" not in raw_ids(), timeout=5.0)
+            pub.publish_event(tenant, "leaving", "thermo-1", "telemetry", reading("e2"))
+            assert wait_for(lambda: ingestor.stats()["quarantined"] == 1), ingestor.stats()
+    assert rows(store) == []  # the erasure deleted e1; e2 was refused
+
+
 class _BrokenStore:
     """The store with appends failing, as when the database went away."""
 

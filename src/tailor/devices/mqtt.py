@@ -78,6 +78,8 @@ FROM_TOPIC = ("event_type", "subject_id", "device_id")
 """Event fields the topic supplies; a payload that repeats them is refused."""
 TOPIC_LAYOUT = "tailor/<tenant>/homes/<home_id>/devices/<device_id>/<kind>"
 QUARANTINE_PAYLOAD_BYTES = 1024
+ERASURE_CHECK_S = 1.0
+"""How often an ingestor looks for erasures made elsewhere (one count of the tombstones)."""
 """How much of a quarantined payload is kept in memory (for inspection, never logged)."""
 _FORBIDDEN_IN_LEVEL = ("/", "+", "#", "\x00")
 
@@ -281,6 +283,13 @@ class MqttIngestor:
     PUBACK of every message in a batch is sent after the batch's transaction committed. Until
     then the broker holds the message and redelivers it if the ingestor goes away.
 
+    The writer remembers recent raw ids (their pseudonyms cost an HMAC each). An erasure made
+    anywhere else (the API of ``tailor serve``, ``tailor erase``) reaches this process
+    only through the store, so the flusher counts the store's tombstones every
+    ``erasure_check_s`` seconds, busy or idle, and drops every cached raw id when the count
+    moved: the person's raw id does not linger here either, and their events are refused at
+    the write whatever the cache held.
+
     Parameters
     ----------
     store : the tenant's event store.
@@ -392,6 +401,9 @@ class MqttIngestor:
         self._client: mqtt.Client | None = None
         self._writer: GroupCommitWriter | None = None
         self._flusher: threading.Thread | None = None
+        self.erasure_check_s = ERASURE_CHECK_S
+        self._tombstones: int | None = None  # the count last seen; None: not looked yet
+        self._tombstones_checked = float("-inf")
         if registry is not None:
             registry.register(self.collector())
 
@@ -589,17 +601,23 @@ class MqttIngestor:
             batch = self._take()
             if batch is None:
                 return
+            self._forget_raw_ids_after_erasures()
+            if not batch:
+                continue
             try:
                 self._process(batch)
             except Exception:  # never let one batch kill the thread: its messages stay unacked
                 log.exception("MQTT batch of %d messages failed; left for redelivery", len(batch))
 
     def _take(self) -> list[_Message] | None:
+        """The next batch; an empty one when nothing came for ``erasure_check_s`` (time to
+        look at the tombstones); None when stopping."""
         with self._cond:
             while not self._buffer:
                 if self._stopping:
                     return None
-                self._cond.wait()
+                if not self._cond.wait(self.erasure_check_s):
+                    return []
             deadline = time.monotonic() + self.flush_ms / 1000
             while len(self._buffer) < self.batch_size and not self._stopping:
                 left = deadline - time.monotonic()
@@ -609,6 +627,23 @@ class MqttIngestor:
             batch = self._buffer[: self.batch_size]
             del self._buffer[: self.batch_size]
             return batch
+
+    def _forget_raw_ids_after_erasures(self) -> None:
+        """Drop the writer's cached raw ids when the store's tombstones changed since the last
+        look (at most one count every ``erasure_check_s``)."""
+        now = time.monotonic()
+        if now - self._tombstones_checked < self.erasure_check_s or self._writer is None:
+            return
+        self._tombstones_checked = now
+        try:
+            count = self.store.count_tombstones()
+        except Exception as exc:  # the store's trouble shows at the next commit, which retries
+            log.warning("could not count the erasures (%s); the raw-id cache is dropped", exc)
+            self._writer.forget_raw_ids()
+            return
+        if count != self._tombstones:
+            self._writer.forget_raw_ids()
+            self._tombstones = count
 
     def _process(self, batch: list[_Message]) -> None:
         """Validate, write and acknowledge one batch; quarantine its invalid messages (in the
