@@ -292,16 +292,32 @@ def test_block_top_k_matches_the_exact_partition():
     np.testing.assert_array_equal(ids[rows], ref_ids[rows])
 
 
-def test_candidates_of_another_model_are_refused_on_load(fast, tmp_path):
-    path = fast.save(tmp_path / "model")
-    with np.load(path / "candidates.npz") as data:
-        arrays = {name: data[name] for name in data.files}
-    arrays = {name: (a[:-1] if a.ndim else a) for name, a in arrays.items()}  # one row short
+def _rewrite_candidates(path, arrays) -> None:
+    """Write ``arrays`` as the saved model's candidates, with a matching checksum."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     (path / "candidates.npz").write_bytes(buffer.getvalue())
     header = json.loads((path / "service.json").read_text())
     header["files"]["candidates.npz"] = hashlib.sha256(buffer.getvalue()).hexdigest()
     (path / "service.json").write_text(json.dumps(header))
+
+
+@pytest.mark.parametrize("bad", [np.int8(99), np.int8(-1), 1.5])
+def test_kept_verbs_tailor_does_not_know_are_refused_on_load(fast, tmp_path, bad):
+    path = fast.save(tmp_path / "model")
+    arrays = fast.candidates.to_arrays()
+    verbs = arrays["top_evidence_verbs"].astype(np.float64 if isinstance(bad, float) else np.int8)
+    verbs[0, 0] = bad
+    _rewrite_candidates(path, arrays | {"top_evidence_verbs": verbs})
+    with pytest.raises(ValueError, match="verb codes tailor does not know"):
+        RecommendationService.load(path)
+
+
+def test_candidates_of_another_model_are_refused_on_load(fast, tmp_path):
+    path = fast.save(tmp_path / "model")
+    with np.load(path / "candidates.npz") as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays = {name: (a[:-1] if a.ndim else a) for name, a in arrays.items()}  # one row short
+    _rewrite_candidates(path, arrays)
     with pytest.raises(ValueError, match=r"candidates\.npz does not match"):
         RecommendationService.load(path)

@@ -780,6 +780,17 @@ class RecommendationService:
                 service.candidates = TopCandidates.from_arrays({n: data[n] for n in data.files})
             if service.candidates.items.shape[0] != service.history.shape[0]:
                 raise ValueError(f"{path}: candidates.npz does not match the users' rows")
+            verbs = service.candidates.evidence_verbs
+            if (
+                verbs is not None
+                and verbs.size
+                and (
+                    verbs.dtype.kind not in "iu"
+                    or verbs.min() < 0
+                    or verbs.max() >= len(_VERB_OF_CODE)
+                )
+            ):
+                raise ValueError(f"{path}: candidates.npz holds verb codes tailor does not know")
         return service
 
     def _arrays_bytes(self) -> bytes:
@@ -1126,21 +1137,18 @@ def _strongest_codes(seen: np.ndarray, indices: np.ndarray, codes: np.ndarray) -
 
 def _verb_codes(strongest: sp.csr_matrix, evidence: np.ndarray) -> np.ndarray:
     """:meth:`RecommendationService._verb_codes_of_user` for every row of ``evidence`` (users
-    × candidates, -1: none) at once, as int8: what the candidates keep."""
+    × candidates, -1: none) at once, as int8: what the candidates keep. The same lookup, over
+    each cell of ``strongest`` keyed as one number (row-major, so the keys are sorted)."""
     n_rows, width = evidence.shape
     n_cols = np.int64(strongest.shape[1])
-    # Each stored cell as one sorted key (row-major, indices sorted within a row).
     strength = strongest if strongest.has_sorted_indices else strongest.sorted_indices()
     nnz_rows = np.repeat(np.arange(strength.shape[0], dtype=np.int64), np.diff(strength.indptr))
-    keys = nnz_rows * n_cols + strength.indices
-    codes = np.ones(evidence.shape, np.int8)
-    if not len(keys):
-        return codes
     rows = np.repeat(np.arange(n_rows, dtype=np.int64), width).reshape(n_rows, width)
-    valid = (evidence >= 0) & (rows < strength.shape[0])
-    wanted = rows[valid] * n_cols + evidence[valid]
-    at, found = _find_sorted(keys, wanted)
-    codes[valid] = np.maximum(np.where(found, strength.data[at], 0), 1)
+    codes = np.ones(evidence.shape, np.int8)
+    valid = evidence >= 0
+    codes[valid] = _strongest_codes(
+        rows[valid] * n_cols + evidence[valid], nnz_rows * n_cols + strength.indices, strength.data
+    )
     return codes
 
 
