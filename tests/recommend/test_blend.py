@@ -3,6 +3,8 @@ validation, saves in one file, serves and forgets erased users inside its genera
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -107,6 +109,34 @@ def test_tune_blend_tries_each_weight_on_validation_and_keeps_the_best():
 
     top = refit.recommend(fit_part, k=5)[0]
     assert ranking_metrics(top, validation, k=5).ndcg == pytest.approx(best.ndcg)
+
+
+def test_a_blend_explains_by_its_anchors_links_alike_from_candidates_and_afresh():
+    events, items = shop()
+    generators = {"ease": {"l2": 10.0}, "als": {"factors": 4, "iterations": 3}}
+    service = RecommendationService.build(
+        events, items, model="blend", params={"generators": generators, "weights": {"als": 0.5}}
+    )
+    with_candidates = service.with_candidates()
+    # The blend's evidence is one item per candidate, so the candidates keep it.
+    assert with_candidates.candidates.evidence is not None
+    for user in ("t3", "c1", "t7"):
+        afresh = service.recommend(user, k=6)
+        kept = with_candidates.recommend(user, k=6)
+        assert afresh and len(afresh) == len(kept)
+        # The candidates keep float32 scores: all but the score's last digits are equal.
+        for a, b in zip(afresh, kept, strict=True):
+            assert dataclasses.replace(a, score=0.0) == dataclasses.replace(b, score=0.0)
+            assert a.score == pytest.approx(b.score, rel=1e-6)
+        personal = [line for line in afresh if line.kind == "because_you"]
+        assert personal and {line.source for line in personal} == {"blend"}
+        # The evidence named is the anchor's (EASE's) strongest link, not another model's.
+        anchor = service.model.models_["ease"]
+        seen = service.history[service.user_row(user)].indices
+        for line in personal:
+            code = service.catalog.codes([line.item_id])[0]
+            links = anchor.item_similarity(seen, np.array([code]))[:, 0]
+            assert line.evidence_item == str(service.catalog.item_ids[seen[np.argmax(links)]])
 
 
 def test_a_served_blend_explains_and_forgets_an_erased_user_inside_its_generators():

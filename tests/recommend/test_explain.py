@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
+from tailor.recommend.blend import Blend
 from tailor.recommend.catalog import Catalog
 from tailor.recommend.explain import KINDS, Explanation, explain
 from tailor.recommend.hybrid import Hybrid
@@ -190,6 +191,19 @@ def test_a_hybrid_explains_each_item_with_the_generator_that_ranked_it_best():
         hybrid, np.array([0]), np.array([1, 18]), catalog, bought_together={"itemknn"}
     )
     assert first.text == "Often bought with Title 0"
+
+
+def test_a_blend_explains_every_item_by_its_anchors_links_as_one_model():
+    x = pairs()
+    # Popularity first would rank item 18 best; the blend still explains by the first
+    # generator that relates items (itemknn), under its own name.
+    blend = Blend(generators={"popularity": {}, "itemknn": {"shrink": 1.0}}).fit(x)
+    catalog = catalog_of(20)
+    found = explain(blend, np.array([0]), np.array([1, 18]), catalog, verbs=["viewed"])
+    alone = explain(blend.models_["itemknn"], np.array([0]), np.array([1, 18]), catalog)
+    assert [e.evidence_item for e in found] == [e.evidence_item for e in alone]
+    assert found[0] == Explanation("because_you", "Because you viewed Title 0", "p00", "blend")
+    assert {e.source for e in found} == {"blend"}
 
 
 @pytest.mark.parametrize("name", list(FAST))

@@ -31,6 +31,10 @@ class Recommender:
 
     name: ClassVar[str] = "base"
     needs: ClassVar[tuple[str, ...]] = ()
+    explained_by_generators: ClassVar[bool] = False
+    """True for a model that ranks its generators' candidates (the hybrid): each item is
+    explained by the generator that ranked it best. A model that adds its generators' scores
+    (the blend) explains by its own ``item_similarity``, like a single model."""
     _registry: ClassVar[dict[str, type[Recommender]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -9,7 +9,8 @@ An explanation is only honest when it comes from what produced the item, so:
 - a trending model names the request context where the item is notably more popular:
   "Popular in DE this week" (``best_context``);
 - anything else, or a user without history, gets "Popular right now";
-- a hybrid explains each item with the candidate model that ranked it best.
+- a hybrid explains each item with the candidate model that ranked it best; a blend, whose
+  score is its models' scores added, by its own item links (its anchor's), as one model.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def explain(
             f"verbs must give one verb per history item: {len(history)} items, {verbs.size} verbs"
         )
     generators = getattr(model, "models_", None)
-    if not isinstance(generators, dict) or not generators:
+    by_generator = getattr(model, "explained_by_generators", False)
+    if not by_generator or not isinstance(generators, dict) or not generators:
         return _explain_with(
             model, _name(model), history, items, catalog, verbs, context, bought_together
         )

@@ -70,6 +70,7 @@ class Hybrid(Recommender):
     """
 
     name = "hybrid"
+    explained_by_generators = True
 
     def __init__(
         self,

@@ -435,7 +435,7 @@ class RecommendationService:
             len(self.catalog),
             depth=depth,
             progress=progress,
-            evidence_of=None if self._hybrid else evidence_of,
+            evidence_of=None if self._explained_by_generators else evidence_of,
         )
         if candidates.evidence is not None:
             candidates = dataclasses.replace(
@@ -885,14 +885,17 @@ class RecommendationService:
         return row, purchased, _strongest_codes(row.indices, strength.indices, strength.data)
 
     @property
-    def _hybrid(self) -> bool:
-        """Whether the personal model is a hybrid (explained generator by generator)."""
-        return isinstance(getattr(self.model, "models_", None), dict)
+    def _explained_by_generators(self) -> bool:
+        """Whether the personal model explains generator by generator (a hybrid; see
+        :attr:`Recommender.explained_by_generators`): then there is no one evidence per item
+        to keep with the candidates."""
+        return self.model.explained_by_generators
 
     def _evidence(self, seen: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """The history item (a code; -1: none) that speaks most for each of ``codes`` by the
-        personal model (a plain one, not a hybrid), or, for items without interactions, by
-        content. What :meth:`_explanations` words; the candidates keep it precomputed."""
+        personal model's own item links (a blend's are its anchor's), or, for items without
+        interactions, by content. What :meth:`_explanations` words; the candidates keep it
+        precomputed."""
         out = np.full(len(codes), -1, np.int64)
         if not len(seen) or not len(codes):
             return out
@@ -1006,7 +1009,7 @@ class RecommendationService:
     ) -> list[Explanation]:
         if not len(chosen):
             return []
-        if explainer is self.model and not self._hybrid:
+        if explainer is self.model and not self._explained_by_generators:
             evidence = self._evidence(seen, chosen)
             return self._explanations(seen, chosen, evidence, _verbs_of(seen, verbs, evidence))
         out = [Explanation("popular", "Popular right now", None, explainer.name)] * len(chosen)
