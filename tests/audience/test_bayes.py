@@ -23,7 +23,9 @@ from tests.audience.test_lifetime_value import simulate_bgnbd, simulate_spend
 
 BGNBD_TRUTH = {"r": 0.6, "alpha": 5.0, "a": 0.8, "b": 3.0}
 GG_TRUTH = {"p": 6.0, "q": 4.0, "gamma": 15.0}
-QUICK = {"draws": 300, "warmup": 300, "chains": 2}
+# The model's default draws and warm-up, two chains. At 300 of each, Gamma-Gamma's correlated
+# (p, q, gamma) mixed too slowly to pass the R-hat check under jax 0.10 (1.011 at seed 0).
+QUICK = {"draws": 500, "warmup": 500, "chains": 2}
 
 
 def assert_recovers(model, truth: dict[str, float], point) -> None:
