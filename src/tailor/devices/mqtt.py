@@ -78,9 +78,9 @@ FROM_TOPIC = ("event_type", "subject_id", "device_id")
 """Event fields the topic supplies; a payload that repeats them is refused."""
 TOPIC_LAYOUT = "tailor/<tenant>/homes/<home_id>/devices/<device_id>/<kind>"
 QUARANTINE_PAYLOAD_BYTES = 1024
+"""How much of a quarantined payload is kept in memory (for inspection, never logged)."""
 ERASURE_CHECK_S = 1.0
 """How often an ingestor looks for erasures made elsewhere (one count of the tombstones)."""
-"""How much of a quarantined payload is kept in memory (for inspection, never logged)."""
 _FORBIDDEN_IN_LEVEL = ("/", "+", "#", "\x00")
 
 
