@@ -14,6 +14,7 @@ pytest.importorskip("numpyro", reason="the Bayesian models need the bayes extra 
 from tailor.audience.bayes import (
     BayesianBetaGeo,
     BayesianGammaGamma,
+    Posterior,
     credible_interval,
 )
 from tailor.audience.lifetime_value import BetaGeo, GammaGamma
@@ -63,6 +64,31 @@ def test_the_bayesian_gamma_gamma_recovers_simulated_spend(tmp_path):
     assert loaded.point_.params_ == point.params_
     with pytest.raises(ValueError, match="does not hold a saved BayesianBetaGeo"):
         BayesianBetaGeo.load(tmp_path / "gg.json")
+
+
+def test_r_hat_is_rank_normalized_and_compares_the_chains_tails():
+    rng = np.random.default_rng(0)
+    posterior = lambda *chains: Posterior.of({"v": np.concatenate(chains)}, len(chains), 0)  # noqa: E731
+    mixed = posterior(rng.standard_cauchy(2000), rng.standard_cauchy(2000))
+    assert mixed.diagnostics["v"]["r_hat"] < 1.01 and mixed.problems() == []
+    # Same centre, one chain three times as wide: only the folded ranks see it.
+    wide = posterior(rng.normal(0, 1, 2000), rng.normal(0, 3, 2000))
+    assert wide.diagnostics["v"]["r_hat"] > 1.05
+    assert wide.problems() and "v: R-hat" in wide.problems()[0]
+    shifted = posterior(rng.normal(0, 1, 2000), rng.normal(1, 1, 2000))
+    assert shifted.diagnostics["v"]["r_hat"] > 1.05
+
+
+def test_a_small_gamma_gamma_sample_keeps_every_chain_near_the_data():
+    # 150 customers leave p unbounded above by the data (p -> inf, gamma -> 0 with p*gamma
+    # held loses little likelihood). While the likelihood lost its digits out there, this
+    # fit's second chain ran off to p ~ 1e37: R-hat 5e15, one effective draw.
+    x, zbar = simulate_spend(150, **GG_TRUTH, rng=np.random.default_rng(0))
+    model = BayesianGammaGamma(**QUICK, seed=1).fit(x, zbar)
+    posterior = model.posterior_
+    assert posterior.divergences == 0
+    assert posterior.draws["p"].max() < 1e8  # 6 sd out in the prior, log p ~ Normal(0, 3)
+    assert max(d["r_hat"] for d in posterior.diagnostics.values()) < 1.05
 
 
 def test_the_audience_model_scores_credible_intervals(tmp_path):

@@ -166,6 +166,37 @@ def test_log_space_likelihood_agrees_with_the_printed_equation():
         assert ours[row] == pytest.approx(math.log(paper_bgnbd(*params, xi, txi, Ti)), rel=1e-10)
 
 
+def paper_gamma_gamma(p, q, gamma, x, zbar):
+    """FHL (2005b) eq. 3 as printed."""
+    return (
+        math.gamma(p * x + q) / (math.gamma(p * x) * math.gamma(q))
+        * gamma**q * zbar ** (p * x - 1) * x ** (p * x)
+        / (gamma + x * zbar) ** (p * x + q)
+    )  # fmt: skip
+
+
+def test_gamma_gamma_likelihood_agrees_with_the_printed_equation():
+    params = (6.25, 3.74, 15.44)
+    customers = [(1, 20.0), (2, 35.5), (4, 12.25), (9, 3.5)]
+    x, zbar = (np.array(c, float) for c in zip(*customers, strict=True))
+    ours = GammaGamma._log_likelihood(params, x, zbar)
+    for row, (xi, zi) in enumerate(customers):
+        assert ours[row] == pytest.approx(math.log(paper_gamma_gamma(*params, xi, zi)), rel=1e-10)
+
+
+def test_gamma_gamma_likelihood_keeps_its_digits_where_spend_never_varies_within_a_customer():
+    # As p grows with p*gamma = c held, z̄ = p/ν tends to InvGamma(q, scale c) whatever x is.
+    # The textbook lgamma(px + q) - lgamma(px) lost every digit out there (at px = 1e20 it
+    # was off by 137), which let a NUTS chain run off to p = 1e37.
+    from scipy.stats import invgamma
+
+    q, c = 3.5, 80.0
+    x, zbar = np.array([1.0, 3, 12]), np.array([10.0, 25, 60])
+    for p in (1e8, 1e20, 1e37):
+        ours = GammaGamma._log_likelihood((p, q, c / p), x, zbar)
+        np.testing.assert_allclose(ours, invgamma.logpdf(zbar, q, scale=c), rtol=1e-6)
+
+
 def test_expected_purchases_grow_with_time_and_the_conditional_ones_with_activity():
     model = BetaGeo.from_params(**BGNBD)
     horizon = model.expected_purchases([1, 10, 39, 78])
