@@ -175,9 +175,12 @@ def test_an_unknown_protocol_is_a_usage_error(workdir: Path) -> None:
     assert "tomorrow" in said(result) and "leave-last-out" in said(result)
 
 
-def save_as_best(name: str, params: dict, protocol: str, path: Path) -> tuple[Any, Any]:
+def save_as_best(
+    name: str, params: dict, protocol: str, path: Path, evaluated: Any = None
+) -> tuple[Any, Any]:
     """(the model :func:`save_chosen` saved, the log it was refitted on) for an evaluation whose
-    best is ``name`` with ``params`` (validation nDCG 0.4)."""
+    best is ``name`` with ``params`` (validation nDCG 0.4); ``evaluated`` stands for the model
+    the evaluation fitted."""
     users, items, times = zip(*planted(users=24), strict=True)
     log = InteractionLog.from_arrays(
         np.array(users), np.array(items), times=np.array([t.timestamp() * 1000 for t in times])
@@ -189,6 +192,7 @@ def save_as_best(name: str, params: dict, protocol: str, path: Path) -> tuple[An
         protocol=protocol,
         k=10,
         splits=SimpleNamespace(summary=lambda: {"train": 1}),
+        fitted={} if evaluated is None else {name: evaluated},
     )
     return load_model(save_chosen(evaluation, log, path)), log  # type: ignore[arg-type]
 
@@ -199,9 +203,14 @@ def test_a_saved_hybrid_keeps_its_tuning_record(tmp_path: Path) -> None:
         "candidates": 20,
         "trees": 20,
     }
-    model, _ = save_as_best("hybrid", params, "temporal", tmp_path / "hybrid.npz")
-    assert model.name == "hybrid"
-    assert model.tuning_["protocol"] == "temporal"
+    for evaluated_with_times in (True, False):
+        evaluated = SimpleNamespace(uses_times_=evaluated_with_times)
+        path = tmp_path / f"hybrid-{evaluated_with_times}.npz"
+        model, _ = save_as_best("hybrid", params, "temporal", path, evaluated)
+        assert model.name == "hybrid"
+        assert model.tuning_["protocol"] == "temporal"
+        # Refitted with the features the evaluated hybrid had.
+        assert model.uses_times_ is evaluated_with_times
 
 
 def test_no_blend_and_no_hybrid_leave_the_single_models(workdir: Path) -> None:

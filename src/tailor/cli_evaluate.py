@@ -366,21 +366,19 @@ def save_chosen(evaluation: Evaluation, log: InteractionLog, path: Path, *, seed
 
     name = evaluation.chosen
     chosen = evaluation.reports[name]
-    everything = log.matrix()
     model: Recommender
     if name == "hybrid":
-        rows = train_mask(log, evaluation.protocol, seed)
-        fit_part, held_back = log.matrix(rows), log.matrix(~rows, binary=True)
-        if fit_part.nnz == 0 or held_back.nnz == 0:
-            raise ValueError(
-                "too few interactions to refit the hybrid on all data: its ranker needs a "
-                "held-back part (use --no-hybrid)"
-            )
-        model = Hybrid(**chosen.params).fit_stages(fit_part, held_back, everything)
+        # With the features the evaluated hybrid had (the time features unless turned off).
+        evaluated = evaluation.fitted.get("hybrid")
+        model = Hybrid(**chosen.params).fit_split(
+            log,
+            train_mask(log, evaluation.protocol, seed),
+            times=bool(getattr(evaluated, "uses_times_", False)),
+        )
     else:
         model = Recommender._registry[name](**chosen.params)
         needs = {"log": log} if "log" in model.needs else {}
-        model.fit(everything, **needs)
+        model.fit(log.matrix(), **needs)
     model.tuning_ = _plain_json(
         {
             "model": name,

@@ -110,7 +110,8 @@ def serve(
         str,
         typer.Option(
             "--algorithm",
-            help="Personal model for --save-model (ease, itemknn, als, bpr, popularity, blend).",
+            help="Personal model for --save-model (ease, itemknn, als, bpr, popularity, blend, "
+            "hybrid).",
             rich_help_panel="Model",
         ),
     ] = "ease",

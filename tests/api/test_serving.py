@@ -271,6 +271,12 @@ def test_cli_save_model_and_worker_check(tmp_path, monkeypatch):
         assert version.data_window["users"] == len(saved.user_ids)
         result = runner.invoke(app, ["serve", "--model", str(out), "--model-alias", "production"])
         assert result.exit_code == 2 and "not both" in result.output
+        # A hybrid serves too, but only over candidate models it is told of.
+        result = runner.invoke(
+            app, ["serve", "--save-model", str(tmp_path / "h"), "--algorithm", "hybrid"]
+        )
+        assert result.exit_code == 1 and "generators must name" in result.output
+        assert not (tmp_path / "h").exists()
         result = runner.invoke(app, ["serve", "--workers", "2"])
         assert result.exit_code == 1 and "PostgreSQL" in result.output
         result = runner.invoke(app, ["serve", "--save-model", str(out), "--params", "[1]"])

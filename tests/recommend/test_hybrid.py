@@ -31,8 +31,10 @@ def test_hybrid_needs_generators_and_two_parts():
     x = two_tastes()
     with pytest.raises(ValueError, match="generators must name"):
         Hybrid().fit_stages(x, x, x)
-    with pytest.raises(TypeError, match="fit_stages"):
+    with pytest.raises(ValueError, match="needs log= to fit"):
         Hybrid(generators=GENERATORS).fit(x)
+    with pytest.raises(ValueError, match="generators: unknown model"):
+        Hybrid(generators={"blend": {}}).fit_stages(x, x, x)
     with pytest.raises(ValueError, match="share their users × items shape"):
         Hybrid(generators=GENERATORS).fit_stages(x, x[:10], x)
     # A user of the first taste holds back an item of the other: never among 2 candidates.
@@ -196,3 +198,52 @@ def test_context_features_survive_save_and_load(tmp_path):
         loaded.score(history, users, history_times=times[np.maximum(users, 0)]),
         model.score(history, users, history_times=times[np.maximum(users, 0)]),
     )
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+def test_a_served_hybrid_learns_from_the_latest_interactions_explains_and_forgets(tmp_path):
+    from tailor.recommend.service import RecommendationService
+
+    from .test_service import shop
+
+    events, items = shop()
+    params = {"generators": GENERATORS, "candidates": 10, "trees": 20}
+    service = RecommendationService.build(events, items, model="hybrid", params=params)
+    hybrid = service.model
+    # The ranker learned how the latest fifth followed from the rest, with the catalog's and
+    # the log's context, and the generators were then refitted on every interaction.
+    assert isinstance(hybrid, Hybrid) and hybrid.uses_catalog_ and hybrid.uses_times_
+    assert hybrid.models_["ease"].n_items_ == len(service.catalog)
+    answer = service.recommend("t3", k=4)
+    assert len(answer) == 4 and all(line.item_id.startswith("tea-") for line in answer)
+    # Its scores are positive, so a new item's content score lands among them, not on top.
+    assert all(line.score > 0 for line in answer)
+    assert [line.item_id for line in answer][-1] == "tea-new"
+    personal = [line for line in answer if line.kind == "because_you"]
+    assert personal and {line.source for line in personal} <= set(GENERATORS)
+    kept = service.with_candidates()
+    assert [line.item_id for line in kept.recommend("t3", k=4)] == [a.item_id for a in answer]
+    loaded = RecommendationService.load(kept.save(tmp_path / "hybrid-service"))
+    assert [line.item_id for line in loaded.recommend("t3", k=4)] == [a.item_id for a in answer]
+    forgotten = service.without_user("t3")
+    assert forgotten.user_row("t3") == -1
+    assert all(line.kind != "because_you" for line in forgotten.recommend("t3", k=5))
+
+
+def test_a_hybrid_refuses_to_serve_from_too_few_interactions():
+    from tailor.recommend.interactions import InteractionLog
+    from tailor.recommend.service import RecommendationService
+
+    from .test_service import shop
+
+    events, items = shop()
+    first = events.slice(0, 1)  # one interaction: nothing left to hold back
+    with pytest.raises(
+        ValueError, match=r"too few interactions for the hybrid \(0 to fit .*, 1 held back\)"
+    ):
+        RecommendationService.build(first, items, model="hybrid", params={"generators": GENERATORS})
+    log = InteractionLog.from_events(events)
+    with pytest.raises(ValueError, match="train_rows must mark each"):
+        Hybrid(generators=GENERATORS).fit_split(log, np.ones(3, bool))

@@ -8,7 +8,16 @@ events, without retraining), and ``save``/``load`` as a JSON header plus ``.npz`
 
 from tailor.recommend.base import Recommender, load_model
 from tailor.recommend.blend import Blend
+from tailor.recommend.hybrid import Hybrid
 from tailor.recommend.interactions import EventWeights, InteractionLog
 from tailor.recommend.models import MODELS
 
-__all__ = ["MODELS", "Blend", "EventWeights", "InteractionLog", "Recommender", "load_model"]
+__all__ = [
+    "MODELS",
+    "Blend",
+    "EventWeights",
+    "Hybrid",
+    "InteractionLog",
+    "Recommender",
+    "load_model",
+]

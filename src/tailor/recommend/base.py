@@ -272,6 +272,25 @@ def make_model(name: str, params: Any = None) -> Recommender:
         ) from None
 
 
+COMBINED = frozenset({"blend", "hybrid"})
+"""The models that combine others (a blend, a hybrid): never a generator themselves."""
+
+
+def check_generators(generators: Any) -> None:
+    """A ValueError unless ``generators`` names at least one single model: {name: settings}."""
+    if not isinstance(generators, dict) or not generators:
+        raise ValueError(
+            'generators must name at least one model: {name: settings}, e.g. {"ease": '
+            '{"l2": 500}, "itemknn": {}}'
+        )
+    unknown = [n for n in generators if n not in Recommender._registry or n in COMBINED]
+    if unknown:
+        raise ValueError(
+            f"generators: unknown model(s) {', '.join(map(repr, unknown))} (a blend or a "
+            "hybrid combines single models, not a blend or a hybrid)"
+        )
+
+
 def fit_models(
     configs: dict[str, dict[str, Any]] | None, interactions: sp.csr_matrix
 ) -> dict[str, Recommender]:

@@ -20,9 +20,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from tailor.recommend.base import Recommender, fit_models, pack_models, unpack_models
+from tailor.recommend.base import (
+    Recommender,
+    check_generators,
+    fit_models,
+    pack_models,
+    unpack_models,
+)
 
-_COMBINED = frozenset({"blend", "hybrid"})
 MAX_WEIGHT = 1000.0
 """Beyond it one model drowns the others (and the sums could leave float32's range)."""
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
@@ -69,15 +74,8 @@ class Blend(Recommender):
         return self
 
     def _check_settings(self) -> None:
-        generators = self.generators or {}
-        if not isinstance(generators, dict) or not generators:
-            raise ValueError("generators must name at least one model: {name: settings}")
-        unknown = [n for n in generators if n not in Recommender._registry or n in _COMBINED]
-        if unknown:
-            raise ValueError(
-                f"generators: unknown model(s) {', '.join(map(repr, unknown))} (a blend "
-                "combines single models, not a blend or a hybrid)"
-            )
+        check_generators(self.generators)
+        generators = self.generators
         if not isinstance(self.weights or {}, dict):
             raise ValueError("weights must be an object: {generator name: weight}")
         for name, weight in (self.weights or {}).items():

@@ -33,12 +33,14 @@ import scipy.sparse as sp
 
 from tailor.recommend.base import (
     Recommender,
+    check_generators,
     distinct_users,
     fit_models,
     pack_models,
     unpack_models,
 )
 from tailor.recommend.catalog import UNKNOWN_TIME, Catalog
+from tailor.recommend.interactions import InteractionLog
 
 MS_PER_DAY = 86_400_000.0
 CATALOG_FEATURES = (
@@ -70,6 +72,7 @@ class Hybrid(Recommender):
     """
 
     name = "hybrid"
+    needs = ("log",)
     explained_by_generators = True
 
     def __init__(
@@ -124,8 +127,7 @@ class Hybrid(Recommender):
         """
         from lightgbm import LGBMRanker
 
-        if not self.generators:
-            raise ValueError("generators must name at least one candidate model")
+        check_generators(self.generators)
         if self.candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {self.candidates}")
         if not fit_part.shape == held_back.shape == full.shape:
@@ -198,6 +200,53 @@ class Hybrid(Recommender):
             self.times_ = _as_times(full_times)
             self.item_last_days_ = _column_max(self.times_)
         return self
+
+    def fit_split(
+        self,
+        log: InteractionLog,
+        train_rows: np.ndarray,
+        *,
+        catalog: Catalog | None = None,
+        times: bool = False,
+    ) -> Hybrid:
+        """Fit on one log: the ranker learns which candidates of the ``train_rows`` come
+        true in the other rows; then the candidate models are refitted on every row.
+
+        ``catalog`` (aligned with ``log.item_ids``) adds the catalog features, ``times``
+        the time features read from the log.
+        """
+        from tailor.recommend.evaluation import latest_times
+
+        train_rows = np.asarray(train_rows, bool)
+        if train_rows.shape != (len(log),):
+            raise ValueError(f"train_rows must mark each of the log's {len(log)} rows")
+        fit_part, held_back = log.matrix(train_rows), log.matrix(~train_rows, binary=True)
+        if fit_part.nnz == 0 or held_back.nnz == 0:
+            raise ValueError(
+                f"too few interactions for the hybrid ({train_rows.sum()} to fit its candidate "
+                f"models on, {(~train_rows).sum()} held back): its ranker learns which "
+                "candidates come true in the held-back part, and needs both"
+            )
+        context: dict[str, Any] = {}
+        if times:
+            context = {
+                "fit_part_times": latest_times(log, train_rows),
+                "full_times": latest_times(log),
+            }
+        return self.fit_stages(fit_part, held_back, log.matrix(), catalog=catalog, **context)
+
+    def _fit_with(
+        self, interactions: sp.csr_matrix, *, log: InteractionLog | None, catalog: Catalog | None
+    ) -> None:
+        # Serving's fit (RecommendationService.build): the ranker learns how the latest
+        # fifth of the interactions followed from the rest, as the next ones will follow
+        # from all of them.
+        from tailor.recommend.evaluation import train_mask
+
+        assert log is not None  # Recommender.fit checks the needs
+        if interactions.shape != (log.n_users, log.n_items):
+            raise ValueError("the hybrid fits on log.matrix(): give the log it was made from")
+        self.fit_split(log, train_mask(log, "temporal"), catalog=catalog, times=True)
 
     def _learn_catalog(self, catalog: Catalog) -> None:
         """Item arrays the catalog features read (stored with the model, so serving needs
@@ -372,7 +421,12 @@ class Hybrid(Recommender):
         features, rows, items = self._features(self.models_, history, users, times)
         out = np.full((history.shape[0], self.n_items_), -np.inf, dtype=np.float32)
         if len(rows):
-            out[rows, items] = self.ranker_.predict(features)
+            # Positive, as a served model's scores must be (a new item's content score is a
+            # share of the user's best). exp keeps the ranker's order and, unlike the
+            # logistic, its digits: in float32 the logistic ties top items that differ by
+            # less than 1e-3 at a score of 10. Its loss reads score differences as log-odds,
+            # so a ratio of these is an odds ratio; the cap stays far inside float32.
+            out[rows, items] = np.exp(np.minimum(self.ranker_.predict(features), 80.0))
         return out
 
     # --- persistence: the generators and the LightGBM model ride inside the one file ------

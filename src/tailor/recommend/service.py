@@ -182,10 +182,10 @@ class RecommendationService:
             else Catalog.from_table(pa.table({"item_id": pa.array([], pa.string())}), item_ids)
         )
         history = log.matrix()
-        if model not in Recommender._registry or model == "hybrid":
+        if model not in Recommender._registry:
             raise ValueError(
                 f"model {model!r} cannot be built here; choose one of "
-                f"{', '.join(sorted(set(Recommender._registry) - {'base', 'hybrid'}))}"
+                f"{', '.join(sorted(set(Recommender._registry) - {'base'}))}"
             )
         personal = make_model(model, None if params is None else dict(params))
         personal.fit(history, log=log, catalog=catalog)
