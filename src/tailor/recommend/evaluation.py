@@ -253,7 +253,7 @@ def tune_hybrid(
             fit_part,
             fit_part_models=on_nested,
             full_models=on_fit_part,
-            **_context(catalog, nested_times, fit_part_times, times=times),
+            **hybrid_context(catalog, nested_times, fit_part_times, times=times),
         )
 
     result = tune(build, recommended, grid or HYBRID_GRID, fit_part, validation, k=k, budget=budget)
@@ -282,7 +282,7 @@ def tune_blend(
     return result
 
 
-def _context(
+def hybrid_context(
     catalog: Catalog | None,
     fit_part_times: sp.csr_matrix,
     full_times: sp.csr_matrix,
@@ -382,7 +382,7 @@ def evaluate_recommenders(
             splits.fit_part,
             splits.validation,
             splits.train,
-            **_context(
+            **hybrid_context(
                 catalog,
                 latest_times(splits.inner, splits.inner_rows),
                 latest_times(splits.log, splits.train_rows),

@@ -206,16 +206,18 @@ class Hybrid(Recommender):
         log: InteractionLog,
         train_rows: np.ndarray,
         *,
+        full: sp.csr_matrix | None = None,
         catalog: Catalog | None = None,
         times: bool = False,
     ) -> Hybrid:
         """Fit on one log: the ranker learns which candidates of the ``train_rows`` come
-        true in the other rows; then the candidate models are refitted on every row.
+        true in the other rows; then the candidate models are refitted on every row
+        (``full``: the log's matrix, when already at hand).
 
         ``catalog`` (aligned with ``log.item_ids``) adds the catalog features, ``times``
-        the time features read from the log.
+        the time features read from the log (where it has any).
         """
-        from tailor.recommend.evaluation import latest_times
+        from tailor.recommend.evaluation import hybrid_context, latest_times
 
         train_rows = np.asarray(train_rows, bool)
         if train_rows.shape != (len(log),):
@@ -227,13 +229,12 @@ class Hybrid(Recommender):
                 f"models on, {(~train_rows).sum()} held back): its ranker learns which "
                 "candidates come true in the held-back part, and needs both"
             )
-        context: dict[str, Any] = {}
-        if times:
-            context = {
-                "fit_part_times": latest_times(log, train_rows),
-                "full_times": latest_times(log),
-            }
-        return self.fit_stages(fit_part, held_back, log.matrix(), catalog=catalog, **context)
+        context = hybrid_context(
+            catalog, latest_times(log, train_rows), latest_times(log), times=times
+        )
+        return self.fit_stages(
+            fit_part, held_back, log.matrix() if full is None else full, **context
+        )
 
     def _fit_with(
         self, interactions: sp.csr_matrix, *, log: InteractionLog | None, catalog: Catalog | None
@@ -244,9 +245,9 @@ class Hybrid(Recommender):
         from tailor.recommend.evaluation import train_mask
 
         assert log is not None  # Recommender.fit checks the needs
-        if interactions.shape != (log.n_users, log.n_items):
-            raise ValueError("the hybrid fits on log.matrix(): give the log it was made from")
-        self.fit_split(log, train_mask(log, "temporal"), catalog=catalog, times=True)
+        self.fit_split(
+            log, train_mask(log, "temporal"), full=interactions, catalog=catalog, times=True
+        )
 
     def _learn_catalog(self, catalog: Catalog) -> None:
         """Item arrays the catalog features read (stored with the model, so serving needs
