@@ -36,6 +36,30 @@ def test_duplicates_inside_one_batch_are_stored_once(store):
     assert ids(store.read_events(purpose=None)) == [("e1", 0), ("e2", 0)]
 
 
+def test_appends_of_distinct_rows_sort_new_stored_and_erased(store):
+    """``unique=True`` (the HTTP writer, imports): PostgreSQL copies such rows straight into
+    the events table and falls back to the staged insert when one is stored or erased."""
+    store.append_events(events_table(view("e1", "a"), view("e2", "b")))
+    store.erase_subject("gone", erased_at=T0)
+    fresh = store.append_events(events_table(view("e3", "a"), view("e4", "b")), unique=True)
+    assert (fresh.rows, fresh.inserted, fresh.duplicates, fresh.erased_skipped) == (2, 2, 0, 0)
+    with store.transaction():
+        mixed = store.append_events(
+            events_table(view("e2", "b"), view("e5", "a"), view("e6", "gone")), unique=True
+        )
+        retried = store.append_events(events_table(view("e1", "a"), view("e7", "b")), unique=True)
+        after = store.append_events(events_table(view("e9", "b")), unique=True)
+    assert (mixed.rows, mixed.inserted, mixed.duplicates, mixed.erased_skipped) == (3, 1, 1, 1)
+    assert (retried.rows, retried.inserted, retried.duplicates) == (2, 1, 1)
+    assert after.inserted == 1
+    stored = ids(store.read_events(purpose=None))
+    assert stored == [(f"e{n}", 0) for n in (1, 2, 3, 4, 5, 7, 9)]
+    with pytest.raises(RuntimeError, match="boom"), store.transaction():
+        store.append_events(events_table(view("e8", "a")), unique=True)
+        raise RuntimeError("boom")
+    assert store.count_events() == 7
+
+
 def test_multi_line_purchase_round_trips_every_type(store):
     purchase = {
         "event_id": "p1",

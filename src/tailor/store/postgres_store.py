@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from tailor.errors import StoreError
@@ -67,6 +68,28 @@ def _utc_wall_time(table: pa.Table) -> pa.Table:
 
 ANALYZE_AFTER_ROWS = 50_000
 """Appends of at least this many events refresh the planner's statistics (``ANALYZE``)."""
+
+
+def _csv_payload(table: pa.Table) -> tuple[list[str], io.BytesIO]:
+    """The columns of ``table`` that hold a value, and its rows as ``COPY`` CSV.
+
+    Only columns holding a value travel: an event uses a handful of the 32 event columns, and
+    the server parses every field of the CSV (empty ones too); the others are NULL anyway.
+    About a fifth less COPY time for views and carts.
+    """
+    sent = [
+        f.name for f, c in zip(table.schema, table.columns, strict=True) if c.null_count < len(c)
+    ]
+    if table.num_rows and not sent:  # rows of NULLs only: one column keeps their count
+        sent = table.column_names[:1]
+    csv = io.BytesIO()
+    if sent:
+        pa_csv.write_csv(
+            _utc_wall_time(table.select(sent)),
+            csv,
+            pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
+        )
+    return sent, csv
 
 
 class PostgresStore(SqlStore):
@@ -198,42 +221,67 @@ class PostgresStore(SqlStore):
             ),
         )
 
+    def _append_batch(self, batch: pa.Table, has_tombstones: bool, unique: bool) -> AppendResult:
+        """Rows the caller vouches are distinct go straight into ``events`` with ``COPY``.
+
+        The staged path (a temporary table, then ``INSERT ... SELECT ... ON CONFLICT``) took
+        about 12 us of the server's CPU per event, 10 of them in the insert's speculative
+        key checks and executor; a ``COPY`` into ``events`` takes about 8 us (4,000-event
+        appends to a 1-million-event table on this 2-core machine). The key still guards
+        against stored ids: a duplicate fails the ``COPY``, which is rolled back to its
+        savepoint and retried through the staged path, which sorts new from stored rows. A
+        retried request thus costs two attempts, a new one one. Batches holding an erased
+        subject's events take the staged path, which filters them out.
+        """
+        if not unique or batch.num_rows == 0:
+            return super()._append_batch(batch, has_tombstones, unique)
+        if has_tombstones and self._holds_erased_subject(batch):
+            return super()._append_batch(batch, has_tombstones, unique)
+        sent, csv = _csv_payload(batch)
+        with self.transaction():
+            self._run("SAVEPOINT tailor_copy_events")
+            try:
+                self._copy_in("events", sent, csv)
+            except psycopg.errors.UniqueViolation:
+                self._run("ROLLBACK TO SAVEPOINT tailor_copy_events")
+                return super()._append_batch(batch, has_tombstones, unique)
+            self._run("RELEASE SAVEPOINT tailor_copy_events")
+        return AppendResult(batch.num_rows, batch.num_rows, 0, 0)
+
+    def _holds_erased_subject(self, batch: pa.Table) -> bool:
+        subjects = pc.unique(batch.column("subject_id").drop_null()).to_pylist()
+        if not subjects:
+            return False
+        return bool(
+            self._run(
+                "SELECT EXISTS (SELECT 1 FROM tombstones WHERE subject_id = ANY(?))", [subjects]
+            )[0][0]
+        )
+
     @contextmanager
     def _staged(self, table: pa.Table) -> Iterator[str]:
         name = f"_stage_{next(self._names)}"
         columns = ", ".join(f"{f.name} {_arrow_to_pg(f.name, f.type)}" for f in table.schema)
-        # Only columns holding a value travel: an event uses a handful of the 32 event columns,
-        # and the server parses every field of the CSV (empty ones too); the others are NULL
-        # in the staging table anyway. About a fifth less COPY time for views and carts.
-        sent = [
-            f.name
-            for f, c in zip(table.schema, table.columns, strict=True)
-            if c.null_count < len(c)
-        ]
-        if table.num_rows and not sent:  # rows of NULLs only: one column keeps their count
-            sent = table.column_names[:1]
-        csv = io.BytesIO()
-        if sent:
-            pa_csv.write_csv(
-                _utc_wall_time(table.select(sent)),
-                csv,
-                pa_csv.WriteOptions(include_header=False, quoting_style="all_valid"),
-            )
+        sent, csv = _csv_payload(table)
         with self.transaction():
             # Dropped at commit, and never created at all if the transaction rolls back.
             self._run(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
-            if not sent:  # no rows
-                yield name
-                return
-            with (
-                self._cursor() as cur,
-                cur.copy(f"COPY {name} ({', '.join(sent)}) FROM STDIN (FORMAT csv)") as copy,
-            ):
-                view = csv.getbuffer()
+            if sent:
+                self._copy_in(name, sent, csv)
+            yield name
+
+    def _copy_in(self, relation: str, sent: Sequence[str], csv: io.BytesIO) -> None:
+        with (
+            self._lock,
+            self._cursor() as cur,
+            cur.copy(f"COPY {relation} ({', '.join(sent)}) FROM STDIN (FORMAT csv)") as copy,
+        ):
+            view = csv.getbuffer()
+            try:
                 for start in range(0, len(view), 1 << 20):
                     copy.write(view[start : start + (1 << 20)])
+            finally:
                 del view
-            yield name
 
     def close(self) -> None:
         with self._lock:
