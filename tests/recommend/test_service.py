@@ -3,6 +3,7 @@ business rules and explanations together, on a small shop with planted tastes.""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -123,6 +124,41 @@ def test_new_item_is_recommended_through_content_before_any_interaction(service)
     assert line.kind == "similar_content" and line.evidence_item.startswith("tea-")
     similar = service.similar_items("tea-new", k=3)
     assert similar and all(s.item_id.startswith("tea-") for s in similar)
+
+
+class _ScoresBelowZero:
+    """The service's model with every score moved below zero (as BPR's or a ranker's may be)."""
+
+    def __init__(self, model, shift: float) -> None:
+        self._model, self._shift = model, shift
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def score(self, history, users=None):
+        return self._model.score(history, users) - self._shift
+
+
+def test_new_items_stay_below_the_best_item_when_a_model_scores_below_zero(service):
+    # Regression: a best score at or below zero was replaced by 1, so every new item with any
+    # content match (0.9 x similarity, above 0) went above all of the user's personal items.
+    user = int(np.flatnonzero(service.user_ids == "t4")[0])
+    row = service.history[user]
+    top = float(service.model.score(row, np.array([user])).max())
+    below = dataclasses.replace(service, model=_ScoresBelowZero(service.model, top + 0.5))
+    plain, shifted = service.recommend("t4", k=20), below.recommend("t4", k=20)
+    # The best score, the history's own items included, is now -0.5: each new item lands
+    # below it, by at most its absolute value, and nothing scores above zero.
+    new = [line.score for line in shifted if line.kind == "similar_content"]
+    assert new and all(-1.0 <= score < -0.5 for score in new)
+    assert all(line.score < 0 for line in shifted)
+    personal = [line.item_id for line in shifted if line.kind == "because_you"]
+    assert (
+        personal == [line.item_id for line in plain if line.kind == "because_you"][: len(personal)]
+    )
+    fast = below.with_candidates(depth=10).recommend("t4", k=20)
+    assert [line.item_id for line in fast] == [line.item_id for line in shifted]
+    np.testing.assert_allclose([x.score for x in fast], [x.score for x in shifted], rtol=1e-5)
 
 
 def test_new_item_content_scores_agree_with_the_content_model(service):

@@ -62,6 +62,20 @@ NEW_ITEM_WEIGHT = 0.9
 content match lands just below the user's best item, a weak one far below."""
 
 
+def new_item_scores(similar: np.ndarray, best: np.ndarray | float) -> np.ndarray:
+    """Personal scores of items nobody has touched, from their content similarity to the
+    user's history (0-1), on the scale of the user's best personal score ``best``.
+
+    ``best - |best| * (1 - NEW_ITEM_WEIGHT * similar)``: where ``best`` is positive this is
+    ``NEW_ITEM_WEIGHT * similar * best``, a share of it; where a model scores on another scale
+    (negative dot products, log-odds) a perfect match still lands just below the best item and a
+    weak one about ``|best|`` below it, never above it. A ``best`` of 0 takes 1 as its scale.
+    """
+    best = np.asarray(best, dtype=np.float32)
+    scale = np.where(best != 0, np.abs(best), np.float32(1.0))
+    return best - scale * (np.float32(1.0) - np.float32(NEW_ITEM_WEIGHT) * similar)
+
+
 @dataclass
 class RecommendedItem:
     """One answer line: the item, its score and why it is there.
@@ -363,7 +377,7 @@ class RecommendationService:
             keep = similar > 0
             codes = np.concatenate([codes, added[keep]])
             scores = np.concatenate(
-                [scores, (similar[keep] * best * NEW_ITEM_WEIGHT).astype(np.float32)]
+                [scores, new_item_scores(similar[keep], best).astype(np.float32)]
             )
         purchased = self.purchased
         bought = (
@@ -957,11 +971,11 @@ class RecommendationService:
         if by_content:
             scores[:, new] = -np.inf  # (a max with where= is ten times slower than this)
         top = scores.max(axis=1, initial=-np.inf)
-        best = np.where(np.isfinite(top) & (top > 0), top, 1.0).astype(np.float32)
+        best = np.where(np.isfinite(top), top, 1.0).astype(np.float32)
         if not by_content:
             return scores, best
         similar = self._new_item_content(rows, np.flatnonzero(new))
-        scores[:, new] = np.where(similar > 0, similar * best[:, None] * NEW_ITEM_WEIGHT, -np.inf)
+        scores[:, new] = np.where(similar > 0, new_item_scores(similar, best[:, None]), -np.inf)
         return scores, best
 
     @cached_property
