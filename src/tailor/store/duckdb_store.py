@@ -109,7 +109,7 @@ class DuckDBStore(SqlStore):
         """Append the unique, validated rows of a relation on :meth:`engine` in one statement."""
         with self.transaction():
             return self._append_relation(
-                relation, rows, self.count_tombstones() > 0, True, ids_relation
+                relation, rows, self._has_tombstones(), True, ids_relation
             )
 
     def close(self) -> None:
