@@ -108,9 +108,7 @@ class DuckDBStore(SqlStore):
     ) -> AppendResult:
         """Append the unique, validated rows of a relation on :meth:`engine` in one statement."""
         with self.transaction():
-            return self._append_relation(
-                relation, rows, self._has_tombstones(), True, ids_relation
-            )
+            return self._append_relation(relation, rows, self._has_tombstones(), True, ids_relation)
 
     def close(self) -> None:
         with self._lock:
