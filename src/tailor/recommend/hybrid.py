@@ -422,11 +422,13 @@ class Hybrid(Recommender):
         features, rows, items = self._features(self.models_, history, users, times)
         out = np.full((history.shape[0], self.n_items_), -np.inf, dtype=np.float32)
         if len(rows):
-            # Positive, as a served model's scores must be (a new item's content score is a
-            # share of the user's best). exp keeps the ranker's order and, unlike the
-            # logistic, its digits: in float32 the logistic ties top items that differ by
-            # less than 1e-3 at a score of 10. Its loss reads score differences as log-odds,
-            # so a ratio of these is an odds ratio; the cap stays far inside float32.
+            # Positive, with 0 as the floor: a new item's content score (new_item_scores) is
+            # then a share of the user's best, and a weak match lands near the bottom rather
+            # than above every item the ranker scored below zero. exp keeps the ranker's
+            # order and, unlike the logistic, its digits: in float32 the logistic ties top
+            # items that differ by less than 1e-3 at a score of 10. Its loss reads score
+            # differences as log-odds, so a ratio of these is an odds ratio; the cap stays
+            # far inside float32.
             out[rows, items] = np.exp(np.minimum(self.ranker_.predict(features), 80.0))
         return out
 

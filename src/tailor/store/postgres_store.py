@@ -233,9 +233,11 @@ class PostgresStore(SqlStore):
         retried request thus costs two attempts, a new one one. Batches holding an erased
         subject's events take the staged path, which filters them out.
         """
-        if not unique or batch.num_rows == 0:
-            return super()._append_batch(batch, has_tombstones, unique)
-        if has_tombstones and self._holds_erased_subject(batch):
+        if (
+            not unique
+            or batch.num_rows == 0
+            or (has_tombstones and self._holds_erased_subject(batch))
+        ):
             return super()._append_batch(batch, has_tombstones, unique)
         sent, csv = _csv_payload(batch)
         with self.transaction():
